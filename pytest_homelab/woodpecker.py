@@ -471,9 +471,9 @@ class CiResult:
 
     def properties(self) -> list[tuple[str, str]]:
         props = [("repo", self.repo.full_name), ("commit", self.commit)]
-        p = self.verified_by or self.pipeline
-        if self.pipeline is not None:
-            props += [("pipeline_number", str(self.pipeline.number))]
+        p = self.pipeline
+        if p is not None:
+            props += [("pipeline_number", str(p.number))]
         if self.url:
             props.append(("pipeline_url", self.url))
         if p is not None:
@@ -481,8 +481,14 @@ class CiResult:
             if p.duration is not None:
                 props.append(("duration", f"{p.duration}s"))
         if self.verified_by is not None:
-            props.append(("verified_by_pipeline", str(self.verified_by.number)))
-            props.append(("verified_by_commit", self.verified_by.commit))
+            v = self.verified_by
+            props += [
+                ("verified_by_pipeline", str(v.number)),
+                ("verified_by_commit", v.commit),
+                ("verified_by_status", v.status),
+            ]
+            if v.duration is not None:
+                props.append(("verified_by_duration", f"{v.duration}s"))
         props.append(("waited", f"{self.waited:.1f}s"))
         if self.failed_steps:
             props.append(("failing_steps", ", ".join(s.name for s in self.failed_steps)))
@@ -504,6 +510,7 @@ class _State:
     current: Pipeline | None = None
     following: Pipeline | None = None  # a descendant that superseded ours
     line: str = ""
+    counts: tuple[int, tuple[int, int]] | None = None  # (pipeline number, (done, total))
     blocked_reported: bool = False
     unknown_reported: set[str] = field(default_factory=set)
 
@@ -729,6 +736,10 @@ class PipelineWatch:
 
     def _report(self, state: _State, pipeline: Pipeline) -> None:
         counts = pipeline.step_counts()
+        if counts is None and state.counts is not None and state.counts[0] == pipeline.number:
+            counts = state.counts[1]  # list items carry no steps: keep the last known counts
+        elif counts is not None:
+            state.counts = (pipeline.number, counts)
         steps = f" {counts[0]}/{counts[1]} steps" if counts else ""
         line = f"ci: #{pipeline.number} {pipeline.status}{steps}"
         if line != state.line:

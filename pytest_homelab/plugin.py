@@ -1,0 +1,298 @@
+"""pytest-homelab's pytest plugin: options, markers, hooks and fixtures only.
+
+It loads into every pytest run of the environment (``pytest11`` entry point). A suite that uses
+no homelab fixture sees no validation, no git, no network and no required option: everything
+below is resolved lazily, on the first item that asks for a homelab fixture.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import sys
+import xml.etree.ElementTree as ET
+from collections.abc import Callable, Generator, Iterable, Iterator
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import pytest
+
+from pytest_homelab.landing import PHASES, Landing
+from pytest_homelab.outcomes import BadInput, HomelabError
+from pytest_homelab.settings import OPTIONS, Settings, resolve_settings
+
+if TYPE_CHECKING:  # heavy modules stay out of every pytest run that does not use them
+    from pytest_homelab.ci import CiTarget
+    from pytest_homelab.secrets import Secret
+    from pytest_homelab.woodpecker import CiResult, Repo, WoodpeckerClient
+
+_SETTINGS = pytest.StashKey[Settings]()
+_LANDING = pytest.StashKey[Landing]()
+_PHASE = pytest.StashKey[str]()
+_MARKERS = {
+    "ci": "landing check of the ci phase: the Woodpecker pipeline of the commit is green",
+    "rollout": "landing check of the rollout phase: Deployments run the commit and rolled out",
+    "e2e": "landing check of the dev e2e phase (runs only when asked: -m e2e or --homelab-e2e)",
+}
+_ROOT_FIXTURE = "homelab_landing"
+_TIMEOUT_MARGIN = 60.0  # pytest-timeout is only a backstop behind our own deadlines
+
+
+def _dest(key: str) -> str:
+    return f"homelab_{key}"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("homelab", "pytest-homelab landing checks")
+    # Help texts are lower-case fragments; the bracket names every other place to set the option.
+    for option in OPTIONS:
+        where = ", ".join([*(f"env {e}" for e in option.env), f"ini {option.ini}"])
+        default = "" if option.default is None else f"; default {_show(option.default)}"
+        group.addoption(
+            option.flag,
+            dest=_dest(option.key),
+            default=None,
+            metavar=option.metavar,
+            help=f"{option.help} [{where}{default}]",
+        )
+    group.addoption(
+        "--homelab-e2e",
+        action="store_true",
+        default=False,
+        help="also run the dev e2e check (it is a manual entry, off by default)",
+    )
+
+
+def _show(value: object) -> str:
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, float):
+        return f"{value:g}s"
+    return str(value)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    for name, text in _MARKERS.items():
+        config.addinivalue_line("markers", f"{name}: {text}")
+
+
+def _settings(config: pytest.Config) -> Settings:
+    if _SETTINGS not in config.stash:
+        flags = {o.key: config.getoption(_dest(o.key)) for o in OPTIONS}
+        try:
+            config.stash[_SETTINGS] = resolve_settings(flags, cwd=config.invocation_params.dir)
+        except BadInput as exc:
+            raise pytest.UsageError(exc.render()) from None
+    return config.stash[_SETTINGS]
+
+
+def _phase_of(item: pytest.Item) -> str | None:
+    if _ROOT_FIXTURE not in getattr(item, "fixturenames", ()):
+        return None
+    for phase in PHASES:
+        if item.get_closest_marker(phase) is not None:
+            return phase
+    return None
+
+
+def _e2e_requested(config: pytest.Config) -> bool:
+    markexpr = str(config.getoption("markexpr", "") or "")
+    return bool(config.getoption("homelab_e2e")) or "e2e" in markexpr.replace("(", " ").split()
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(
+    session: pytest.Session, config: pytest.Config, items: list[pytest.Item]
+) -> None:
+    phased = {id(item): phase for item in items if (phase := _phase_of(item)) is not None}
+    if not phased:
+        return
+    deselected = [i for i in items if phased.get(id(i)) == "e2e" and not _e2e_requested(config)]
+    if deselected:
+        config.hook.pytest_deselected(items=deselected)
+        items[:] = [i for i in items if i not in deselected]
+    # Order by phase within the slots the checks occupy; other tests keep their places.
+    order = {phase: n for n, phase in enumerate(PHASES)}
+    slots = [n for n, item in enumerate(items) if id(item) in phased]
+    checks = sorted((items[n] for n in slots), key=lambda i: order[phased[id(i)]])
+    for n, item in zip(slots, checks, strict=True):
+        items[n] = item
+    selected = {phased[id(i)] for i in items if id(i) in phased}
+    if not selected:
+        return
+    settings = _settings(config)
+    if "ci" in selected:
+        try:
+            settings.require("woodpecker_server", "the ci check")
+        except BadInput as exc:
+            raise pytest.UsageError(exc.render()) from None
+    backstop = settings.landing_budget + _TIMEOUT_MARGIN
+    with_timeout = config.pluginmanager.hasplugin("timeout")
+    for item in items:
+        if id(item) in phased:
+            item.stash[_PHASE] = phased[id(item)]
+            item.user_properties.append(("phase", phased[id(item)]))
+            if with_timeout and item.get_closest_marker("timeout") is None:
+                item.add_marker(pytest.mark.timeout(backstop))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_makereport(
+    item: pytest.Item, call: pytest.CallInfo[None]
+) -> Generator[None, pytest.TestReport, pytest.TestReport]:
+    report = yield
+    phase = item.stash.get(_PHASE, None)
+    if phase is None:
+        return report
+    if report.failed and call.when in ("setup", "call"):
+        exc = call.excinfo.value if call.excinfo is not None else None
+        outcome = exc.outcome if isinstance(exc, HomelabError) else type(exc).__name__
+        item.user_properties.append(("outcome", outcome))
+        if isinstance(exc, HomelabError):
+            # The message says expected, seen and next step; a traceback would only bury it.
+            report.longrepr = f"{outcome}: {exc.render()}"
+        landing = item.config.stash.get(_LANDING, None)
+        if landing is not None:
+            landing.record_failure(phase, item.name)
+    elif (
+        report.passed
+        and call.when == "call"
+        and not any(name == "outcome" for name, _ in item.user_properties)
+    ):
+        item.user_properties.append(("outcome", "success"))
+    return report
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """Give every ``<failure>``/``<error>`` a ``type`` naming the outcome; scrub secrets."""
+    xmlpath = session.config.option.xmlpath
+    if not xmlpath or _SETTINGS not in session.config.stash:
+        return
+    path = Path(xmlpath)
+    if path.is_file():
+        annotate_junit(path)
+
+
+def annotate_junit(path: Path) -> None:
+    from pytest_homelab.secrets import known_secrets
+
+    tree = ET.parse(path)
+    for case in tree.iter("testcase"):
+        outcome = next(
+            (p.get("value") for p in case.iter("property") if p.get("name") == "outcome"), None
+        )
+        for element in case:
+            if element.tag in ("failure", "error") and outcome:
+                element.set("type", outcome)
+    text = ET.tostring(tree.getroot(), encoding="unicode")
+    for secret in known_secrets():
+        if secret:
+            text = text.replace(secret, "***")
+    path.write_text('<?xml version="1.0" encoding="utf-8"?>' + text, encoding="utf-8")
+
+
+# -- fixtures ------------------------------------------------------------------------------------
+
+
+def _progress_writer(config: pytest.Config) -> Callable[[str], None]:
+    capman = config.pluginmanager.getplugin("capturemanager")
+
+    def write(line: str) -> None:
+        context = capman.global_and_fixture_disabled() if capman else contextlib.nullcontext()
+        with context:
+            sys.stderr.write(line + "\n")
+            sys.stderr.flush()
+
+    return write
+
+
+@pytest.fixture(scope="session")
+def homelab_settings(pytestconfig: pytest.Config) -> Settings:
+    """The resolved homelab settings (flag > env > [tool.homelab] > default)."""
+    return _settings(pytestconfig)
+
+
+@pytest.fixture(scope="session")
+def homelab_landing(pytestconfig: pytest.Config, homelab_settings: Settings) -> Landing:
+    """The landing session: overall deadline, phase budgets, progress, failed phases."""
+    if _LANDING not in pytestconfig.stash:
+        pytestconfig.stash[_LANDING] = Landing(
+            homelab_settings, progress=_progress_writer(pytestconfig)
+        )
+    return pytestconfig.stash[_LANDING]
+
+
+@pytest.fixture(scope="session")
+def homelab_ci_target(homelab_settings: Settings) -> CiTarget:
+    """The Woodpecker repo OWNER/NAME and the full sha of the commit under test."""
+    from pytest_homelab.ci import resolve_target
+
+    return resolve_target(homelab_settings)
+
+
+@pytest.fixture(scope="session")
+def woodpecker_token(homelab_settings: Settings) -> Secret:
+    """The Woodpecker API token (from WOODPECKER_TOKEN or Vault); it never prints."""
+    from pytest_homelab.ci import woodpecker_token as resolve
+
+    return resolve(homelab_settings)
+
+
+@pytest.fixture(scope="session")
+def woodpecker(homelab_landing: Landing, woodpecker_token: Secret) -> Iterator[WoodpeckerClient]:
+    """A Woodpecker API client built from the settings (dialing, CA, retries)."""
+    from pytest_homelab.ci import open_client
+
+    client = open_client(
+        homelab_landing.settings,
+        woodpecker_token,
+        clock=homelab_landing.clock,
+        on_retry=lambda text: homelab_landing.progress(f"ci: retry {text}"),
+    )
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def woodpecker_repo(
+    woodpecker: WoodpeckerClient, homelab_ci_target: CiTarget, homelab_landing: Landing
+) -> Repo:
+    """The Woodpecker repo of the landing (looked up once)."""
+    return woodpecker.lookup_repo(
+        homelab_ci_target.slug, deadline=homelab_landing.phase_deadline("ci")
+    )
+
+
+@pytest.fixture(scope="session")
+def homelab_ci(
+    homelab_landing: Landing,
+    woodpecker: WoodpeckerClient,
+    woodpecker_repo: Repo,
+    homelab_ci_target: CiTarget,
+    woodpecker_token: Secret,
+) -> CiResult:
+    """The ci phase's result: the watch of the commit's pipeline, run once per session."""
+    from pytest_homelab.ci import watch_ci
+
+    return watch_ci(
+        homelab_landing.settings,
+        woodpecker,
+        woodpecker_repo,
+        homelab_ci_target,
+        deadline=homelab_landing.phase_deadline("ci"),
+        token=woodpecker_token,
+        progress=homelab_landing.progress,
+        clock=homelab_landing.clock,
+    )
+
+
+@pytest.fixture
+def homelab_record(request: pytest.FixtureRequest) -> Callable[[Iterable[tuple[str, str]]], None]:
+    """Attach (name, value) properties to this check's JUnit testcase."""
+
+    def record(properties: Iterable[tuple[str, str]]) -> None:
+        request.node.user_properties.extend((str(k), str(v)) for k, v in properties)
+
+    return record

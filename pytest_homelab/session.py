@@ -1,0 +1,98 @@
+"""Running the checks suite as an in-process pytest session and turning its JUnit into a verdict."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import json
+import os
+import sys
+from collections.abc import Mapping
+from pathlib import Path
+
+from pytest_homelab.junit import CheckRecord, exit_code, read_junit
+from pytest_homelab.outcomes import EXIT_BAD_INPUT, BadInput
+from pytest_homelab.settings import OPTIONS_BY_KEY, Settings
+from pytest_homelab.verdict import render_json, render_text
+
+PACKAGED_SUITE = Path(__file__).parent / "checks"
+
+
+def suite_dir(repo_root: Path) -> Path:
+    """The repo's own ``checks/`` when it has checks, else the suite shipped with the package."""
+    own = repo_root / "checks"
+    if own.is_dir() and any(own.glob("test_*.py")):
+        return own
+    return PACKAGED_SUITE
+
+
+def default_junit_path(verb: str) -> Path:
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    return Path(state) / "homelab" / f"{verb}.xml"
+
+
+def pytest_args(
+    suite: Path, markexpr: str, junit: Path, flags: Mapping[str, object | None]
+) -> list[str]:
+    args = [
+        str(suite),
+        "-m",
+        markexpr,
+        f"--junitxml={junit}",
+        "-o",
+        "junit_family=xunit1",
+        "-p",
+        "no:cacheprovider",
+        "-q",
+        "--no-header",
+        "--tb=short",
+    ]
+    if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+        args += ["-p", "pytest_homelab.plugin"]
+    for key, value in flags.items():
+        if value is not None:
+            args += [OPTIONS_BY_KEY[key].flag, str(value)]
+    return args
+
+
+def run_checks(
+    settings: Settings,
+    *,
+    verb: str,
+    markexpr: str,
+    flags: Mapping[str, object | None],
+    junitxml: str | None = None,
+    as_json: bool = False,
+    extra_args: list[str] | None = None,
+) -> int:
+    """Run the ``markexpr`` checks, read the JUnit back, print the verdict, return the code."""
+    import pytest
+
+    junit = Path(junitxml) if junitxml else default_junit_path(verb)
+    try:
+        junit.parent.mkdir(parents=True, exist_ok=True)
+        junit.unlink(missing_ok=True)
+    except OSError as exc:
+        raise BadInput(f"cannot write the JUnit file {junit}: {exc.strerror}") from None
+    args = pytest_args(suite_dir(settings.repo_root), markexpr, junit, flags) + (extra_args or [])
+    captured = io.StringIO()
+    with contextlib.redirect_stdout(captured):
+        code = pytest.main(args)
+    if code == pytest.ExitCode.INTERRUPTED:
+        print("homelab: interrupted", file=sys.stderr)
+        return 130
+    records: list[CheckRecord] = []
+    if junit.is_file():
+        records = read_junit(junit)
+    if not records or code in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERNAL_ERROR):
+        sys.stderr.write(captured.getvalue())
+        if not records:
+            print(f"homelab: no checks ran (pytest exit {int(code)})", file=sys.stderr)
+            return EXIT_BAD_INPUT
+    result = exit_code(records)
+    if as_json:
+        print(json.dumps(render_json(records, junit, result), indent=2))
+    else:
+        for line in render_text(records, junit, result):
+            print(line)
+    return result

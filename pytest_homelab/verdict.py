@@ -1,0 +1,76 @@
+"""How the CLI shows a session's checks: one line each, the root cause once, then the verdict."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+from pytest_homelab.junit import CheckRecord
+from pytest_homelab.outcomes import PrerequisiteFailed
+
+VERDICTS = {0: "PASSED", 1: "FAILED", 2: "ERROR", 3: "NOT FOUND", 124: "DEADLINE EXCEEDED"}
+_LABEL = {"passed": "PASS", "failure": "FAIL", "error": "ERROR", "skipped": "SKIP"}
+LOG_LINES_SHOWN = 20
+
+
+def summary(record: CheckRecord) -> str:
+    """What the check verified, from its properties."""
+    number = record.prop("pipeline_number")
+    if number:
+        parts = [f"#{number}", record.prop("status"), record.prop("event")]
+        if record.prop("duration"):
+            parts.append(record.prop("duration"))
+        if record.prop("verified_by_pipeline"):
+            parts = [
+                f"#{number}",
+                record.prop("status") + ",",
+                "verified by descendant",
+                f"#{record.prop('verified_by_pipeline')}",
+                record.prop("verified_by_status"),
+                record.prop("event"),
+                record.prop("verified_by_duration"),
+            ]
+        parts.append(record.prop("pipeline_url"))
+        return " ".join(p for p in parts if p)
+    return record.name
+
+
+def render_text(records: list[CheckRecord], junit: Path, code: int) -> list[str]:
+    lines: list[str] = []
+    for record in records:
+        label = _LABEL[record.kind]
+        if record.kind == "passed":
+            lines.append(f"{label:5} {record.phase:8} {summary(record)}")
+            continue
+        if record.outcome == PrerequisiteFailed.__name__:
+            lines.append(f"{label:5} {record.phase:8} not checked: an earlier phase failed")
+            continue
+        first, *rest = (record.message or record.outcome).splitlines() or [""]
+        lines.append(f"{label:5} {record.phase:8} {record.outcome}: {first}")
+        lines += [f"{'':14} {line.strip()}" for line in rest if line.strip()]
+        for name, value in record.properties:
+            if name.startswith("log_tail:"):
+                lines.append(f"{'':14} --- {name.removeprefix('log_tail:')} (last lines) ---")
+                lines += [f"{'':14} {text}" for text in value.splitlines()[-LOG_LINES_SHOWN:]]
+    lines.append(f"verdict: {VERDICTS.get(code, 'ERROR')} (exit {code}) · junit: {junit}")
+    return lines
+
+
+def render_json(records: list[CheckRecord], junit: Path, code: int) -> dict[str, Any]:
+    return {
+        "verdict": VERDICTS.get(code, "ERROR"),
+        "exit_code": code,
+        "junit": str(junit),
+        "checks": [
+            {
+                "phase": r.phase,
+                "name": r.name,
+                "result": r.kind,
+                "outcome": r.outcome,
+                "message": r.message,
+                "seconds": r.time,
+                "properties": dict(r.properties),
+            }
+            for r in records
+        ],
+    }

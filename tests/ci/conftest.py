@@ -1,0 +1,116 @@
+"""A real git repo with a remote, and the Woodpecker simulator over real TLS on 127.0.0.2."""
+
+from __future__ import annotations
+
+import os
+import ssl
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+import trustme
+
+from pytest_homelab.sim.woodpecker import WoodpeckerSim
+
+HOSTNAME = "ci.example.test"
+TOKEN = "wp-token-3f9c2d1e"
+SLUG = "homelab/app"
+
+
+@dataclass
+class Lab:
+    repo: Path
+    sha: str
+    sim: WoodpeckerSim
+    ca_bundle: Path
+    env: dict[str, str]
+
+    def flags(self) -> list[str]:
+        """The CLI/pytest flags that point at the simulator through the 'internal LB'."""
+        return [
+            "--woodpecker-server",
+            self.sim.base_url,
+            "--woodpecker-dial",
+            f"127.0.0.2:{self.sim.port}",
+            "--ca-bundle",
+            str(self.ca_bundle),
+        ]
+
+
+def git(repo: Path, *args: str) -> str:
+    return subprocess.run(
+        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
+    ).stdout.strip()
+
+
+@pytest.fixture(scope="session")
+def ca() -> trustme.CA:
+    return trustme.CA()
+
+
+@pytest.fixture(scope="session")
+def ca_bundle(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    path = tmp_path_factory.mktemp("ca") / "ca.pem"
+    ca.cert_pem.write_to_path(str(path))
+    return path
+
+
+@pytest.fixture
+def git_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    home = tmp_path / "home"
+    home.mkdir()
+    values = {
+        "HOME": str(home),
+        "XDG_STATE_HOME": str(home / ".state"),
+        "GIT_CONFIG_GLOBAL": str(home / ".gitconfig"),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.test",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.test",
+    }
+    for key, value in values.items():
+        monkeypatch.setenv(key, value)
+    for key in list(os.environ):
+        if key.startswith(("HOMELAB_", "WOODPECKER_", "VAULT_")) or key in {"WP_TOKEN"}:
+            monkeypatch.delenv(key)
+    return values
+
+
+@pytest.fixture
+def repo(tmp_path: Path, git_env: dict[str, str]) -> tuple[Path, str]:
+    path = tmp_path / "app"
+    path.mkdir()
+    git(path, "init", "-q", "-b", "main")
+    (path / "README").write_text("app\n")
+    git(path, "add", "README")
+    git(path, "commit", "-q", "-m", "first")
+    git(path, "remote", "add", "origin", f"https://git.example.test/{SLUG}.git")
+    return path, git(path, "rev-parse", "HEAD")
+
+
+@pytest.fixture
+def lab(
+    repo: tuple[Path, str],
+    ca: trustme.CA,
+    ca_bundle: Path,
+    git_env: dict[str, str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> Iterator[Lab]:
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(HOSTNAME).configure_cert(context)
+    sim = WoodpeckerSim(
+        host="127.0.0.2",
+        port=0,
+        ssl_context=context,
+        public_host=HOSTNAME,
+        token=TOKEN,
+        ping_interval=1.0,
+    )
+    monkeypatch.setenv("WOODPECKER_TOKEN", TOKEN)
+    monkeypatch.chdir(repo[0])
+    with sim:
+        sim.add_repo(SLUG, private=True, default_branch="main")
+        yield Lab(repo[0], repo[1], sim, ca_bundle, git_env)

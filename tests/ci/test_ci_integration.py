@@ -1,0 +1,181 @@
+"""`homelab ci watch` / `ci status` and `pytest checks/ -m ci` end to end: real git, real TLS
+through the dialer, the Woodpecker simulator, and the JUnit the session writes."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pytest_homelab.cli import main
+from pytest_homelab.sim.woodpecker import StepSpec
+
+HERE = Path(__file__).parent
+TOKEN = "wp-token-3f9c2d1e"
+OTHER = "f" * 40
+
+
+def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, str]:
+    code = main(args)
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def cases(path: Path) -> list[ET.Element]:
+    return list(ET.parse(path).getroot().iter("testcase"))
+
+
+def props(case: ET.Element) -> dict[str, str]:
+    return {p.get("name", ""): p.get("value", "") for p in case.iter("property")}
+
+
+def quick(*names: str, fail: str | None = None, log: list[str] | None = None) -> list[StepSpec]:
+    return [
+        StepSpec(
+            name,
+            duration=0.05,
+            exit_code=1 if name == fail else 0,
+            log=log if name == fail else [f"{name} ok"],
+        )
+        for name in names
+    ]
+
+
+def test_watch_green(lab: Any, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+    lab.sim.add_pipeline("homelab/app", commit=lab.sha, steps=quick("clone", "test"))
+    junit = tmp_path / "ci.xml"
+    code, out, err = run(["ci", "watch", *lab.flags(), "--junitxml", str(junit)], capsys)
+    assert code == 0, out + err
+    assert "PASS  ci" in out and "#1 success push" in out
+    assert f"verdict: PASSED (exit 0) · junit: {junit}" in out
+    assert "ci: #1" in err  # progress on stderr
+    (case,) = cases(junit)
+    p = props(case)
+    assert p["outcome"] == "success" and p["phase"] == "ci"
+    assert p["repo"] == "homelab/app" and p["commit"] == lab.sha
+    assert p["pipeline_number"] == "1" and p["status"] == "success" and p["event"] == "push"
+    assert p["pipeline_url"] == f"{lab.sim.base_url}/repos/1/pipeline/1"
+    assert TOKEN not in junit.read_text() and TOKEN not in out + err
+
+
+def test_watch_red_shows_the_failing_step_log(
+    lab: Any, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    log = [f"collecting {n}" for n in range(70)] + ["E   assert 2 == 3", "1 failed"]
+    lab.sim.add_pipeline(
+        "homelab/app", commit=lab.sha, steps=quick("clone", "test", "deploy", fail="test", log=log)
+    )
+    junit = tmp_path / "ci.xml"
+    code, out, err = run(["ci", "watch", *lab.flags(), "--junitxml", str(junit)], capsys)
+    assert code == 1, out + err
+    assert "FAIL  ci       CheckFailed: expected pipeline #1 of" in out
+    assert "E   assert 2 == 3" in out and "verdict: FAILED (exit 1)" in out
+    (case,) = cases(junit)
+    failure = case.find("failure")
+    assert failure is not None and failure.get("type") == "CheckFailed"
+    p = props(case)
+    assert p["failing_steps"] == "test"
+    tail = p["log_tail:test"].splitlines()
+    assert len(tail) == 50 and tail[-1] == "1 failed"
+
+
+def test_watch_never_appears_is_exit_3(lab: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    lab.sim.add_pipeline("homelab/app", commit=OTHER, steps=quick("test"))
+    code, out, err = run(
+        ["ci", "watch", *lab.flags(), "--appear-grace", "1s", "--ci-poll-interval", "0.2s"], capsys
+    )
+    assert code == 3, out + err
+    assert "NotFound: no Woodpecker pipeline for" in out
+
+
+def test_watch_deadline_is_exit_124(lab: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    lab.sim.add_pipeline("homelab/app", commit=lab.sha, steps=[StepSpec("slow", duration=3600)])
+    code, out, err = run(["ci", "watch", *lab.flags(), "--timeout", "1.5s"], capsys)
+    assert code == 124, out + err
+    assert "DeadlineExceeded" in out
+
+
+def test_watch_pipeline_appearing_later(lab: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    lab.sim.add_pipeline("homelab/app", commit=lab.sha, steps=quick("test"), appear_after=1.0)
+    code, out, err = run(["ci", "watch", *lab.flags(), "--ci-poll-interval", "0.3s"], capsys)
+    assert code == 0, out + err
+    assert "ci: waiting for a pipeline of" in err
+
+
+def test_bad_token_is_exit_2_without_leaking(
+    lab: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("WOODPECKER_TOKEN", "wrong-token-value")
+    code, out, err = run(["ci", "watch", *lab.flags()], capsys)
+    assert code == 2, out + err
+    assert "401" in out + err and "wrong-token-value" not in out + err
+
+
+def test_unknown_repo_is_an_error(lab: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, err = run(["ci", "watch", *lab.flags(), "--repo", "homelab/nope"], capsys)
+    assert code in (2, 3), out + err
+    assert "homelab/nope" in out + err
+
+
+def test_status_lines_and_codes(lab: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    code, out, _ = run(["ci", "status", *lab.flags()], capsys)
+    assert code == 3 and "no pipeline for" in out
+    lab.sim.add_pipeline("homelab/app", commit=lab.sha, steps=[StepSpec("slow", duration=3600)])
+    code, out, _ = run(["ci", "status", *lab.flags()], capsys)
+    assert code == 4 and out.startswith("#1 running push " + lab.sha[:8])
+    code, out, _ = run(["ci", "status", *lab.flags(), "--json"], capsys)
+    doc = json.loads(out)
+    assert code == 4 and doc["pipeline"]["number"] == 1 and doc["pipeline"]["status"] == "running"
+
+
+def pytest_in_repo(lab: Any, *args: str) -> subprocess.CompletedProcess[str]:
+    checks = Path(__file__).parents[2] / "checks"
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", str(checks), *args, *lab.flags()],
+        cwd=lab.repo,
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+    )
+
+
+def test_pytest_checks_directly(lab: Any, tmp_path: Path) -> None:
+    lab.sim.add_pipeline("homelab/app", commit=lab.sha, steps=quick("test"))
+    junit = tmp_path / "out.xml"
+    done = pytest_in_repo(lab, "-m", "ci", "--commit", "HEAD", f"--junitxml={junit}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "1 passed" in done.stdout and "warning" not in done.stdout.lower()
+    assert "ci: #1 success" in done.stderr  # progress reaches the terminal despite capture
+    (case,) = cases(junit)
+    assert props(case)["commit"] == lab.sha and props(case)["outcome"] == "success"
+
+
+def test_pytest_red_pipeline_is_a_short_failure_not_a_traceback(lab: Any, tmp_path: Path) -> None:
+    lab.sim.add_pipeline(
+        "homelab/app", commit=lab.sha, steps=quick("test", fail="test", log=["boom"])
+    )
+    junit = tmp_path / "out.xml"
+    done = pytest_in_repo(lab, f"--junitxml={junit}")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "CheckFailed: expected pipeline #1 of" in done.stdout
+    assert "Traceback" not in done.stdout and "woodpecker.py:" not in done.stdout
+    (case,) = cases(junit)
+    failure = case.find("failure")
+    assert failure is not None and failure.get("type") == "CheckFailed"
+    assert (failure.get("message") or "").startswith("CheckFailed: expected pipeline #1")
+
+
+def test_pytest_bad_input_is_an_error_element(lab: Any, tmp_path: Path) -> None:
+    junit = tmp_path / "out.xml"
+    done = pytest_in_repo(lab, "--commit", "no-such-branch", f"--junitxml={junit}")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "unknown commit 'no-such-branch'" in done.stdout
+    (case,) = cases(junit)
+    error = case.find("error")
+    assert error is not None and error.get("type") == "BadInput"
