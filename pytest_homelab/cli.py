@@ -1,0 +1,286 @@
+"""The ``homelab`` command. Thin: flags, settings, then a pytest session or one lookup.
+
+Heavy imports (pytest, httpx, kubernetes, paramiko, hvac) happen inside the verbs that need them,
+so ``homelab --help`` starts fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+
+from pytest_homelab.outcomes import (
+    EXIT_BAD_INPUT,
+    EXIT_DEADLINE,
+    EXIT_FAILED,
+    EXIT_NOT_FOUND,
+    EXIT_STILL_RUNNING,
+    EXIT_SUCCESS,
+    HomelabError,
+)
+from pytest_homelab.settings import OPTIONS_BY_KEY, Settings, resolve_settings
+
+EXIT_CODES = f"""exit codes (every verb):
+  {EXIT_SUCCESS}    success: every check passed
+  {EXIT_FAILED}    a check failed (red pipeline, superseded, prerequisite failed)
+  {EXIT_BAD_INPUT}    bad input, configuration, auth or unreachable infrastructure
+  {EXIT_NOT_FOUND}    not found (no pipeline for the commit within the appear grace)
+  {EXIT_DEADLINE}  deadline exceeded (also: still blocked on approval)
+  several outcomes fold as 2 > 1 > 124 > 3 > 0.
+  `ci status` only: 0 green, 1 red, 3 no pipeline, {EXIT_STILL_RUNNING} still running."""
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def _add_options(parser: argparse.ArgumentParser, keys: Sequence[str]) -> None:
+    for key in keys:
+        option = OPTIONS_BY_KEY[key]
+        parser.add_argument(
+            option.cli or option.flag,
+            dest=key,
+            default=None,
+            metavar=option.metavar,
+            help=f"{option.help} (env {', '.join(option.env)})" if option.env else option.help,
+        )
+
+
+_CI_CONNECTION = (
+    "woodpecker_server",
+    "woodpecker_dial",
+    "ca_bundle",
+    "woodpecker_repo",
+    "remote",
+    "ci_events",
+    "ci_pages",
+    "request_timeout",
+    "vault_mount",
+    "vault_path",
+    "vault_field",
+)
+_CI_WAIT = ("ci_timeout", "appear_grace", "ci_poll_interval", "ci_stream_recheck")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="homelab",
+        description="Verify a software landing in a homelab: CI green, rollouts done, e2e passed.",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    verbs = parser.add_subparsers(dest="verb", metavar="VERB")
+    verbs.required = True
+
+    ci = verbs.add_parser(
+        "ci",
+        help="Woodpecker CI of a commit",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    ci_verbs = ci.add_subparsers(dest="ci_verb", metavar="VERB")
+    ci_verbs.required = True
+
+    status = ci_verbs.add_parser(
+        "status",
+        help="one immediate lookup of the commit's pipeline",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    status.add_argument(
+        "commit",
+        nargs="?",
+        default=None,
+        metavar="COMMIT",
+        help="HEAD (default), a branch, a tag or a sha",
+    )
+    _add_options(status, _CI_CONNECTION)
+    status.add_argument("--json", action="store_true", help="print JSON for machines")
+    status.set_defaults(handler=_ci_status)
+
+    watch = ci_verbs.add_parser(
+        "watch",
+        help="wait until the commit's pipeline finishes; exit by its verdict",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    watch.add_argument(
+        "commit",
+        nargs="?",
+        default=None,
+        metavar="COMMIT",
+        help="HEAD (default), a branch, a tag or a sha",
+    )
+    _add_options(watch, _CI_CONNECTION + _CI_WAIT)
+    _add_session_flags(watch)
+    watch.set_defaults(handler=_ci_watch)
+
+    manifest = verbs.add_parser("manifest", help="deploy.json")
+    manifest_verbs = manifest.add_subparsers(dest="manifest_verb", metavar="VERB")
+    manifest_verbs.required = True
+    check = manifest_verbs.add_parser(
+        "check", help="validate a deploy.json and print every error (exit 0 valid, 2 invalid)"
+    )
+    check.add_argument(
+        "path",
+        nargs="?",
+        default=None,
+        metavar="PATH",
+        help="the file (default: deploy.json at the repo root)",
+    )
+    check.set_defaults(handler=_manifest_check)
+
+    demo = verbs.add_parser(
+        "demo",
+        help="run a landing check against the built-in simulated homelab (offline)",
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    demo.add_argument("--scenario", default="green", help="which story to replay (--list)")
+    demo.add_argument("--list", action="store_true", help="list the scenarios")
+    _add_session_flags(demo)
+    demo.set_defaults(handler=_demo)
+    return parser
+
+
+def _add_session_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--junitxml",
+        metavar="PATH",
+        default=None,
+        help="where to write the JUnit XML (default: under ~/.local/state/homelab)",
+    )
+    parser.add_argument("--json", action="store_true", help="print the verdict as JSON")
+
+
+def _flags(args: argparse.Namespace) -> dict[str, object | None]:
+    flags = {key: getattr(args, key, None) for key in OPTIONS_BY_KEY}
+    if getattr(args, "commit", None) is not None:
+        flags["commit"] = args.commit
+    return flags
+
+
+def _settings(args: argparse.Namespace, cwd: Path | None = None) -> Settings:
+    return resolve_settings(_flags(args), cwd=cwd)
+
+
+# -- verbs ---------------------------------------------------------------------------------------
+
+
+def _ci_status(args: argparse.Namespace) -> int:
+    from pytest_homelab.ci import open_client, resolve_target, woodpecker_token
+    from pytest_homelab.clock import Deadline, format_duration
+    from pytest_homelab.woodpecker import classify
+
+    settings = _settings(args)
+    settings.require("woodpecker_server", "ci status")
+    target = resolve_target(settings)
+    token = woodpecker_token(settings)
+    client = open_client(settings, token)
+    deadline = Deadline.after(min(60.0, settings.ci_timeout))
+    try:
+        repo = client.lookup_repo(target.slug, deadline=deadline)
+        found = client.find_pipeline(
+            repo,
+            target.sha,
+            events=settings.ci_events,
+            pages=settings.ci_pages,
+            not_before=target.commit_time,
+            deadline=deadline,
+        )
+    finally:
+        client.close()
+    if found is None:
+        if args.json:
+            print(json.dumps({"repo": repo.full_name, "commit": target.sha, "pipeline": None}))
+        else:
+            print(
+                f"no pipeline for {target.sha[:8]} in {repo.full_name} "
+                f"(events {','.join(settings.ci_events)})"
+            )
+        return EXIT_NOT_FOUND
+    verdict = classify(found.status)
+    url = client.pipeline_url(repo, found.number)
+    elapsed = found.duration
+    if elapsed is None and found.started:
+        import time
+
+        elapsed = max(0, int(time.time()) - found.started)
+    if args.json:
+        print(
+            json.dumps(
+                {
+                    "repo": repo.full_name,
+                    "commit": target.sha,
+                    "pipeline": {
+                        "number": found.number,
+                        "status": found.status,
+                        "event": found.event,
+                        "commit": found.commit,
+                        "url": url,
+                        "elapsed_seconds": elapsed,
+                        "superseded_by": found.superseded_by or None,
+                    },
+                }
+            )
+        )
+    else:
+        shown = format_duration(elapsed) if elapsed is not None else "-"
+        print(f"#{found.number} {found.status} {found.event} {found.commit[:8]} {shown} {url}")
+    return {"green": EXIT_SUCCESS, "red": EXIT_FAILED, "skipped": EXIT_FAILED}.get(
+        verdict, EXIT_STILL_RUNNING
+    )
+
+
+def _ci_watch(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    settings.require("woodpecker_server", "ci watch")
+    from pytest_homelab.session import run_checks
+
+    return run_checks(
+        settings,
+        verb="ci-watch",
+        markexpr="ci",
+        flags=_flags(args),
+        junitxml=args.junitxml,
+        as_json=args.json,
+    )
+
+
+def _manifest_check(args: argparse.Namespace) -> int:
+    from pytest_homelab.manifest import check_manifest
+
+    path = Path(args.path) if args.path is not None else resolve_settings({}).deploy_json_path
+    code: int
+    lines: list[str]
+    code, lines = check_manifest(path)
+    stream = sys.stdout if code == 0 else sys.stderr
+    for line in lines:
+        print(line, file=stream)
+    return code
+
+
+def _demo(args: argparse.Namespace) -> int:
+    from pytest_homelab.demo import list_scenarios, run_demo
+
+    if args.list:
+        for name, text in list_scenarios():
+            print(f"{name:20} {text}")
+        return EXIT_SUCCESS
+    code: int = run_demo(args.scenario, junitxml=args.junitxml, as_json=args.json)
+    return code
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except HomelabError as exc:
+        print(f"homelab: {type(exc).__name__}: {exc.render()}", file=sys.stderr)
+        return exc.exit_code
+    except KeyboardInterrupt:
+        print("homelab: interrupted", file=sys.stderr)
+        return 130
