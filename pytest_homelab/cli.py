@@ -48,6 +48,7 @@ def _add_options(parser: argparse.ArgumentParser, keys: Sequence[str]) -> None:
 
 
 _CI_CONNECTION = (
+    "deploy_json",
     "woodpecker_server",
     "woodpecker_dial",
     "ca_bundle",
@@ -162,7 +163,17 @@ def _flags(args: argparse.Namespace) -> dict[str, object | None]:
 
 
 def _settings(args: argparse.Namespace, cwd: Path | None = None) -> Settings:
-    return resolve_settings(_flags(args), cwd=cwd)
+    """Resolve settings, then validate deploy.json before anything acts.
+
+    A deploy.json that is configured must exist; the default one is validated when present.
+    """
+    settings = resolve_settings(_flags(args), cwd=cwd)
+    path = settings.deploy_json_path
+    if settings.sources.get("deploy_json", "default") != "default" or path.exists():
+        from pytest_homelab.manifest import load_manifest
+
+        load_manifest(path)
+    return settings
 
 
 # -- verbs ---------------------------------------------------------------------------------------
@@ -274,7 +285,10 @@ def _demo(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    try:
+        args = parser.parse_args(argv)
+    except SystemExit as exc:  # argparse has printed usage and the error: bad input
+        return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
     handler: Handler = args.handler
     try:
         return handler(args)

@@ -925,6 +925,7 @@ def _make_handler(sim: WoodpeckerSim) -> type[BaseHTTPRequestHandler]:
                             return
                     if time.monotonic() - last >= sim.ping_interval:
                         self._chunk(b": ping\n\n")
+                        sent += 1  # an idle stream drops too: pings count
                         last = time.monotonic()
                         if drop_after is not None and sent >= drop_after:
                             return

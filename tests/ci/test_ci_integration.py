@@ -179,3 +179,80 @@ def test_pytest_bad_input_is_an_error_element(lab: Any, tmp_path: Path) -> None:
     (case,) = cases(junit)
     error = case.find("error")
     assert error is not None and error.get("type") == "BadInput"
+
+
+def test_an_invalid_deploy_json_stops_the_verb_before_it_acts(
+    lab: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (lab.repo / "deploy.json").write_text('{"schemaVersion": 2, "environments": {"dev": {}}}')
+    code, _, err = run(["ci", "watch", *lab.flags()], capsys)
+    assert code == 2
+    assert "environments.dev.services: is required" in err
+    assert lab.sim.requests == []  # nothing was asked of Woodpecker
+    code, _, err = run(["ci", "status", *lab.flags(), "--deploy-json", "missing.json"], capsys)
+    assert code == 2 and "no deploy.json at" in err
+
+
+def test_v2_server_end_to_end(
+    lab: Any, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pytest_homelab.sim.woodpecker import WoodpeckerSim
+
+    with WoodpeckerSim(host="127.0.0.1", naming="v2", token=TOKEN) as old:
+        old.add_repo("homelab/app")
+        old.add_pipeline("homelab/app", commit=lab.sha, steps=quick("test"))
+        code, out, err = run(["ci", "watch", "--woodpecker-server", old.base_url], capsys)
+    assert code == 0, out + err
+    assert "#1 success push" in out
+
+
+def test_repo_flag_and_sha_outside_a_git_repo(
+    lab: Any, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    lab.sim.add_pipeline("homelab/app", commit=lab.sha, steps=quick("test"))
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    code, out, err = run(
+        ["ci", "status", lab.sha[:10], "--repo", "homelab/app", *lab.flags()], capsys
+    )
+    assert code == 0, out + err
+    code, out, err = run(["ci", "status", "--repo", "homelab/app", *lab.flags()], capsys)
+    assert code == 2 and "cannot be resolved outside a git repository" in err
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_watch_under_faults_still_gets_the_right_verdict(
+    lab: Any, capsys: pytest.CaptureFixture[str], seed: int
+) -> None:
+    from pytest_homelab.sim.faults import FaultPlan
+
+    faults = FaultPlan(seed=seed, rate=0.3, stall_seconds=1.0)
+    # every kind across the seeds, two scripted per run, on top of the random 30%
+    kinds = [["empty200", "reset"], ["5xx", "truncated"], ["429", "stall"]][seed]
+    for kind in kinds:
+        faults.inject(kind, path_prefix="/api/repos")
+    faults.inject("stream_drop", path_prefix="/api/stream")
+    lab.sim.faults = faults
+    fail = seed % 2 == 1
+    lab.sim.add_pipeline("homelab/app", commit=OTHER, steps=quick("test"))
+    lab.sim.add_pipeline(
+        "homelab/app",
+        commit=lab.sha,
+        steps=quick("clone", "test", fail="test" if fail else None, log=["x"]),
+    )
+    code, out, err = run(
+        [
+            "ci",
+            "watch",
+            *lab.flags(),
+            "--homelab-request-timeout",
+            "0.5s",
+            "--ci-poll-interval",
+            "0.2s",
+        ],
+        capsys,
+    )
+    assert code == (1 if fail else 0), out + err
+    assert "Traceback" not in out + err
+    assert {r.fault for r in lab.sim.requests} >= set(kinds)  # the faults really happened

@@ -1,0 +1,125 @@
+"""The SSE wake-up path against the simulator: prompt wake-ups, reconnects, clean shutdown."""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Iterator
+
+import pytest
+
+from pytest_homelab.clock import Backoff, Deadline
+from pytest_homelab.secrets import Secret
+from pytest_homelab.sim.faults import FaultPlan
+from pytest_homelab.sim.woodpecker import StepSpec, WoodpeckerSim
+from pytest_homelab.transport import JsonApi, make_http_client
+from pytest_homelab.woodpecker import PipelineWatch, WoodpeckerClient, WoodpeckerEventStream
+
+SHA = "d" * 40
+TOKEN = "tok-events"
+
+
+@pytest.fixture
+def sim() -> Iterator[WoodpeckerSim]:
+    with WoodpeckerSim(token=TOKEN, ping_interval=0.5) as s:
+        s.add_repo("o/r")
+        yield s
+
+
+def stream_for(sim: WoodpeckerSim, repo_id: int = 1) -> WoodpeckerEventStream:
+    client = WoodpeckerClient(JsonApi(make_http_client(sim.base_url), token=Secret(TOKEN)))
+    repo = client.lookup_repo("o/r", deadline=Deadline.after(5))
+    client.close()
+    assert repo.id == repo_id
+    return WoodpeckerEventStream(
+        make_http_client(sim.base_url),
+        repo,
+        token=Secret(TOKEN),
+        backoff=Backoff(initial=0.05, maximum=0.2),
+    )
+
+
+def wait_for(predicate: object, seconds: float = 5.0) -> None:
+    deadline = time.monotonic() + seconds
+    while not predicate():  # type: ignore[operator]
+        assert time.monotonic() < deadline, "condition not reached"
+        time.sleep(0.01)
+
+
+def test_the_stream_alone_wakes_the_watch(sim: WoodpeckerSim) -> None:
+    stream = stream_for(sim).start()
+    client = WoodpeckerClient(JsonApi(make_http_client(sim.base_url), token=Secret(TOKEN)))
+    try:
+        wait_for(lambda: stream.connected)
+        sim.add_pipeline("o/r", commit=SHA, steps=[StepSpec("a", 0.3), StepSpec("b", 0.3)])
+        repo = client.lookup_repo("o/r", deadline=Deadline.after(5))
+        lines: list[str] = []
+        started = time.monotonic()
+        result = PipelineWatch(
+            client,
+            repo,
+            SHA,
+            deadline=Deadline.after(30),
+            stream=stream,
+            poll_interval=300,
+            stream_recheck=300,
+            progress=lines.append,
+        ).run()
+        took = time.monotonic() - started
+    finally:
+        stream.close()
+        client.close()
+    assert result.green
+    assert took < 5  # the pipeline takes 0.6 s; polling alone would have waited 30-300 s
+    assert any("1/2 steps" in line for line in lines)  # progress came from event snapshots
+    lists = [r for r in sim.requests if r.path.endswith("/pipelines")]
+    assert len(lists) <= 4  # initial look, appearance, terminal confirmation (+ a reconnect)
+
+
+def test_stream_reconnects_after_drops_and_counts_generations(sim: WoodpeckerSim) -> None:
+    faults = FaultPlan(rate=0)
+    sim.faults = faults
+    faults.inject("stream_drop", count=3, path_prefix="/api/stream")
+    stream = stream_for(sim).start()
+    try:
+        wait_for(lambda: stream.generation >= 4)
+        assert stream.connected
+        sim.add_pipeline("o/r", commit=SHA, steps=[StepSpec("a", 0.1)])
+        wait_for(lambda: any(p.commit == SHA for p in stream.drain()))
+    finally:
+        stream.close()
+
+
+def test_stream_ignores_other_repos(sim: WoodpeckerSim) -> None:
+    sim.add_repo("o/other")
+    stream = stream_for(sim).start()
+    try:
+        wait_for(lambda: stream.connected)
+        sim.add_pipeline("o/other", commit=SHA, steps=[StepSpec("a", 0.05)])
+        time.sleep(0.5)
+        assert stream.drain() == []
+    finally:
+        stream.close()
+
+
+def test_close_is_prompt_and_leaves_no_thread(sim: WoodpeckerSim) -> None:
+    before = {t for t in threading.enumerate() if t.name == "woodpecker-events"}
+    stream = stream_for(sim).start()
+    wait_for(lambda: stream.connected)
+    started = time.monotonic()
+    stream.close()
+    stream.http.close()
+    assert time.monotonic() - started < 2
+    after = {t for t in threading.enumerate() if t.name == "woodpecker-events"}
+    assert after - before == set()
+
+
+def test_close_while_server_is_unreachable(sim: WoodpeckerSim) -> None:
+    stream = stream_for(sim)
+    sim.stop()
+    stream.start()
+    time.sleep(0.3)
+    assert not stream.connected and stream.last_error
+    started = time.monotonic()
+    stream.close()
+    assert time.monotonic() - started < 2
