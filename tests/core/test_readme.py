@@ -35,8 +35,12 @@ def test_the_two_first_commands_come_first() -> None:
 
 def test_documented_verbs_exist() -> None:
     parser = build_parser()
-    for verb in (["ci", "status", "--help"], ["ci", "watch", "--help"],
-                 ["manifest", "check", "--help"], ["demo", "--help"]):
+    for verb in (
+        ["ci", "status", "--help"],
+        ["ci", "watch", "--help"],
+        ["manifest", "check", "--help"],
+        ["demo", "--help"],
+    ):
         try:
             parser.parse_args(verb)
         except SystemExit as exc:
