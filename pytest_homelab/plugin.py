@@ -135,6 +135,18 @@ def pytest_collection_modifyitems(
                 item.add_marker(pytest.mark.timeout(backstop))
 
 
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """A check whose earlier phase failed fails at once, naming the root cause, without waiting."""
+    phase = pyfuncitem.stash.get(_PHASE, None)
+    landing = pyfuncitem.config.stash.get(_LANDING, None)
+    if phase is not None and landing is not None:
+        blocked = landing.prerequisite_failure(phase)
+        if blocked is not None:
+            raise blocked
+    return None
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]

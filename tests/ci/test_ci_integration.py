@@ -256,3 +256,29 @@ def test_watch_under_faults_still_gets_the_right_verdict(
     assert code == (1 if fail else 0), out + err
     assert "Traceback" not in out + err
     assert {r.fault for r in lab.sim.requests} >= set(kinds)  # the faults really happened
+
+
+def test_watch_json(lab: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    lab.sim.add_pipeline("homelab/app", commit=lab.sha, steps=quick("test"))
+    code, out, _ = run(["ci", "watch", *lab.flags(), "--json"], capsys)
+    doc = json.loads(out)
+    assert code == 0 and doc["exit_code"] == 0 and doc["verdict"] == "PASSED"
+    (check,) = doc["checks"]
+    assert check["phase"] == "ci" and check["outcome"] == "success"
+    assert check["properties"]["commit"] == lab.sha
+
+
+def test_a_repos_own_checks_win(lab: Any, capsys: pytest.CaptureFixture[str]) -> None:
+    lab.sim.add_pipeline("homelab/app", commit=lab.sha, steps=quick("test"))
+    own = lab.repo / "checks"
+    own.mkdir()
+    (own / "test_extra.py").write_text(
+        "import pytest\n\n"
+        "@pytest.mark.ci\n"
+        "def test_team_rule(homelab_ci, homelab_record):\n"
+        "    homelab_record([('team', 'yes')])\n"
+        "    homelab_ci.check()\n"
+    )
+    code, out, err = run(["ci", "watch", *lab.flags()], capsys)
+    assert code == 0, out + err
+    assert "PASS  ci       test_team_rule" in out
