@@ -11,6 +11,7 @@ import json
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Any
 
 from pytest_homelab.outcomes import (
     EXIT_BAD_INPUT,
@@ -64,6 +65,33 @@ _CI_CONNECTION = (
 _CI_WAIT = ("ci_timeout", "appear_grace", "ci_poll_interval", "ci_stream_recheck")
 
 
+def _verbs(parser: argparse.ArgumentParser, dest: str) -> Any:
+    group = parser.add_subparsers(dest=dest, metavar="VERB")
+    group.required = True
+    return group
+
+
+def _verb(group: Any, name: str, help_text: str) -> argparse.ArgumentParser:
+    parser: argparse.ArgumentParser = group.add_parser(
+        name,
+        help=help_text,
+        description=help_text,
+        epilog=EXIT_CODES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    return parser
+
+
+def _add_commit(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "commit",
+        nargs="?",
+        default=None,
+        metavar="COMMIT",
+        help="HEAD (default), a branch, a tag or a sha",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="homelab",
@@ -71,57 +99,28 @@ def build_parser() -> argparse.ArgumentParser:
         epilog=EXIT_CODES,
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    verbs = parser.add_subparsers(dest="verb", metavar="VERB")
-    verbs.required = True
+    verbs = _verbs(parser, "verb")
 
-    ci = verbs.add_parser(
-        "ci",
-        help="Woodpecker CI of a commit",
-        epilog=EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    ci_verbs = ci.add_subparsers(dest="ci_verb", metavar="VERB")
-    ci_verbs.required = True
-
-    status = ci_verbs.add_parser(
-        "status",
-        help="one immediate lookup of the commit's pipeline",
-        epilog=EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    status.add_argument(
-        "commit",
-        nargs="?",
-        default=None,
-        metavar="COMMIT",
-        help="HEAD (default), a branch, a tag or a sha",
-    )
+    ci_verbs = _verbs(_verb(verbs, "ci", "Woodpecker CI of a commit"), "ci_verb")
+    status = _verb(ci_verbs, "status", "one immediate lookup of the commit's pipeline")
+    _add_commit(status)
     _add_options(status, _CI_CONNECTION)
     status.add_argument("--json", action="store_true", help="print JSON for machines")
     status.set_defaults(handler=_ci_status)
 
-    watch = ci_verbs.add_parser(
-        "watch",
-        help="wait until the commit's pipeline finishes; exit by its verdict",
-        epilog=EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+    watch = _verb(
+        ci_verbs, "watch", "wait until the commit's pipeline finishes; exit by its verdict"
     )
-    watch.add_argument(
-        "commit",
-        nargs="?",
-        default=None,
-        metavar="COMMIT",
-        help="HEAD (default), a branch, a tag or a sha",
-    )
+    _add_commit(watch)
     _add_options(watch, _CI_CONNECTION + _CI_WAIT)
     _add_session_flags(watch)
     watch.set_defaults(handler=_ci_watch)
 
-    manifest = verbs.add_parser("manifest", help="deploy.json")
-    manifest_verbs = manifest.add_subparsers(dest="manifest_verb", metavar="VERB")
-    manifest_verbs.required = True
-    check = manifest_verbs.add_parser(
-        "check", help="validate a deploy.json and print every error (exit 0 valid, 2 invalid)"
+    manifest_verbs = _verbs(_verb(verbs, "manifest", "deploy.json"), "manifest_verb")
+    check = _verb(
+        manifest_verbs,
+        "check",
+        "validate a deploy.json and print every error (exit 0 valid, 2 invalid)",
     )
     check.add_argument(
         "path",
@@ -132,13 +131,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(handler=_manifest_check)
 
-    demo = verbs.add_parser(
-        "demo",
-        help="run a landing check against the built-in simulated homelab (offline)",
-        epilog=EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    demo.add_argument("--scenario", default="green", help="which story to replay (--list)")
+    demo = _verb(verbs, "demo", "run a landing check against the built-in simulated homelab")
+    demo.add_argument("--scenario", default="green", help="which story to replay (see --list)")
     demo.add_argument("--list", action="store_true", help="list the scenarios")
     _add_session_flags(demo)
     demo.set_defaults(handler=_demo)

@@ -37,62 +37,51 @@ def _mask(url: str) -> str:
     return re.sub(r"(?<=://)[^@/\s]+@", "***@", url.strip())
 
 
+def _git(cwd: Path, *args: str, timeout: float = 120.0) -> subprocess.CompletedProcess[bytes]:
+    try:
+        return subprocess.run(
+            ["git", *args],
+            cwd=cwd,
+            capture_output=True,
+            env=_env(),
+            check=False,
+            timeout=timeout,
+        )
+    except FileNotFoundError:
+        raise BadInput("git is not installed", hint="install git (apt-get install git)") from None
+    except NotADirectoryError:
+        raise BadInput(f"{cwd} is not a directory") from None
+    except subprocess.TimeoutExpired:
+        raise GitError(f"git {args[0]} did not finish within {timeout:.0f}s") from None
+
+
+def _text(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
+
+
 @dataclass(frozen=True)
 class GitRepo:
     root: Path
 
     @classmethod
     def discover(cls, path: Path) -> GitRepo:
-        try:
-            done = subprocess.run(
-                ["git", "rev-parse", "--show-toplevel"],
-                cwd=path,
-                capture_output=True,
-                text=True,
-                env=_env(),
-                check=False,
-            )
-        except FileNotFoundError:
-            raise BadInput(
-                "git is not installed", hint="install git (apt-get install git)"
-            ) from None
-        except NotADirectoryError:
-            raise BadInput(f"{path} is not a directory") from None
+        done = _git(path, "rev-parse", "--show-toplevel")
         if done.returncode != 0:
             raise BadInput(
                 f"not inside a git repository (cwd={path})",
                 hint="run inside the repo's checkout, or pass --repo OWNER/NAME and a commit sha",
             )
-        return cls(Path(done.stdout.strip()))
+        return cls(Path(_text(done.stdout).strip()))
 
     def run(self, *args: str, check: bool = True, timeout: float = 120.0) -> str:
-        try:
-            done = subprocess.run(
-                ["git", *args],
-                cwd=self.root,
-                capture_output=True,
-                text=True,
-                env=_env(),
-                check=False,
-                timeout=timeout,
-            )
-        except FileNotFoundError:
-            raise BadInput(
-                "git is not installed", hint="install git (apt-get install git)"
-            ) from None
-        except subprocess.TimeoutExpired:
-            raise GitError(f"git {args[0]} did not finish within {timeout:.0f}s") from None
+        done = _git(self.root, *args, timeout=timeout)
         if check and done.returncode != 0:
-            raise GitError(f"git {' '.join(args[:2])} failed: {_mask(done.stderr.strip())[:400]}")
-        return done.stdout
+            stderr = _mask(_text(done.stderr).strip())[:400]
+            raise GitError(f"git {' '.join(args[:2])} failed: {stderr}")
+        return _text(done.stdout)
 
     def _ok(self, *args: str) -> bool:
-        return (
-            subprocess.run(
-                ["git", *args], cwd=self.root, capture_output=True, env=_env(), check=False
-            ).returncode
-            == 0
-        )
+        return _git(self.root, *args).returncode == 0
 
     def resolve_commit(self, ref: str) -> str:
         """HEAD, a branch, a tag, a short or full sha → the full 40-hex sha of the commit."""
@@ -101,16 +90,9 @@ class GitRepo:
             raise BadInput(
                 f"{ref!r} is not a commit reference", hint="give HEAD, a branch, a tag or a sha"
             )
-        done = subprocess.run(
-            ["git", "rev-parse", "--verify", "--quiet", "--end-of-options", f"{text}^{{commit}}"],
-            cwd=self.root,
-            capture_output=True,
-            text=True,
-            env=_env(),
-            check=False,
-        )
-        sha = done.stdout.strip()
-        if done.returncode == 0 and _SHA.fullmatch(sha):
+        verify = ("rev-parse", "--verify", "--quiet", "--end-of-options", f"{text}^{{commit}}")
+        sha = self.run(*verify, check=False).strip()
+        if _SHA.fullmatch(sha):
             return sha
         if re.fullmatch(r"[0-9a-fA-F]{4,39}", text) and self._ambiguous(text):
             raise BadInput(
@@ -123,15 +105,8 @@ class GitRepo:
         )
 
     def _ambiguous(self, prefix: str) -> bool:
-        done = subprocess.run(
-            ["git", "rev-parse", "--disambiguate=" + prefix.lower()],
-            cwd=self.root,
-            capture_output=True,
-            text=True,
-            env=_env(),
-            check=False,
-        )
-        return len(done.stdout.split()) > 1
+        found = self.run("rev-parse", "--disambiguate=" + prefix.lower(), check=False)
+        return len(found.split()) > 1
 
     def remotes(self) -> list[str]:
         return self.run("remote").split()
@@ -178,13 +153,7 @@ class GitRepo:
 
     def show_file(self, commit: str, path: str) -> bytes:
         """The file as committed (never the working tree)."""
-        done = subprocess.run(
-            ["git", "show", f"{commit}:{path}"],
-            cwd=self.root,
-            capture_output=True,
-            env=_env(),
-            check=False,
-        )
+        done = _git(self.root, "show", f"{commit}:{path}")
         if done.returncode != 0:
             raise NotFound(
                 f"no file {path} at {commit}",

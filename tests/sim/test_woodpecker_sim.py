@@ -471,3 +471,14 @@ def test_https_with_a_trustme_ca_and_sni() -> None:
 def test_simulators_refuse_non_loopback_addresses() -> None:
     with pytest.raises(ValueError, match="loopback only"):
         WoodpeckerSim(host="0.0.0.0")
+
+
+def test_event_and_status_vocabularies_match_the_spec() -> None:
+    from pytest_homelab.settings import WOODPECKER_EVENTS
+    from pytest_homelab.sim.woodpecker import EVENTS, STATUSES
+    from pytest_homelab.woodpecker import KNOWN_STATUSES
+
+    spec_events = set(SPEC["definitions"]["WebhookEvent"]["enum"])
+    spec_statuses = set(SPEC["definitions"]["StatusValue"]["enum"])
+    assert set(EVENTS) == spec_events == set(WOODPECKER_EVENTS)
+    assert set(STATUSES) == spec_statuses == set(KNOWN_STATUSES)
