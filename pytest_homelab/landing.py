@@ -32,11 +32,14 @@ class Landing:
         self.progress = progress
         self.deadline = Deadline.after(settings.landing_budget, clock)
         self._failed: dict[str, str] = {}
+        self._phases: dict[str, Deadline] = {}
 
     def phase_deadline(self, phase: str) -> Deadline:
-        """The phase's own budget, never past the overall landing deadline."""
-        budgets = {"ci": self.settings.ci_timeout, "rollout": self.settings.rollout_timeout}
-        return self.deadline.sub(budgets.get(phase))
+        """The phase's own budget from its first use, never past the overall landing deadline."""
+        if phase not in self._phases:
+            budgets = {"ci": self.settings.ci_timeout, "rollout": self.settings.rollout_timeout}
+            self._phases[phase] = self.deadline.sub(budgets.get(phase))
+        return self._phases[phase]
 
     def record_failure(self, phase: str, check: str) -> None:
         self._failed.setdefault(phase, check)
