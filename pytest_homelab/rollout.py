@@ -1,0 +1,569 @@
+"""Pure rollout rules: does an image reference a commit, has a workload rolled out, is a pod stuck.
+
+No I/O: every function takes plain Kubernetes JSON (dicts) so the rules are testable with data.
+The rollout verdicts follow kubectl's ``rollout status`` (pkg/polymorphichelpers/rollout_status.go;
+see ``shared/reference/kubernetes-tekton.md`` §1), with two additions kubectl lacks: a generation
+guard (the generation at which the image first matched must have been observed) and ``paused``.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from pytest_homelab.outcomes import (
+    CheckFailed,
+    DeadlineExceeded,
+    HomelabError,
+    NotFound,
+    Superseded,
+)
+
+# Where a digest-pinned image records the commit it was built from: on the pod template (or the
+# workload) as an annotation or label. The OCI key is what `docker buildx --label`/`--annotation`
+# and most CI templates already write.
+COMMIT_KEYS = ("homelab.dev/commit", "org.opencontainers.image.revision")
+
+# Pod states that will not fix themselves within a rollout: fail at once instead of at the deadline.
+STUCK_REASONS = frozenset(
+    {
+        "ImagePullBackOff",
+        "ErrImagePull",
+        "ErrImageNeverPull",
+        "InvalidImageName",
+        "CrashLoopBackOff",
+        "CreateContainerConfigError",
+    }
+)
+KINDS = ("Deployment", "StatefulSet", "DaemonSet")
+_HEX = re.compile(r"[0-9a-f]{7,40}")
+_TOKENS = re.compile(r"[-_.]")
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    repository: str
+    tag: str | None = None
+    digest: str | None = None
+
+
+def parse_image(image: str) -> ImageRef:
+    """``registry:5000/team/web:tag@sha256:…`` → repository, tag, digest."""
+    name, _, digest = image.strip().partition("@")
+    slash = name.rfind("/")
+    colon = name.rfind(":")
+    if colon > slash:
+        return ImageRef(name[:colon], name[colon + 1 :] or None, digest or None)
+    return ImageRef(name, None, digest or None)
+
+
+def normalize_repository(repository: str) -> str:
+    """Docker Hub's implicit prefixes, so ``nginx`` equals ``docker.io/library/nginx``."""
+    repo = repository.lower()
+    for prefix in ("docker.io/", "index.docker.io/", "registry-1.docker.io/"):
+        if repo.startswith(prefix):
+            repo = repo[len(prefix) :]
+            break
+    return repo.removeprefix("library/")
+
+
+def sha_token_matches(token: str, sha: str) -> bool:
+    """A tag token names the commit: the full sha, or a ≥ 7-hex prefix of it."""
+    token, sha = token.lower(), sha.lower()
+    if not _HEX.fullmatch(token) or not _HEX.fullmatch(sha):
+        return False
+    return sha.startswith(token) or token.startswith(sha)
+
+
+def tag_sha_tokens(tag: str | None) -> list[str]:
+    """The tag's tokens (split on ``-_.``) that look like commit shas."""
+    return [t for t in _TOKENS.split((tag or "").lower()) if _HEX.fullmatch(t)]
+
+
+def image_references(image: str, sha: str, recorded: Mapping[str, str] | None = None) -> bool:
+    """The image was built from ``sha``: a tag token names it, or the image is pinned by digest
+    and ``recorded`` (the template's annotations and labels) names it under a COMMIT_KEY."""
+    ref = parse_image(image)
+    if any(sha_token_matches(token, sha) for token in _TOKENS.split(ref.tag or "")):
+        return True
+    if ref.digest and recorded:
+        return any(sha_token_matches(recorded.get(key, ""), sha) for key in COMMIT_KEYS)
+    return False
+
+
+def _get(obj: Mapping[str, Any] | None, *path: str, default: Any = None) -> Any:
+    current: Any = obj
+    for key in path:
+        if not isinstance(current, Mapping):
+            return default
+        current = current.get(key)
+    return default if current is None else current
+
+
+def _int(obj: Mapping[str, Any] | None, *path: str, default: int = 0) -> int:
+    value = _get(obj, *path)
+    return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+@dataclass(frozen=True)
+class TemplateImages:
+    """What the workload's pod template runs, for one service."""
+
+    images: tuple[str, ...]  # the selected containers' images, in order
+    containers: tuple[str, ...]
+    matches: bool  # every selected container references the sha
+    all_containers: tuple[tuple[str, str], ...]  # (name, image) of every container, for messages
+
+    @property
+    def found(self) -> bool:
+        return bool(self.images)
+
+
+def template_images(
+    workload: Mapping[str, Any],
+    sha: str,
+    *,
+    container: str | None = None,
+    repository: str | None = None,
+) -> TemplateImages:
+    """Select the containers to judge (by name, else by image repository, else any) and match."""
+    template = _get(workload, "spec", "template", default={})
+    recorded: dict[str, str] = {}
+    for source in (_get(workload, "metadata"), _get(template, "metadata")):
+        for field in ("labels", "annotations"):
+            values = _get(source, field, default={})
+            if isinstance(values, Mapping):
+                recorded.update({str(k): str(v) for k, v in values.items()})
+    everything = tuple(
+        (str(c.get("name", "")), str(c.get("image", "")))
+        for c in _get(template, "spec", "containers", default=[])
+        if isinstance(c, Mapping)
+    )
+    if container is not None:
+        chosen = [(n, i) for n, i in everything if n == container]
+    elif repository is not None:
+        wanted = normalize_repository(repository)
+        chosen = [
+            (n, i)
+            for n, i in everything
+            if normalize_repository(parse_image(i).repository) == wanted
+        ]
+    else:  # an explicit NS/NAME target: any container built from the commit will do
+        hits = [(n, i) for n, i in everything if image_references(i, sha, recorded)]
+        chosen = hits or list(everything)
+        return TemplateImages(
+            tuple(i for _, i in chosen), tuple(n for n, _ in chosen), bool(hits), everything
+        )
+    matches = bool(chosen) and all(image_references(i, sha, recorded) for _, i in chosen)
+    return TemplateImages(
+        tuple(i for _, i in chosen), tuple(n for n, _ in chosen), matches, everything
+    )
+
+
+@dataclass(frozen=True)
+class RolloutState:
+    done: bool
+    message: str
+    failed: str | None = None  # a reason when the rollout cannot finish
+
+
+def _condition(obj: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
+    for cond in _get(obj, "status", "conditions", default=[]):
+        if isinstance(cond, Mapping) and cond.get("type") == kind:
+            return cond
+    return None
+
+
+def rollout_state(workload: Mapping[str, Any], kind: str, min_generation: int = 0) -> RolloutState:
+    """kubectl's verdict for ``kind``; status older than ``min_generation`` never counts."""
+    name = _get(workload, "metadata", "name", default="?")
+    generation = _int(workload, "metadata", "generation")
+    observed = _int(workload, "status", "observedGeneration")
+    if _get(workload, "spec", "paused") is True:
+        return RolloutState(
+            False,
+            f"{kind.lower()} {name!r} is paused",
+            failed="paused: a paused rollout never completes; resume it "
+            f"(kubectl rollout resume {kind.lower()}/{name})",
+        )
+    if observed < max(generation, min_generation):
+        return RolloutState(
+            False,
+            f"waiting for {kind.lower()} spec update to be observed "
+            f"(generation {max(generation, min_generation)}, "
+            f"observed {observed})",
+        )
+    if kind == "Deployment":
+        return _deployment(workload, name)
+    if kind == "StatefulSet":
+        return _statefulset(workload, name)
+    if kind == "DaemonSet":
+        return _daemonset(workload, name)
+    raise ValueError(f"unknown workload kind {kind!r}")
+
+
+def _deployment(d: Mapping[str, Any], name: str) -> RolloutState:
+    progressing = _condition(d, "Progressing")
+    if progressing is not None and progressing.get("reason") == "ProgressDeadlineExceeded":
+        return RolloutState(
+            False,
+            f"deployment {name!r} exceeded its progress deadline",
+            failed=f"ProgressDeadlineExceeded: {progressing.get('message', '')}",
+        )
+    wanted = _int(d, "spec", "replicas", default=1)
+    updated = _int(d, "status", "updatedReplicas")
+    replicas = _int(d, "status", "replicas")
+    available = _int(d, "status", "availableReplicas")
+    terminating = _int(d, "status", "terminatingReplicas")
+    if updated < wanted:
+        return RolloutState(False, f"{updated} out of {wanted} new replicas have been updated")
+    if replicas > updated:
+        return RolloutState(False, f"{replicas - updated} old replicas are pending termination")
+    if available < updated:
+        return RolloutState(False, f"{available} of {updated} updated replicas are available")
+    if terminating > 0:  # kubectl#1628: counters ignore terminating pods; the field may be absent
+        return RolloutState(False, f"{terminating} old replicas are still terminating")
+    return RolloutState(True, f"deployment {name!r} successfully rolled out")
+
+
+def _statefulset(s: Mapping[str, Any], name: str) -> RolloutState:
+    strategy = _get(s, "spec", "updateStrategy", "type", default="RollingUpdate")
+    if strategy != "RollingUpdate":
+        return RolloutState(
+            False,
+            f"statefulset {name!r} uses {strategy}",
+            failed="rollout status is only available for RollingUpdate strategy",
+        )
+    if _int(s, "status", "observedGeneration") == 0:
+        return RolloutState(False, "waiting for statefulset spec update to be observed")
+    wanted = _int(s, "spec", "replicas", default=1)
+    ready = _int(s, "status", "readyReplicas")
+    if ready < wanted:
+        return RolloutState(False, f"waiting for {wanted - ready} pods to be ready")
+    partition = _get(s, "spec", "updateStrategy", "rollingUpdate", "partition")
+    if isinstance(partition, int) and not isinstance(partition, bool):
+        updated = _int(s, "status", "updatedReplicas")
+        if updated < wanted - partition:
+            return RolloutState(
+                False,
+                f"waiting for partitioned roll out to finish: {updated} "
+                f"out of {wanted - partition} new pods have been updated",
+            )
+        return RolloutState(True, f"partitioned roll out complete: {updated} new pods updated")
+    update, current = _get(s, "status", "updateRevision"), _get(s, "status", "currentRevision")
+    if update != current:
+        return RolloutState(
+            False,
+            f"waiting for statefulset rolling update to complete "
+            f"{_int(s, 'status', 'updatedReplicas')} pods at revision {update}",
+        )
+    return RolloutState(
+        True, f"statefulset rolling update complete {ready} pods at revision {update}"
+    )
+
+
+def _daemonset(d: Mapping[str, Any], name: str) -> RolloutState:
+    strategy = _get(d, "spec", "updateStrategy", "type", default="RollingUpdate")
+    if strategy != "RollingUpdate":
+        return RolloutState(
+            False,
+            f"daemon set {name!r} uses {strategy}",
+            failed="rollout status is only available for RollingUpdate strategy",
+        )
+    desired = _int(d, "status", "desiredNumberScheduled")
+    updated = _int(d, "status", "updatedNumberScheduled")
+    available = _int(d, "status", "numberAvailable")
+    if updated < desired:
+        return RolloutState(False, f"{updated} out of {desired} new pods have been updated")
+    if available < desired:
+        return RolloutState(False, f"{available} of {desired} updated pods are available")
+    return RolloutState(True, f"daemon set {name!r} successfully rolled out")
+
+
+def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, Any]) -> bool:
+    """A label selector (matchLabels and matchExpressions) against a pod's labels."""
+    if not selector:
+        return False  # an empty selector would select everything: never trust it here
+    for key, value in (_get(selector, "matchLabels", default={}) or {}).items():
+        if labels.get(key) != value:
+            return False
+    for expr in _get(selector, "matchExpressions", default=[]) or []:
+        key, op = expr.get("key"), expr.get("operator")
+        values = expr.get("values") or []
+        present = key in labels
+        if op == "In" and (not present or labels[key] not in values):
+            return False
+        if op == "NotIn" and present and labels[key] in values:
+            return False
+        if op == "Exists" and not present:
+            return False
+        if op == "DoesNotExist" and present:
+            return False
+    return True
+
+
+def workload_pods(workload: Mapping[str, Any], pods: Iterable[Mapping[str, Any]]) -> list[Any]:
+    selector = _get(workload, "spec", "selector")
+    return [
+        p
+        for p in pods
+        if selector_matches(selector, _get(p, "metadata", "labels", default={}) or {})
+    ]
+
+
+def pod_images(pod: Mapping[str, Any]) -> list[str]:
+    return [str(c.get("image", "")) for c in _get(pod, "spec", "containers", default=[])]
+
+
+def pod_stuck(pod: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(reason, message) when a container of the pod is in a state that will not fix itself."""
+    statuses = [
+        *_get(pod, "status", "initContainerStatuses", default=[]),
+        *_get(pod, "status", "containerStatuses", default=[]),
+    ]
+    for status in statuses:
+        waiting = _get(status, "state", "waiting")
+        reason = _get(waiting, "reason")
+        if reason in STUCK_REASONS:
+            name = _get(status, "name", default="?")
+            return str(reason), f"container {name}: {_get(waiting, 'message', default='')}".strip()
+    return None
+
+
+def pod_ready(pod: Mapping[str, Any]) -> bool:
+    if _get(pod, "metadata", "deletionTimestamp"):
+        return False
+    cond = _condition(pod, "Ready")
+    return cond is not None and cond.get("status") == "True"
+
+
+def pod_image_ids(pod: Mapping[str, Any]) -> list[str]:
+    return [
+        str(s.get("imageID", ""))
+        for s in _get(pod, "status", "containerStatuses", default=[])
+        if s.get("imageID")
+    ]
+
+
+# -- one service through both phases -------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Target:
+    """A workload to verify and the commit its image must come from."""
+
+    name: str  # the check id: the service name, or NS/NAME for explicit targets
+    namespace: str
+    object_name: str
+    sha: str
+    kind: str = "Deployment"
+    container: str | None = None
+    repository: str | None = None  # None: an explicit target, any container may match
+
+    @property
+    def ref(self) -> str:
+        prefix = "" if self.kind == "Deployment" else f"{self.kind.lower()}/"
+        return f"{self.namespace}/{prefix}{self.object_name}"
+
+
+@dataclass(frozen=True)
+class RolloutResult:
+    """What the wait saw for one target; ``outcome`` is None when it landed."""
+
+    target: Target
+    outcome: HomelabError | None
+    images: tuple[str, ...] = ()
+    generation: int | None = None
+    replicas: int = 0
+    ready_replicas: int = 0
+    image_ids: tuple[str, ...] = ()
+    pods: tuple[str, ...] = ()
+    waited: float = 0.0
+    time_to_ready: float | None = None
+
+    @property
+    def landed(self) -> bool:
+        return self.outcome is None
+
+    def properties(self) -> list[tuple[str, str]]:
+        t = self.target
+        props = [
+            ("namespace", t.namespace),
+            ("kind", t.kind),
+            ("deployment", t.object_name),
+            ("expected_sha", t.sha),
+        ]
+        if self.images:
+            props.append(("image", ", ".join(self.images)))
+        if self.generation is not None:
+            props.append(("generation", str(self.generation)))
+        props.append(("replicas", f"{self.ready_replicas}/{self.replicas} ready"))
+        if self.image_ids:
+            props.append(("image_ids", ", ".join(self.image_ids)))
+        if self.pods:
+            props.append(("pods", ", ".join(self.pods)))
+        if self.time_to_ready is not None:
+            props.append(("time_to_ready", f"{self.time_to_ready:.1f}s"))
+        props.append(("waited", f"{self.waited:.1f}s"))
+        return props
+
+    def check(self) -> None:
+        __tracebackhide__ = True
+        if self.outcome is not None:
+            raise self.outcome
+
+
+class ServiceWait:
+    """Follow one target through image match, then rollout. Pure: feed it snapshots.
+
+    ``observe`` returns a result when the target is decided and None while it is still waiting;
+    ``message`` is the current state in words (for progress lines and the deadline message).
+    """
+
+    def __init__(self, target: Target, started: float) -> None:
+        self.target = target
+        self.started = started
+        self.message = "waiting for the first look"
+        self.generation: int | None = None  # generation at which the image first matched
+        self.matched_at: float | None = None
+        self._first_images: tuple[str, ...] | None = None
+        self._images: tuple[str, ...] = ()
+        self._seen = False
+        self._replicas = (0, 0)
+
+    def observe(
+        self, workload: Mapping[str, Any] | None, pods: Iterable[Mapping[str, Any]], now: float
+    ) -> RolloutResult | None:
+        t = self.target
+        if workload is None:
+            what = "was deleted while waiting" if self._seen else "does not exist"
+            return self._result(
+                now,
+                NotFound(
+                    f"{t.kind} {t.ref} {what}",
+                    hint="check the name and namespace in deploy.json (or the NS/NAME argument) "
+                    "and the kube context",
+                ),
+            )
+        self._seen = True
+        current = template_images(workload, t.sha, container=t.container, repository=t.repository)
+        self._images = current.images
+        self._replicas = (
+            _int(workload, "status", "replicas"),
+            _int(
+                workload, "status", "readyReplicas", default=_int(workload, "status", "numberReady")
+            ),
+        )
+        if self._first_images is None:
+            self._first_images = current.images
+        if not current.matches:
+            if self.generation is not None or current.images != self._first_images:
+                return self._superseded(now, current)
+            self.message = self._not_matching(current)
+            return None
+        if self.generation is None:
+            self.generation = _int(workload, "metadata", "generation")
+            self.matched_at = now
+        state = rollout_state(workload, t.kind, self.generation)
+        self.message = state.message
+        if state.failed is not None:
+            return self._result(
+                now,
+                CheckFailed(
+                    f"expected {t.ref} to roll out {self._shown()}, but {state.failed}",
+                    hint=f"kubectl -n {t.namespace} describe {t.kind.lower()} {t.object_name}",
+                ),
+            )
+        mine = [
+            p
+            for p in workload_pods(workload, pods)
+            if any(image_references(i, t.sha) or i in current.images for i in pod_images(p))
+        ]
+        for pod in mine:
+            stuck = pod_stuck(pod)
+            if stuck is not None:
+                name = _get(pod, "metadata", "name", default="?")
+                return self._result(
+                    now,
+                    CheckFailed(
+                        f"expected the new pods of {t.ref} to become ready, but pod {name} is "
+                        f"{stuck[0]}: {stuck[1]}",
+                        hint=f"kubectl -n {t.namespace} describe pod {name}; fix the image or its "
+                        "configuration and land again",
+                    ),
+                )
+        if not state.done:
+            return None
+        ready = [p for p in mine if pod_ready(p)]
+        return RolloutResult(
+            t,
+            None,
+            current.images,
+            self.generation,
+            replicas=self._replicas[0],
+            ready_replicas=len(ready) or self._replicas[1],
+            image_ids=tuple(sorted({i for p in ready for i in pod_image_ids(p)})),
+            pods=tuple(sorted(str(_get(p, "metadata", "name")) for p in ready)),
+            waited=now - self.started,
+            time_to_ready=now - (self.matched_at or now),
+        )
+
+    def at_deadline(self, now: float) -> RolloutResult:
+        t = self.target
+        waited = now - self.started
+        if self.generation is None:
+            outcome: HomelabError = DeadlineExceeded(
+                f"expected the pod template of {t.ref} to run an image of {t.sha[:12]}, but after "
+                f"{waited:.0f}s it still {self.message}",
+                hint="the new image was never applied: check that CI pushed it and that the "
+                "deployment tool (GitOps, a pipeline step) updated the workload",
+            )
+        else:
+            outcome = DeadlineExceeded(
+                f"expected {t.ref} to finish rolling out {self._shown()}, but after {waited:.0f}s: "
+                f"{self.message}",
+                hint=f"kubectl -n {t.namespace} describe {t.kind.lower()} {t.object_name}; "
+                "raise --rollout-timeout if it is just slow",
+            )
+        return self._result(now, outcome)
+
+    def _shown(self) -> str:
+        return f"({', '.join(self._images)})" if self._images else ""
+
+    def _not_matching(self, current: TemplateImages) -> str:
+        t = self.target
+        if not current.found:
+            described = ", ".join(f"{n}={i}" for n, i in current.all_containers) or "none"
+            which = (
+                f"container {t.container!r}"
+                if t.container
+                else f"a container of image {t.repository}"
+            )
+            return f"has no {which} (containers: {described})"
+        return f"runs {', '.join(current.images)}"
+
+    def _superseded(self, now: float, current: TemplateImages) -> RolloutResult:
+        t = self.target
+        shas = sorted({s for i in current.images for s in tag_sha_tokens(parse_image(i).tag)})
+        newer = f" (commit {', '.join(s[:12] for s in shas)})" if shas else ""
+        return self._result(
+            now,
+            Superseded(
+                f"expected {t.ref} to run an image of {t.sha[:12]}, but its image moved on to "
+                f"{', '.join(current.images) or 'nothing'}{newer} while waiting",
+                hint="another landing replaced this one; verify that landing instead",
+            ),
+        )
+
+    def _result(self, now: float, outcome: HomelabError) -> RolloutResult:
+        return RolloutResult(
+            self.target,
+            outcome,
+            self._images,
+            self.generation,
+            replicas=self._replicas[0],
+            ready_replicas=self._replicas[1],
+            waited=now - self.started,
+        )
