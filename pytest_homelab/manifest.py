@@ -1,28 +1,52 @@
 """deploy.json: load, validate against the shipped JSON Schema, and give typed objects.
 
-Every problem is reported at once, one per line, as ``<json path>: <rule>`` — for example
-``environments.dev.ci.scriptPath: must match scripts/ci/<name>.sh (got '../x.sh')``.
+Every problem is reported at once, sorted by path, one per line as ``<json path>: <rule>``, e.g.
+``environments.dev.ci.scriptPath: must match scripts/ci/<name>.sh ... (got '../x.sh')``.
+The schema (``deploy.schema.json`` in this package) holds the rules; each constraint carries its
+user-facing text in an ``x-rule`` annotation, so jsonschema's own messages never reach users.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from dataclasses import dataclass
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from functools import cache
 from importlib import resources
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal, cast
 
-from pytest_homelab.outcomes import BadInput
+from jsonschema import Draft202012Validator, ValidationError, validators
+from jsonschema.protocols import Validator
 
-SUPPORTED_VERSIONS = (2,)
-_SPECIFIC = ("pattern", "enum", "const", "required", "additionalProperties")
+from pytest_homelab.outcomes import EXIT_BAD_INPUT, EXIT_SUCCESS, BadInput
+
+SUPPORTED_VERSIONS: tuple[int, ...] = (2,)
+SCHEMA_FILE = "deploy.schema.json"
+MAX_DEPTH = 64  # the contract nests 6 deep; deeper is garbage, refused before validation
+TOP_LEVEL = "(top level)"
+WHOLE_FILE = "(file)"
+
+WorkloadKind = Literal["Deployment", "StatefulSet", "DaemonSet"]
+PathPart = str | int
+
+_GOT_LIMIT = 60  # characters of an offending value shown in a message
+_KEY_LIMIT = 40  # characters of an object key shown in a path
 _IDENT = re.compile(r"[A-Za-z_$][A-Za-z0-9_$-]*")
+# When several keywords fail at one path, the first of these says it best.
+_PREFERRED = ("required", "additionalProperties", "const", "enum", "pattern", "not", "type")
+_JSON_TYPES = {"object": "an object", "array": "an array", "string": "a string"}
+_JSON_TYPES |= {"integer": "an integer", "number": "a number", "boolean": "true or false"}
+
+
+# -- results ---------------------------------------------------------------------------------
 
 
 @dataclass(frozen=True)
 class ManifestIssue:
+    """One broken rule: where (a JSON path like ``environments.dev.services[2].image``), what."""
+
     path: str
     message: str
 
@@ -31,57 +55,72 @@ class ManifestIssue:
 
 
 class ManifestInvalid(BadInput):
-    """deploy.json broke the contract; ``errors`` holds every problem."""
+    """deploy.json broke the contract; ``errors`` holds every problem, sorted by path."""
 
     def __init__(self, source: str, errors: list[ManifestIssue]) -> None:
         self.source = source
         self.errors = errors
-        lines = "\n".join(f"  {e}" for e in errors)
+        count = f"{len(errors)} problem{'s' if len(errors) != 1 else ''}"
+        lines = "\n".join(f"  {source}: {issue}" for issue in errors)
         super().__init__(
-            f"{source} is not a valid deploy.json ({len(errors)} "
-            f"problem{'s' if len(errors) != 1 else ''}):\n{lines}",
-            hint=f"fix the file; `homelab manifest check {source}` lists the problems",
+            f"{source} is not a valid deploy.json ({count}):\n{lines}",
+            hint="fix the problems listed; `homelab manifest check [PATH]` checks a file again",
         )
 
 
 @dataclass(frozen=True)
 class CiSpec:
+    """The environment's end-to-end runner: ``scripts/ci/<name>.sh`` from ``repo``."""
+
     repo: str
     script_path: str
     timeout_ms: int
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, kw_only=True)
 class Service:
+    """A workload to verify. ``deployment`` (the workload's name, any kind) defaults to ``name``."""
+
     name: str
     namespace: str
-    image: str
-    deployment: str
+    deployment: str = ""
     container: str | None = None
+    image: str
     commit: str | None = None
-    kind: str = "Deployment"
+    kind: WorkloadKind = "Deployment"
+
+    def __post_init__(self) -> None:
+        if not self.deployment:
+            object.__setattr__(self, "deployment", self.name)
 
     @property
     def target(self) -> str:
+        """``namespace/deployment``, as kubectl names it."""
         return f"{self.namespace}/{self.deployment}"
 
 
 @dataclass(frozen=True)
 class Environment:
     name: str
-    services: tuple[Service, ...]
     ci: CiSpec | None = None
+    services: tuple[Service, ...] = ()
+
+    def summary(self) -> str:
+        """``dev (3 services, ci)``."""
+        count = len(self.services)
+        ci = ", ci" if self.ci else ""
+        return f"{self.name} ({count} service{'s' if count != 1 else ''}{ci})"
 
 
 @dataclass(frozen=True)
 class Manifest:
     schema_version: int
-    environments: dict[str, Environment]
+    environments: Mapping[str, Environment] = field(hash=False)
     source: str
 
     def environment(self, name: str | None) -> Environment:
         """The named environment, or the only one; BadInput naming the choices otherwise."""
-        names = ", ".join(sorted(self.environments))
+        names = ", ".join(self.environments)
         if name is not None:
             if name not in self.environments:
                 raise BadInput(
@@ -93,7 +132,7 @@ class Manifest:
             return next(iter(self.environments.values()))
         raise BadInput(
             f"{self.source} has several environments ({names}) and none was chosen",
-            hint="pass --env NAME (pytest: --homelab-env), or set env in [tool.homelab]",
+            hint="pass --env NAME (pytest: --homelab-env NAME), or set env in [tool.homelab]",
         )
 
     def all_namespaces(self) -> frozenset[str]:
@@ -101,37 +140,77 @@ class Manifest:
         return frozenset(s.namespace for env in self.environments.values() for s in env.services)
 
     def summary(self) -> str:
-        parts = []
-        for env in self.environments.values():
-            count = len(env.services)
-            parts.append(
-                f"{env.name} ({count} service{'s' if count != 1 else ''}{', ci' if env.ci else ''})"
-            )
-        return f"schemaVersion {self.schema_version}; environments: {', '.join(parts)}"
+        """``schemaVersion 2; environments: dev (3 services, ci), prod (4 services)``."""
+        envs = ", ".join(env.summary() for env in self.environments.values())
+        return f"schemaVersion {self.schema_version}; environments: {envs}"
+
+
+# -- the schema and its validator ------------------------------------------------------------
 
 
 @cache
 def schema() -> dict[str, Any]:
-    text = resources.files("pytest_homelab").joinpath("deploy.schema.json").read_text("utf-8")
-    loaded: dict[str, Any] = json.loads(text)
-    return loaded
+    """The shipped JSON Schema (draft 2020-12), parsed."""
+    text = resources.files("pytest_homelab").joinpath(SCHEMA_FILE).read_text("utf-8")
+    return cast(dict[str, Any], json.loads(text))
 
 
-def _render_path(parts: list[str | int]) -> str:
+def _ecma_pattern(
+    validator: Validator, pattern: str, instance: object, _schema: Mapping[str, Any]
+) -> Iterator[ValidationError]:
+    """``pattern`` with ECMA-262's ``$``: Python's also matches before a trailing newline,
+    which would let ``scripts/ci/x.sh\\n`` through a pattern that editors reject."""
+    if not isinstance(instance, str):
+        return
+    if pattern.endswith("$") and not pattern.endswith("\\$"):
+        pattern = pattern[:-1] + r"\Z"
+    if not re.search(pattern, instance):
+        yield ValidationError(f"does not match {pattern!r}")
+
+
+@cache
+def _validator() -> Validator:
+    extend: Any = validators.extend  # untyped in types-jsonschema
+    cls: type[Validator] = extend(Draft202012Validator, {"pattern": _ecma_pattern})
+    return cls(schema())
+
+
+# -- rendering -------------------------------------------------------------------------------
+
+
+def render_path(parts: Sequence[PathPart]) -> str:
+    """``["environments", "dev", "services", 2]`` → ``environments.dev.services[2]``."""
     out = ""
     for part in parts:
         if isinstance(part, int):
             out += f"[{part}]"
-        elif _IDENT.fullmatch(part):
-            out += f".{part}" if out else part
+            continue
+        key = part if len(part) <= _KEY_LIMIT else part[: _KEY_LIMIT - 3] + "..."
+        if _IDENT.fullmatch(key):
+            out += f".{key}" if out else key
         else:
-            out += f"[{json.dumps(part)}]"
-    return out or "(top level)"
+            out += f"[{json.dumps(key)}]"
+    return out or TOP_LEVEL
 
 
-def _shown(value: object, limit: int = 60) -> str:
-    text = json.dumps(value, ensure_ascii=True) if not isinstance(value, str) else repr(value)
-    return text if len(text) <= limit else text[: limit - 3] + "..."
+def _shown(value: object) -> str:
+    """A short, single-line, escaped rendering of an offending value."""
+    if isinstance(value, str):
+        text = repr(value[: _GOT_LIMIT * 2])
+    elif isinstance(value, bool) or value is None:
+        text = json.dumps(value)
+    elif isinstance(value, int):
+        text = str(value) if value.bit_length() < 200 else "a huge number"
+    elif isinstance(value, float):
+        text = json.dumps(value) if value == value and abs(value) != float("inf") else str(value)
+    elif isinstance(value, list | dict):
+        try:
+            text = json.dumps(value, ensure_ascii=True)
+        except (ValueError, TypeError, RecursionError):
+            text = "an array" if isinstance(value, list) else "an object"
+    else:
+        text = type(value).__name__
+    return text if len(text) <= _GOT_LIMIT else text[: _GOT_LIMIT - 3] + "..."
 
 
 def _json_type(value: object) -> str:
@@ -141,204 +220,244 @@ def _json_type(value: object) -> str:
         return "boolean"
     if isinstance(value, int | float):
         return "number"
-    if isinstance(value, str):
-        return "string"
-    if isinstance(value, list):
-        return "array"
-    if isinstance(value, dict):
-        return "object"
+    for python, name in ((str, "string"), (list, "array"), (dict, "object")):
+        if isinstance(value, python):
+            return name
     return type(value).__name__
 
 
-def _issue(error: Any) -> ManifestIssue:
-    """Turn one jsonschema ValidationError into a path and a plain rule."""
-    parts: list[str | int] = list(error.absolute_path)
-    keyword = error.validator
-    rule = error.schema.get("x-rule") if isinstance(error.schema, dict) else None
-    instance = error.instance
-    if keyword == "required":
-        missing = re.findall(r"'([^']+)' is a required property", error.message)
-        name = missing[0] if missing else "a property"
-        return ManifestIssue(_render_path([*parts, name]), "is required")
-    if keyword == "additionalProperties":
-        allowed = sorted(error.schema.get("properties", {}))
-        extra = sorted(set(instance) - set(allowed)) if isinstance(instance, dict) else []
-        return ManifestIssue(
-            _render_path([*parts, extra[0]] if extra else parts),
-            f"unknown key (allowed: {', '.join(allowed)})",
-        )
+def _fallback_rule(error: ValidationError) -> str:
+    """A plain rule for a keyword whose schema node carries no ``x-rule``."""
+    keyword, expected = error.validator, error.validator_value
+    if keyword == "type":
+        kinds = [expected] if isinstance(expected, str) else list(cast(list[str], expected))
+        return "must be " + " or ".join(_JSON_TYPES.get(k, k) for k in kinds)
+    rules: dict[str, str] = {
+        "minLength": f"must be at least {expected} characters long",
+        "maxLength": f"must be at most {expected} characters long",
+        "minimum": f"must be at least {expected}",
+        "maximum": f"must be at most {expected}",
+        "minProperties": "must not be empty",
+        "minItems": "must not be empty",
+        "const": f"must be {_shown(expected)}",
+        "enum": "must be one of " + ", ".join(_shown(v) for v in cast(list[object], expected)),
+    }
+    return rules.get(str(keyword), "is not allowed here")
+
+
+def _issues(error: ValidationError) -> Iterator[tuple[list[PathPart], str]]:
+    """Turn one jsonschema error into (path, rule) pairs: a path and a plain rule each."""
+    parts: list[PathPart] = list(error.absolute_path)
+    keyword, instance = error.validator, error.instance
+    node = error.schema if isinstance(error.schema, Mapping) else {}
+    rule = node.get("x-rule")
+    if keyword == "required" and isinstance(instance, Mapping):
+        for name in cast(list[str], error.validator_value):
+            if name not in instance and repr(name) in error.message:
+                yield [*parts, name], "is required"
+        return
+    if keyword == "additionalProperties" and isinstance(instance, Mapping):
+        allowed = sorted(node.get("properties", {}))
+        for key in instance:
+            if key not in allowed:
+                yield [*parts, str(key)], f"unknown key (allowed: {', '.join(allowed)})"
+        return
     if "propertyNames" in error.absolute_schema_path:
-        return ManifestIssue(
-            _render_path([*parts, str(instance)]), f"environment name {rule or 'is invalid'}"
-        )
-    if keyword == "const" and parts == ["schemaVersion"]:
+        yield [*parts, str(instance)], f"environment name {rule or _fallback_rule(error)}"
+        return
+    if parts == ["schemaVersion"]:
         supported = ", ".join(map(str, SUPPORTED_VERSIONS))
-        return ManifestIssue(
-            "schemaVersion", f"unsupported version {_shown(instance)} (supported: {supported})"
-        )
+        yield parts, f"unsupported version {_shown(instance)} (supported: {supported})"
+        return
+    tagged = isinstance(instance, str) and ("@" in instance or ":" in instance.rsplit("/", 1)[-1])
+    if parts[-1:] == ["image"] and tagged:
+        rule = "must be an image repository without tag or digest"
+    text = rule if isinstance(rule, str) else _fallback_rule(error)
     if keyword == "type" and rule is None:
-        return ManifestIssue(
-            _render_path(parts), f"must be {error.validator_value} (got {_json_type(instance)})"
-        )
-    if keyword == "pattern" and parts and parts[-1] == "image" and isinstance(instance, str):
-        last = instance.rsplit("/", 1)[-1]
-        if "@" in instance or ":" in last:
-            rule = "must be an image repository without tag or digest (the tag comes from CI)"
-    text = rule or error.message
-    return ManifestIssue(_render_path(parts), f"{text} (got {_shown(instance)})")
+        yield parts, f"{text} (got {_json_type(instance)})"
+    else:
+        yield parts, f"{text} (got {_shown(instance)})"
 
 
-def _semantic(doc: dict[str, Any]) -> list[ManifestIssue]:
-    issues: list[ManifestIssue] = []
+def _semantic(doc: Mapping[str, Any]) -> Iterator[tuple[list[PathPart], str]]:
+    """Rules a schema cannot say: unique service names and unique targets per environment."""
     envs = doc.get("environments")
-    if not isinstance(envs, dict):
-        return issues
+    if not isinstance(envs, Mapping):
+        return
     for env_name, env in envs.items():
-        services = env.get("services") if isinstance(env, dict) else None
+        services = env.get("services") if isinstance(env, Mapping) else None
         if not isinstance(services, list):
             continue
         names: dict[str, int] = {}
         targets: dict[tuple[str, str, str], int] = {}
         for n, svc in enumerate(services):
-            if not isinstance(svc, dict):
+            if not isinstance(svc, Mapping):
                 continue
-            base = ["environments", env_name, "services", n]
+            base: list[PathPart] = ["environments", env_name, "services", n]
             name = svc.get("name")
             if isinstance(name, str):
                 if name in names:
-                    issues.append(
-                        ManifestIssue(
-                            _render_path([*base, "name"]),
-                            f"duplicate service name {name!r} (also services[{names[name]}])",
-                        )
+                    first = names[name]
+                    yield (
+                        [*base, "name"],
+                        (f"duplicate service name {_shown(name)} (services[{first}] and [{n}])"),
                     )
                 else:
                     names[name] = n
-            ns, kind = svc.get("namespace"), svc.get("kind", "Deployment")
-            obj = svc.get("deployment", name)
-            if isinstance(ns, str) and isinstance(obj, str) and isinstance(kind, str):
-                key = (ns, kind, obj)
-                if key in targets:
-                    issues.append(
-                        ManifestIssue(
-                            _render_path(base),
-                            f"{kind} {ns}/{obj} is already verified by services[{targets[key]}]",
-                        )
+            ns, kind, obj = (
+                svc.get("namespace"),
+                svc.get("kind", "Deployment"),
+                svc.get("deployment", name),
+            )
+            if isinstance(ns, str) and isinstance(kind, str) and isinstance(obj, str):
+                if (ns, kind, obj) in targets:
+                    first = targets[ns, kind, obj]
+                    yield (
+                        base,
+                        (
+                            f"duplicate target {kind} {_shown(f'{ns}/{obj}')} "
+                            f"(services[{first}] and [{n}] verify the same workload)"
+                        ),
                     )
                 else:
-                    targets[key] = n
-    return issues
+                    targets[ns, kind, obj] = n
 
 
-def _sort_key(issue: ManifestIssue) -> list[tuple[int, str]]:
-    return [
-        (0, p) if not p.isdigit() else (1, p.zfill(8)) for p in re.findall(r"[^.\[\]]+", issue.path)
-    ]
+def _depth(doc: object) -> int:
+    """How deep containers nest (iteratively, so depth itself cannot overflow the stack)."""
+    deepest, stack = 0, [(doc, 0)]
+    while stack:
+        value, level = stack.pop()
+        deepest = max(deepest, level)
+        if level > MAX_DEPTH:
+            break
+        if isinstance(value, Mapping):
+            stack.extend((v, level + 1) for v in value.values())
+        elif isinstance(value, list):
+            stack.extend((v, level + 1) for v in value)
+    return deepest
 
 
-@cache
-def _validator_class() -> Any:
-    """Draft 2020-12 with ECMA-262's ``$``: Python's also matches before a trailing newline,
-    which would let ``scripts/ci/x.sh\n`` through a pattern that editors reject."""
-    from jsonschema import Draft202012Validator, ValidationError, validators
-
-    def pattern(validator: Any, value: str, instance: object, _schema: object) -> Any:
-        if not validator.is_type(instance, "string"):
-            return
-        regex = value[:-1] + r"\Z" if value.endswith("$") and not value.endswith("\\$") else value
-        if not re.search(regex, str(instance)):
-            yield ValidationError(f"{instance!r} does not match {value!r}")
-
-    extend: Any = validators.extend
-    return extend(Draft202012Validator, {"pattern": pattern})
+def _sort_key(parts: Sequence[PathPart]) -> tuple[tuple[int, int, str], ...]:
+    return tuple((1, p, "") if isinstance(p, int) else (0, 0, p) for p in parts)
 
 
 def validate_document(doc: object) -> list[ManifestIssue]:
-    """Every problem with a parsed document, sorted by path; [] when it is valid."""
+    """Every problem with a parsed document, sorted by path; ``[]`` when it is valid."""
     if not isinstance(doc, dict):
-        return [ManifestIssue("(top level)", f"must be a JSON object (got {_json_type(doc)})")]
-    validator = _validator_class()(schema())
-    # One problem per path: when several keywords fail (maxLength and pattern), the most
-    # specific one (pattern, enum, const) says it best.
-    issues: dict[str, ManifestIssue] = {}
-    errors = sorted(validator.iter_errors(doc), key=lambda e: e.validator not in _SPECIFIC)
+        return [ManifestIssue(TOP_LEVEL, f"must be a JSON object (got {_json_type(doc)})")]
+    if _depth(doc) > MAX_DEPTH:
+        return [ManifestIssue(TOP_LEVEL, f"nests deeper than {MAX_DEPTH} levels")]
+    found: dict[str, tuple[list[PathPart], str]] = {}
+    errors = sorted(
+        _validator().iter_errors(doc),
+        key=lambda e: _PREFERRED.index(e.validator) if e.validator in _PREFERRED else 99,
+    )
     for error in errors:
-        issue = _issue(error)
-        issues.setdefault(issue.path, issue)
-    version = doc.get("schemaVersion")
-    if version in SUPPORTED_VERSIONS or "schemaVersion" not in doc:
-        for issue in _semantic(doc):
-            issues.setdefault(issue.path, issue)
-    else:  # another version's layout is unknown: report only the version
-        issues = {k: v for k, v in issues.items() if k in ("schemaVersion", "(top level)")}
-    return sorted(issues.values(), key=_sort_key)
+        for parts, message in _issues(error):
+            found.setdefault(render_path(parts), (parts, message))
+    if "schemaVersion" in doc and "schemaVersion" in found:
+        # Another version's layout is unknown: its other "errors" would only mislead.
+        found = {"schemaVersion": found["schemaVersion"]}
+    else:
+        for parts, message in _semantic(doc):
+            found.setdefault(render_path(parts), (parts, message))
+    ordered = sorted(found.items(), key=lambda item: _sort_key(item[1][0]))
+    return [ManifestIssue(path, message) for path, (_, message) in ordered]
+
+
+# -- parsing and loading ---------------------------------------------------------------------
+
+
+class _DuplicateKey(ValueError):
+    pass
 
 
 def _no_duplicate_keys(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     seen: dict[str, Any] = {}
     for key, value in pairs:
         if key in seen:
-            raise ValueError(f"duplicate key {key!r}")
+            raise _DuplicateKey(f"duplicate key {_shown(key)}: JSON readers disagree on which wins")
         seen[key] = value
     return seen
 
 
-def parse_manifest(text: str | bytes, source: str) -> Manifest:
-    """Parse and validate; ManifestInvalid lists every problem."""
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not JSON")
+
+
+def _decode(text: str | bytes, source: str) -> object:
+    if isinstance(text, bytes):
+        try:
+            text = text.decode("utf-8-sig")
+        except UnicodeDecodeError as exc:
+            where = f"byte {exc.start}"
+            raise ManifestInvalid(
+                source, [ManifestIssue(WHOLE_FILE, f"not UTF-8 ({where})")]
+            ) from None
+    text = text.removeprefix("\ufeff")
     try:
-        raw = text.decode("utf-8") if isinstance(text, bytes) else text
-    except UnicodeDecodeError as exc:
-        raise ManifestInvalid(
-            source, [ManifestIssue("(file)", f"not UTF-8: {exc.reason}")]
-        ) from None
-    try:
-        doc = json.loads(raw, object_pairs_hook=_no_duplicate_keys)
+        return json.loads(text, object_pairs_hook=_no_duplicate_keys, parse_constant=_no_constant)
     except json.JSONDecodeError as exc:
         issue = ManifestIssue(f"line {exc.lineno} column {exc.colno}", f"invalid JSON: {exc.msg}")
-        raise ManifestInvalid(source, [issue]) from None
-    except ValueError as exc:
-        raise ManifestInvalid(source, [ManifestIssue("(file)", str(exc))]) from None
+    except _DuplicateKey as exc:
+        issue = ManifestIssue(WHOLE_FILE, str(exc))
+    except RecursionError:
+        issue = ManifestIssue(WHOLE_FILE, "invalid JSON: nested too deeply")
+    except ValueError as exc:  # NaN/Infinity, or an integer too long to convert
+        issue = ManifestIssue(WHOLE_FILE, f"invalid JSON: {str(exc).split(';')[0]}")
+    raise ManifestInvalid(source, [issue])
+
+
+def parse_manifest(text: str | bytes, source: str) -> Manifest:
+    """Parse and validate; ManifestInvalid lists every problem. ``source`` names the origin in
+    messages: a file path, or ``origin/master:deploy.json``."""
+    doc = _decode(text, source)
     issues = validate_document(doc)
     if issues:
         raise ManifestInvalid(source, issues)
-    return _build(doc, source)
+    return _build(cast(dict[str, Any], doc), source)
 
 
 def _build(doc: dict[str, Any], source: str) -> Manifest:
-    environments = {}
+    environments: dict[str, Environment] = {}
     for name, env in doc["environments"].items():
         ci = env.get("ci")
         environments[name] = Environment(
             name=name,
-            ci=CiSpec(ci["repo"], ci["scriptPath"], ci["timeoutMs"]) if ci else None,
+            ci=CiSpec(ci["repo"], ci["scriptPath"], int(ci["timeoutMs"])) if ci else None,
             services=tuple(
                 Service(
                     name=s["name"],
                     namespace=s["namespace"],
-                    image=s["image"],
                     deployment=s.get("deployment", s["name"]),
                     container=s.get("container"),
+                    image=s["image"],
                     commit=s.get("commit"),
                     kind=s.get("kind", "Deployment"),
                 )
                 for s in env["services"]
             ),
         )
-    return Manifest(doc["schemaVersion"], environments, source)
+    return Manifest(int(doc["schemaVersion"]), environments, source)
 
 
 def load_manifest(path: Path) -> Manifest:
+    """Read and validate a deploy.json file; BadInput when it is missing or unreadable."""
     try:
         data = path.read_bytes()
     except FileNotFoundError:
         raise BadInput(
             f"no deploy.json at {path}",
-            hint="create one (see docs/deploy-json.md), or point at it with --deploy-json",
+            hint="create one (schemaVersion 2, see the example deploy.json of pytest-homelab), "
+            "or point at yours with --deploy-json PATH",
         ) from None
     except IsADirectoryError:
-        raise BadInput(f"{path} is a directory, not a deploy.json") from None
+        raise BadInput(
+            f"{path} is a directory, not a deploy.json", hint="pass the file's path"
+        ) from None
     except OSError as exc:
-        raise BadInput(f"cannot read {path}: {exc.strerror}") from None
+        raise BadInput(f"cannot read {path}: {exc.strerror or exc}") from None
     return parse_manifest(data, str(path))
 
 
@@ -347,7 +466,7 @@ def check_manifest(path: Path) -> tuple[int, list[str]]:
     try:
         manifest = load_manifest(path)
     except ManifestInvalid as exc:
-        return 2, [f"{exc.source}: {issue}" for issue in exc.errors]
+        return EXIT_BAD_INPUT, [f"{exc.source}: {issue}" for issue in exc.errors]
     except BadInput as exc:
-        return 2, [exc.render()]
-    return 0, [f"{path}: valid ({manifest.summary()})"]
+        return EXIT_BAD_INPUT, exc.render().splitlines()
+    return EXIT_SUCCESS, [f"{path}: valid ({manifest.summary()})"]
