@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 
 from pytest_homelab.clock import SYSTEM_CLOCK, Clock, Deadline
 from pytest_homelab.gitrepo import GitRepo, parse_repo_slug
+from pytest_homelab.landing import commit_under_test
 from pytest_homelab.outcomes import BadInput
 from pytest_homelab.secrets import Secret, VaultLocation, resolve_token
-from pytest_homelab.settings import Settings, find_repo_root
+from pytest_homelab.settings import Settings
 from pytest_homelab.transport import JsonApi, make_http_client
 from pytest_homelab.woodpecker import (
     CiResult,
@@ -19,8 +19,6 @@ from pytest_homelab.woodpecker import (
     WoodpeckerClient,
     WoodpeckerEventStream,
 )
-
-_HEX = re.compile(r"[0-9a-fA-F]{7,40}")
 
 
 @dataclass(frozen=True)
@@ -38,7 +36,8 @@ class CiTarget:
 
 def resolve_target(settings: Settings) -> CiTarget:
     """Resolve the repo slug and the full sha. Raises BadInput with what to do."""
-    git = GitRepo.discover(settings.repo_root) if find_repo_root(settings.repo_root) else None
+    commit = commit_under_test(settings, foreign_ok=settings.woodpecker_repo is not None)
+    git = commit.git
     if settings.woodpecker_repo is not None:
         slug = settings.woodpecker_repo
     elif git is not None:
@@ -48,21 +47,7 @@ def resolve_target(settings: Settings) -> CiTarget:
             f"not inside a git repository ({settings.repo_root}): the Woodpecker repo is unknown",
             hint="run inside the repo's checkout, or pass --repo OWNER/NAME and a commit sha",
         )
-    ref = settings.commit
-    if git is not None:
-        try:
-            sha = git.resolve_commit(ref)
-        except BadInput:
-            if settings.woodpecker_repo is None or not _HEX.fullmatch(ref):
-                raise
-            return CiTarget(slug, ref.lower(), None, git)  # a commit of another repo
-        return CiTarget(slug, sha, git.commit_time(sha), git)
-    if not _HEX.fullmatch(ref):
-        raise BadInput(
-            f"commit {ref!r} cannot be resolved outside a git repository",
-            hint="give the commit as a sha (7 to 40 hex characters)",
-        )
-    return CiTarget(slug, ref.lower(), None, None)
+    return CiTarget(slug, commit.sha, commit.time, git)
 
 
 def woodpecker_token(settings: Settings) -> Secret:

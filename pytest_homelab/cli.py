@@ -63,6 +63,15 @@ _CI_CONNECTION = (
     "vault_field",
 )
 _CI_WAIT = ("ci_timeout", "appear_grace", "ci_poll_interval", "ci_stream_recheck")
+_ROLLOUT = (
+    "deploy_json",
+    "env",
+    "rollout_timeout",
+    "kubeconfig",
+    "kube_context",
+    "namespace",
+    "request_timeout",
+)
 
 
 def _verbs(parser: argparse.ArgumentParser, dest: str) -> Any:
@@ -131,6 +140,30 @@ def build_parser() -> argparse.ArgumentParser:
     )
     check.set_defaults(handler=_manifest_check)
 
+    deploy_verbs = _verbs(_verb(verbs, "deploy", "rollouts of the landed commit"), "deploy_verb")
+    wait = _verb(
+        deploy_verbs,
+        "wait",
+        "wait until every service runs an image of the commit and "
+        "finished rolling out (image first, then kubectl's rollout rules)",
+    )
+    wait.add_argument(
+        "targets",
+        nargs="*",
+        metavar="NS/DEPLOY",
+        help="only these workloads (NS/NAME or NS/KIND/NAME); default: every "
+        "service of the environment in deploy.json",
+    )
+    wait.add_argument(
+        "--sha",
+        default=None,
+        metavar="SHA",
+        help="the commit the images must come from (default: HEAD)",
+    )
+    _add_options(wait, _ROLLOUT)
+    _add_session_flags(wait)
+    wait.set_defaults(handler=_deploy_wait)
+
     demo = _verb(verbs, "demo", "run a landing check against the built-in simulated homelab")
     demo.add_argument("--scenario", default="green", help="which story to replay (see --list)")
     demo.add_argument("--list", action="store_true", help="list the scenarios")
@@ -151,8 +184,12 @@ def _add_session_flags(parser: argparse.ArgumentParser) -> None:
 
 def _flags(args: argparse.Namespace) -> dict[str, object | None]:
     flags = {key: getattr(args, key, None) for key in OPTIONS_BY_KEY}
-    if getattr(args, "commit", None) is not None:
-        flags["commit"] = args.commit
+    flags["targets"] = None  # positional NS/DEPLOY arguments, set below when given
+    for name in ("commit", "sha"):  # a positional COMMIT, or deploy wait's --sha
+        if getattr(args, name, None) is not None:
+            flags["commit"] = getattr(args, name)
+    if getattr(args, "targets", None):
+        flags["targets"] = ",".join(args.targets)
     return flags
 
 
@@ -248,6 +285,29 @@ def _ci_watch(args: argparse.Namespace) -> int:
         verb="ci-watch",
         markexpr="ci",
         flags=_flags(args),
+        junitxml=args.junitxml,
+        as_json=args.json,
+    )
+
+
+def _deploy_wait(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    from pytest_homelab.plan import rollout_plan
+
+    plan = rollout_plan(settings)  # validates deploy.json, environment, commit and targets
+    if not plan.targets:
+        print(f"nothing to wait for: environment {plan.environment} has no services")
+        return EXIT_SUCCESS
+    from pytest_homelab.session import run_checks
+
+    flags = _flags(args)
+    if plan.environment is not None:
+        flags["env"] = plan.environment
+    return run_checks(
+        settings,
+        verb="deploy-wait",
+        markexpr="rollout",
+        flags=flags,
         junitxml=args.junitxml,
         as_json=args.json,
     )

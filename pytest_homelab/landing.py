@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import re
 import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 
 from pytest_homelab.clock import SYSTEM_CLOCK, Clock, Deadline
-from pytest_homelab.outcomes import PrerequisiteFailed
-from pytest_homelab.settings import Settings
+from pytest_homelab.gitrepo import GitRepo
+from pytest_homelab.outcomes import BadInput, PrerequisiteFailed
+from pytest_homelab.settings import Settings, find_repo_root
 
 PHASES = ("ci", "rollout", "e2e")
 
@@ -60,3 +63,39 @@ class Landing:
                     hint=f"fix {check} first; its failure is the root cause",
                 )
         return None
+
+
+_HEX = re.compile(r"[0-9a-fA-F]{7,40}")
+
+
+@dataclass(frozen=True)
+class Commit:
+    """The commit under test: its sha, and the local repo when there is one."""
+
+    sha: str
+    git: GitRepo | None
+    time: int | None = None
+
+    def is_ancestor(self, ancestor: str, descendant: str) -> bool | None:
+        return self.git.is_ancestor(ancestor, descendant) if self.git is not None else None
+
+
+def commit_under_test(settings: Settings, *, foreign_ok: bool = True) -> Commit:
+    """``--commit`` as a full sha via git; a sha git does not know (another repo's, or outside any
+    repo) is taken as given when ``foreign_ok``. Raises BadInput with what to do."""
+    ref = settings.commit
+    git = GitRepo.discover(settings.repo_root) if find_repo_root(settings.repo_root) else None
+    if git is not None:
+        try:
+            sha = git.resolve_commit(ref)
+        except BadInput:
+            if not foreign_ok or not _HEX.fullmatch(ref):
+                raise
+            return Commit(ref.lower(), git)
+        return Commit(sha, git, git.commit_time(sha))
+    if not _HEX.fullmatch(ref):
+        raise BadInput(
+            f"commit {ref!r} cannot be resolved outside a git repository",
+            hint="give the commit as a sha (7 to 40 hex characters)",
+        )
+    return Commit(ref.lower(), None)

@@ -22,6 +22,8 @@ from pytest_homelab.settings import OPTIONS, Settings, resolve_settings
 
 if TYPE_CHECKING:  # heavy modules stay out of every pytest run that does not use them
     from pytest_homelab.ci import CiTarget
+    from pytest_homelab.plan import RolloutPlan
+    from pytest_homelab.rollout import RolloutResult, Target
     from pytest_homelab.secrets import Secret
     from pytest_homelab.woodpecker import CiResult, Repo, WoodpeckerClient
 
@@ -34,6 +36,8 @@ _MARKERS = {
     "e2e": "landing check of the dev e2e phase (runs only when asked: -m e2e or --homelab-e2e)",
 }
 _ROOT_FIXTURE = "homelab_landing"
+_PLAN = pytest.StashKey["RolloutPlan | BadInput"]()
+_NO_SERVICES = "no-services"
 _TIMEOUT_MARGIN = 60.0  # pytest-timeout is only a backstop behind our own deadlines
 
 
@@ -75,14 +79,19 @@ def pytest_configure(config: pytest.Config) -> None:
         config.addinivalue_line("markers", f"{name}: {text}")
 
 
-def _settings(config: pytest.Config) -> Settings:
+def _resolve(config: pytest.Config) -> Settings:
+    """Resolve the settings once; BadInput when they are wrong."""
     if _SETTINGS not in config.stash:
         flags = {o.key: config.getoption(_dest(o.key)) for o in OPTIONS}
-        try:
-            config.stash[_SETTINGS] = resolve_settings(flags, cwd=config.invocation_params.dir)
-        except BadInput as exc:
-            raise pytest.UsageError(exc.render()) from None
+        config.stash[_SETTINGS] = resolve_settings(flags, cwd=config.invocation_params.dir)
     return config.stash[_SETTINGS]
+
+
+def _settings(config: pytest.Config) -> Settings:
+    try:
+        return _resolve(config)
+    except BadInput as exc:
+        raise pytest.UsageError(exc.render()) from None
 
 
 def _phase_of(item: pytest.Item) -> str | None:
@@ -92,6 +101,58 @@ def _phase_of(item: pytest.Item) -> str | None:
         if item.get_closest_marker(phase) is not None:
             return phase
     return None
+
+
+def _rollout_plan(config: pytest.Config) -> RolloutPlan | BadInput:
+    """The rollout phase's plan, computed once; a configuration problem becomes a value that
+    the ``homelab_service`` fixture raises, so each check reports it as an error."""
+    if _PLAN not in config.stash:
+        from pytest_homelab.plan import rollout_plan
+
+        try:
+            config.stash[_PLAN] = rollout_plan(_resolve(config))
+        except BadInput as exc:
+            config.stash[_PLAN] = exc
+    return config.stash[_PLAN]
+
+
+def _env_settings(config: pytest.Config) -> Settings:
+    """The settings with the environment's own table applied (the named or the only one)."""
+    settings = _settings(config)
+    plan = config.stash.get(_PLAN, None)
+    env = settings.env
+    if env is None and plan is not None and not isinstance(plan, BadInput):
+        env = plan.environment
+    return settings.for_env(env) if env else settings
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "homelab_service" not in metafunc.fixturenames:
+        return
+    plan = _rollout_plan(metafunc.config)
+    if isinstance(plan, BadInput):
+        metafunc.parametrize("homelab_service", [plan], ids=["configuration"], indirect=True)
+    elif not plan.targets:
+        metafunc.parametrize("homelab_service", [None], ids=[_NO_SERVICES], indirect=True)
+    else:
+        targets = list(plan.targets)
+        metafunc.parametrize(
+            "homelab_service", targets, ids=[t.name for t in targets], indirect=True
+        )
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    plan = terminalreporter.config.stash.get(_PLAN, None)
+    if plan is not None and not isinstance(plan, BadInput) and not plan.targets:
+        terminalreporter.write_line(
+            f"homelab: environment {plan.environment} has no services, so there are no "
+            "rollout checks"
+        )
+
+
+def _param_id(item: pytest.Item) -> str | None:
+    spec = getattr(item, "callspec", None)
+    return None if spec is None else str(spec.id)
 
 
 def _e2e_requested(config: pytest.Config) -> bool:
@@ -107,6 +168,7 @@ def pytest_collection_modifyitems(
     if not phased:
         return
     deselected = [i for i in items if phased.get(id(i)) == "e2e" and not _e2e_requested(config)]
+    deselected += [i for i in items if _param_id(i) == _NO_SERVICES]
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = [i for i in items if i not in deselected]
@@ -229,7 +291,7 @@ def homelab_landing(pytestconfig: pytest.Config, homelab_settings: Settings) -> 
     """The landing session: overall deadline, phase budgets, progress, failed phases."""
     if _LANDING not in pytestconfig.stash:
         pytestconfig.stash[_LANDING] = Landing(
-            homelab_settings, progress=_progress_writer(pytestconfig)
+            _env_settings(pytestconfig), progress=_progress_writer(pytestconfig)
         )
     return pytestconfig.stash[_LANDING]
 
@@ -308,3 +370,56 @@ def homelab_record(request: pytest.FixtureRequest) -> Callable[[Iterable[tuple[s
         request.node.user_properties.extend((str(k), str(v)) for k, v in properties)
 
     return record
+
+
+@pytest.fixture
+def homelab_service(request: pytest.FixtureRequest, homelab_landing: Landing) -> Target | None:
+    """One service of the environment (or an NS/NAME target) and the sha its image must carry."""
+    param = request.param
+    if isinstance(param, BaseException):
+        if homelab_landing.prerequisite_failure("rollout") is not None:
+            return None  # an earlier phase failed: the check fails naming it, not this
+        raise param
+    return param  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+def homelab_kube(homelab_landing: Landing) -> Iterator[object]:
+    """A Kubernetes ApiClient from --kubeconfig/KUBECONFIG/~/.kube/config or in-cluster config."""
+    from pytest_homelab.kube import connect
+
+    settings = homelab_landing.settings
+    client = connect(
+        kubeconfig=settings.kubeconfig, context=settings.kube_context, environ=settings.environ
+    )
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+@pytest.fixture(scope="session")
+def homelab_rollouts(
+    request: pytest.FixtureRequest, pytestconfig: pytest.Config, homelab_landing: Landing
+) -> Iterator[dict[str, RolloutResult]]:
+    """The rollout phase's results: every target watched at once, waited for once."""
+    if homelab_landing.prerequisite_failure("rollout") is not None:
+        yield {}  # the checks fail at once, naming the failed phase
+        return
+    plan = _rollout_plan(pytestconfig)
+    if isinstance(plan, BadInput):
+        raise plan
+    from pytest_homelab.kube import RolloutTracker
+
+    client = request.getfixturevalue("homelab_kube")  # only now: a red CI never needs kube
+    tracker = RolloutTracker(
+        client,
+        plan.targets,
+        progress=homelab_landing.progress,
+        clock=homelab_landing.clock,
+        request_timeout=homelab_landing.settings.request_timeout,
+    )
+    try:
+        yield tracker.wait(homelab_landing.phase_deadline("rollout"))
+    finally:
+        tracker.close()

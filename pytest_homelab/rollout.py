@@ -13,7 +13,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from pytest_homelab.manifest import Service
 from pytest_homelab.outcomes import (
+    BadInput,
     CheckFailed,
     DeadlineExceeded,
     HomelabError,
@@ -105,6 +107,18 @@ def _get(obj: Mapping[str, Any] | None, *path: str, default: Any = None) -> Any:
 def _int(obj: Mapping[str, Any] | None, *path: str, default: int = 0) -> int:
     value = _get(obj, *path)
     return value if isinstance(value, int) and not isinstance(value, bool) else default
+
+
+POD_VIEW_GRACE = 5.0  # seconds the pod view may trail a finished rollout before we stop waiting
+
+
+def _ready_count(workload: Mapping[str, Any], kind: str) -> int:
+    """How many ready pods the workload's own status reports."""
+    if kind == "DaemonSet":
+        return _int(workload, "status", "numberAvailable")
+    if kind == "StatefulSet":
+        return _int(workload, "status", "readyReplicas")
+    return _int(workload, "status", "availableReplicas")
 
 
 @dataclass(frozen=True)
@@ -431,7 +445,9 @@ class ServiceWait:
         self._first_images: tuple[str, ...] | None = None
         self._images: tuple[str, ...] = ()
         self._seen = False
+        self._looks = 0
         self._replicas = (0, 0)
+        self.done_at: float | None = None
 
     def observe(
         self, workload: Mapping[str, Any] | None, pods: Iterable[Mapping[str, Any]], now: float
@@ -448,6 +464,7 @@ class ServiceWait:
                 ),
             )
         self._seen = True
+        self._looks += 1
         current = template_images(workload, t.sha, container=t.container, repository=t.repository)
         self._images = current.images
         self._replicas = (
@@ -465,7 +482,9 @@ class ServiceWait:
             return None
         if self.generation is None:
             self.generation = _int(workload, "metadata", "generation")
-            self.matched_at = now
+            # Matched at the very first look: the rollout may have finished long ago, so how
+            # long it took is unknown.
+            self.matched_at = now if self._looks > 1 else None
         state = rollout_state(workload, t.kind, self.generation)
         self.message = state.message
         if state.failed is not None:
@@ -495,19 +514,27 @@ class ServiceWait:
                     ),
                 )
         if not state.done:
+            self.done_at = None
             return None
         ready = [p for p in mine if pod_ready(p)]
+        expected = _ready_count(workload, t.kind)
+        if len(ready) < expected:
+            # The pods watch can trail the workload's status by an event or two; wait briefly
+            # so the provenance names every ready pod, but never let it block the verdict.
+            self.done_at = now if self.done_at is None else self.done_at
+            if now - self.done_at < POD_VIEW_GRACE:
+                return None
         return RolloutResult(
             t,
             None,
             current.images,
             self.generation,
             replicas=self._replicas[0],
-            ready_replicas=len(ready) or self._replicas[1],
+            ready_replicas=max(len(ready), expected),
             image_ids=tuple(sorted({i for p in ready for i in pod_image_ids(p)})),
             pods=tuple(sorted(str(_get(p, "metadata", "name")) for p in ready)),
             waited=now - self.started,
-            time_to_ready=now - (self.matched_at or now),
+            time_to_ready=None if self.matched_at is None else now - self.matched_at,
         )
 
     def at_deadline(self, now: float) -> RolloutResult:
@@ -567,3 +594,80 @@ class ServiceWait:
             ready_replicas=self._replicas[1],
             waited=now - self.started,
         )
+
+
+_KIND_ALIASES = {
+    "deployment": "Deployment",
+    "deployments": "Deployment",
+    "deploy": "Deployment",
+    "statefulset": "StatefulSet",
+    "statefulsets": "StatefulSet",
+    "sts": "StatefulSet",
+    "daemonset": "DaemonSet",
+    "daemonsets": "DaemonSet",
+    "ds": "DaemonSet",
+}
+_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
+
+
+def parse_target(text: str) -> tuple[str, str, str]:
+    """``NS/NAME`` or ``NS/KIND/NAME`` (kind: deployment, statefulset, daemonset or their short
+    names) → (namespace, kind, name). Raises BadInput."""
+    parts = text.strip().split("/")
+    if len(parts) == 2:
+        namespace, kind, name = parts[0], "Deployment", parts[1]
+    elif len(parts) == 3 and parts[1].lower() in _KIND_ALIASES:
+        namespace, kind, name = parts[0], _KIND_ALIASES[parts[1].lower()], parts[2]
+    else:
+        raise BadInput(
+            f"target {text!r} is not NS/NAME or NS/KIND/NAME",
+            hint="e.g. apps/web or apps/statefulset/db",
+        )
+    if not _LABEL.fullmatch(namespace) or not _SUBDOMAIN.fullmatch(name):
+        raise BadInput(f"target {text!r}: namespace must be a DNS label and name a DNS subdomain")
+    return namespace, kind, name
+
+
+def targets_for(
+    services: Iterable[Service],
+    sha: str,
+    *,
+    explicit: Iterable[str] = (),
+    namespace: str | None = None,
+) -> list[Target]:
+    """The targets of a rollout phase: every service of the environment, or the explicit
+    NS/NAME ones (taking container, image, kind and pin from deploy.json when it lists them).
+    ``namespace`` overrides every service's namespace (a per-environment setting)."""
+    services = list(services)
+
+    def from_service(s: Service) -> Target:
+        return Target(
+            s.name,
+            namespace or s.namespace,
+            s.deployment,
+            s.commit or sha,
+            s.kind,
+            s.container,
+            s.image,
+        )
+
+    chosen = [parse_target(t) for t in explicit]
+    if not chosen:
+        return [from_service(s) for s in services]
+    targets = []
+    for ns, kind, name in chosen:
+        known = next(
+            (
+                s
+                for s in services
+                if (namespace or s.namespace) == ns and s.deployment == name and s.kind == kind
+            ),
+            None,
+        )
+        if known is not None:
+            targets.append(from_service(known))
+        else:
+            label = f"{ns}/{name}" if kind == "Deployment" else f"{ns}/{kind.lower()}/{name}"
+            targets.append(Target(label, ns, name, sha, kind))
+    return list({t.name: t for t in targets}.values())  # a target named twice is checked once

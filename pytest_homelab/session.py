@@ -78,12 +78,14 @@ def run_checks(
     captured = io.StringIO()
     with contextlib.redirect_stdout(captured):
         code = pytest.main(args)
-    if code == pytest.ExitCode.INTERRUPTED:
-        print("homelab: interrupted", file=sys.stderr)
-        return 130
     records: list[CheckRecord] = []
     if junit.is_file():
         records = read_junit(junit)
+    # pytest says "interrupted" for Ctrl-C and for collection errors alike; only the latter
+    # leaves testcases behind.
+    if code == pytest.ExitCode.INTERRUPTED and not records:
+        print("homelab: interrupted", file=sys.stderr)
+        return 130
     if not records or code in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERNAL_ERROR):
         sys.stderr.write(captured.getvalue())
         if not records:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import re
 import tomllib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -130,6 +131,23 @@ def _events(value: object) -> tuple[str, ...]:
             f"unknown event {', '.join(unknown)} (known: {', '.join(sorted(WOODPECKER_EVENTS))})"
         )
     return tuple(dict.fromkeys(items))
+
+
+def _label(value: object) -> str:
+    text = _text(value)
+    if not re.fullmatch(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?", text):
+        raise ValueError("must be a DNS label (lowercase letters, digits and '-')")
+    return text
+
+
+def _targets(value: object) -> tuple[str, ...]:
+    from pytest_homelab.rollout import parse_target
+
+    items = value if isinstance(value, list | tuple) else str(value).split(",")
+    targets = tuple(str(item).strip() for item in items if str(item).strip())
+    for target in targets:
+        parse_target(target)
+    return targets
 
 
 def _repo_slug(value: object) -> str:
@@ -355,9 +373,55 @@ OPTIONS: tuple[Option, ...] = (
         900.0,
         "budget of the rollout phase",
         env=("HOMELAB_ROLLOUT_TIMEOUT",),
+        cli="--timeout",
         metavar="DURATION",
         phase="rollout",
         per_env=True,
+    ),
+    Option(
+        "kubeconfig",
+        "--homelab-kubeconfig",
+        _text,
+        None,
+        "kubeconfig file (default: KUBECONFIG, then ~/.kube/config, then in-cluster)",
+        env=("HOMELAB_KUBECONFIG",),
+        cli="--kubeconfig",
+        metavar="PATH",
+        phase="rollout",
+        per_env=True,
+    ),
+    Option(
+        "kube_context",
+        "--homelab-kube-context",
+        _text,
+        None,
+        "kube context (default: the kubeconfig's current context)",
+        env=("HOMELAB_KUBE_CONTEXT",),
+        cli="--kube-context",
+        metavar="NAME",
+        phase="rollout",
+        per_env=True,
+    ),
+    Option(
+        "namespace",
+        "--homelab-namespace",
+        _label,
+        None,
+        "verify every service of the environment in this namespace instead of deploy.json's",
+        env=("HOMELAB_NAMESPACE",),
+        metavar="NS",
+        phase="rollout",
+        per_env=True,
+    ),
+    Option(
+        "targets",
+        "--homelab-targets",
+        _targets,
+        (),
+        "verify only these workloads (NS/NAME or NS/KIND/NAME), not every service",
+        env=("HOMELAB_TARGETS",),
+        metavar="NS/NAME,...",
+        phase="rollout",
     ),
     Option(
         "landing_timeout",
@@ -398,6 +462,10 @@ class Settings:
     vault_path: str = "ci/global"
     vault_field: str = "woodpecker_api_token"
     rollout_timeout: float = 900.0
+    kubeconfig: str | None = None
+    kube_context: str | None = None
+    namespace: str | None = None
+    targets: tuple[str, ...] = ()
     landing_timeout: float | None = None
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
     environments: Mapping[str, Mapping[str, Any]] = field(

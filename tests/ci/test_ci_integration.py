@@ -161,7 +161,7 @@ def test_pytest_red_pipeline_is_a_short_failure_not_a_traceback(lab: Any, tmp_pa
         "homelab/app", commit=lab.sha, steps=quick("test", fail="test", log=["boom"])
     )
     junit = tmp_path / "out.xml"
-    done = pytest_in_repo(lab, f"--junitxml={junit}")
+    done = pytest_in_repo(lab, "-m", "ci", f"--junitxml={junit}")
     assert done.returncode == 1, done.stdout + done.stderr
     assert "CheckFailed: expected pipeline #1 of" in done.stdout
     assert "Traceback" not in done.stdout and "woodpecker.py:" not in done.stdout
@@ -173,7 +173,7 @@ def test_pytest_red_pipeline_is_a_short_failure_not_a_traceback(lab: Any, tmp_pa
 
 def test_pytest_bad_input_is_an_error_element(lab: Any, tmp_path: Path) -> None:
     junit = tmp_path / "out.xml"
-    done = pytest_in_repo(lab, "--commit", "no-such-branch", f"--junitxml={junit}")
+    done = pytest_in_repo(lab, "-m", "ci", "--commit", "no-such-branch", f"--junitxml={junit}")
     assert done.returncode == 1, done.stdout + done.stderr
     assert "unknown commit 'no-such-branch'" in done.stdout
     (case,) = cases(junit)

@@ -419,5 +419,20 @@ def test_pinned_commit_and_explicit_targets() -> None:
     d = copy.deepcopy(landed())
     d["spec"]["template"]["spec"]["containers"][0]["image"] = f"{REPO}@sha256:{'e' * 64}"
     d["spec"]["template"]["metadata"]["annotations"] = {"homelab.dev/commit": SHA}
-    pinned = ServiceWait(target(), 0).observe(d, [], now=1)
-    assert pinned is not None and pinned.landed
+    digest = f"{REPO}@sha256:{'e' * 64}"
+    pinned = ServiceWait(target(), 0).observe(d, [pod("a", digest), pod("b", digest)], now=1)
+    assert pinned is not None and pinned.landed and pinned.pods == ("a", "b")
+
+
+def test_a_lagging_pod_view_gets_a_short_grace_then_the_verdict_stands() -> None:
+    wait = ServiceWait(target(), 0)
+    assert wait.observe(deployment(OLD_IMAGE), [], now=1) is None
+    one_pod = [pod("web-a", NEW_IMAGE)]
+    assert wait.observe(landed(), one_pod, now=2) is None  # status says 2 ready, we see 1
+    both = wait.observe(landed(), [*one_pod, pod("web-b", NEW_IMAGE)], now=3)
+    assert both is not None and both.pods == ("web-a", "web-b") and both.time_to_ready == 1
+    stale = ServiceWait(target(), 0)
+    assert stale.observe(landed(), one_pod, now=1) is None
+    late = stale.observe(landed(), one_pod, now=7)
+    assert late is not None and late.landed and late.pods == ("web-a",)
+    assert late.ready_replicas == 2 and late.time_to_ready is None  # done at the first look

@@ -1,0 +1,30 @@
+"""What the rollout phase will verify: targets from deploy.json (or NS/NAME), with their shas."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pytest_homelab.landing import commit_under_test
+from pytest_homelab.manifest import Service, load_manifest
+from pytest_homelab.rollout import Target, targets_for
+from pytest_homelab.settings import Settings
+
+
+@dataclass(frozen=True)
+class RolloutPlan:
+    targets: tuple[Target, ...]
+    environment: str | None  # None when only explicit targets without a deploy.json
+
+
+def rollout_plan(settings: Settings) -> RolloutPlan:
+    """Resolve the environment (the named one, or the only one), the commit under test and the
+    targets. Raises BadInput (invalid deploy.json, unknown environment, unknown commit)."""
+    services: list[Service] = []
+    env_name = settings.env
+    if not settings.targets or settings.deploy_json_path.exists():
+        environment = load_manifest(settings.deploy_json_path).environment(settings.env)
+        env_name, services = environment.name, list(environment.services)
+    scoped = settings.for_env(env_name) if env_name else settings
+    sha = commit_under_test(settings).sha
+    targets = targets_for(services, sha, explicit=settings.targets, namespace=scoped.namespace)
+    return RolloutPlan(tuple(targets), env_name)

@@ -1,0 +1,801 @@
+"""A Kubernetes API server simulator that real kubectl and the official Python client accept.
+
+It serves /version, discovery (/api, /apis and group versions), namespaces, pods (with logs),
+events, and apps/v1 Deployments, ReplicaSets, StatefulSets and DaemonSets: get, list and watch
+with resourceVersion, label and field selectors, bookmarks, ``timeoutSeconds`` and 410 Expired;
+create, update, merge/JSON patch and delete with proper Status bodies. Controllers roll workloads
+out on a scenario clock tests can speed up; faults come from a seeded FaultPlan. The observed
+request shapes of kubectl 1.20–1.33 are in ``shared/reference/kubernetes-tekton.md`` §6.
+
+    with KubeSim() as k8s:
+        k8s.create_namespace("apps")
+        k8s.apply(deployment("web", "apps", "registry.example.test/web:abc1234"))
+        k8s.kubeconfig(tmp / "kubeconfig")  # for kubectl and the official client
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import json
+import threading
+import time
+from collections.abc import Callable, Iterator
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from typing import Any
+from urllib.parse import parse_qs, unquote, urlsplit
+
+from pytest_homelab.sim.clock import ScenarioClock
+from pytest_homelab.sim.faults import FaultPlan, no_faults
+from pytest_homelab.sim.kube_controllers import Controllers, ImageBehavior, Timing
+from pytest_homelab.sim.kube_objects import namespace as namespace_object
+from pytest_homelab.sim.kube_store import (
+    ApiError,
+    Obj,
+    ResourceInfo,
+    Store,
+    WatchEvent,
+    field_selector,
+    label_selector,
+)
+from pytest_homelab.sim.server import SimHTTPServer, reset_connection
+
+KUBE_FAULTS = ("watch_drop", "gone410", "5xx", "reset")
+RESOURCE_OF_KIND = {
+    "Deployment": "deployments",
+    "StatefulSet": "statefulsets",
+    "DaemonSet": "daemonsets",
+    "ReplicaSet": "replicasets",
+    "Pod": "pods",
+    "Namespace": "namespaces",
+    "Event": "events",
+}
+
+
+class KubeSim:
+    """The simulator; ``with`` starts the server and the controllers, and stops both."""
+
+    def __init__(
+        self,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        speed: float = 1.0,
+        faults: FaultPlan | None = None,
+        minor: int = 30,
+        history: int = 5000,
+        bookmark_interval: float = 60.0,
+        timing: Timing | None = None,
+        terminating_replicas: bool = False,
+    ) -> None:
+        self.clock = ScenarioClock(speed)
+        self.store = Store(self.clock, history=history)
+        self.controllers = Controllers(
+            self.store, timing=timing or Timing(), terminating_replicas=terminating_replicas
+        )
+        self.faults = faults or no_faults()
+        self.minor = minor
+        self.bookmark_interval = bookmark_interval
+        self.requests: list[tuple[str, str, int, str | None]] = []
+        self.logs: dict[tuple[str, str, str], list[str]] = {}
+        self._server = SimHTTPServer((host, port), _make_handler(self), None)
+        self._stop = threading.Event()
+        self._ticker: threading.Thread | None = None
+        self._watch_count = 0
+
+    # -- lifecycle ------------------------------------------------------------------------------
+
+    @property
+    def port(self) -> int:
+        return self._server.port
+
+    @property
+    def url(self) -> str:
+        host = str(self._server.server_address[0])
+        return f"http://{host}:{self.port}"
+
+    @property
+    def watches_opened(self) -> int:
+        return self._watch_count
+
+    def start(self) -> KubeSim:
+        self._server.start()
+        self._ticker = threading.Thread(target=self._tick, name="kube-sim-controllers", daemon=True)
+        self._ticker.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+        with self.store.changed:
+            self.store.changed.notify_all()
+        self._server.stop()
+        if self._ticker is not None:
+            self._ticker.join(timeout=5)
+
+    def __enter__(self) -> KubeSim:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(0.01):
+            self.controllers.tick(self.clock.now())
+
+    def kubeconfig(self, path: Path, context: str = "sim", namespace: str = "default") -> Path:
+        """Write a kubeconfig that points kubectl and the official client at this simulator."""
+        path.write_text(
+            json.dumps(
+                {
+                    "apiVersion": "v1",
+                    "kind": "Config",
+                    "current-context": context,
+                    "clusters": [{"name": context, "cluster": {"server": self.url}}],
+                    "users": [{"name": context, "user": {"token": "sim"}}],
+                    "contexts": [
+                        {
+                            "name": context,
+                            "context": {
+                                "cluster": context,
+                                "user": context,
+                                "namespace": namespace,
+                            },
+                        }
+                    ],
+                },
+                indent=2,
+            )
+        )
+        return path
+
+    # -- scripting ------------------------------------------------------------------------------
+
+    def create_namespace(self, name: str, labels: dict[str, str] | None = None) -> Obj:
+        return self.store.create("namespaces", namespace_object(name, labels), actor="test")
+
+    def apply(self, obj: Obj) -> Obj:
+        """Create the object, or replace its spec like ``kubectl apply`` of a changed manifest."""
+        resource = RESOURCE_OF_KIND[obj["kind"]]
+        meta = obj["metadata"]
+        with self.store.lock:
+            current = self.store.find(resource, meta.get("namespace", ""), meta["name"])
+            if current is None:
+                return self.store.create(resource, obj, actor="test")
+            new = copy.deepcopy(obj)
+            new["metadata"] = {
+                **copy.deepcopy(current["metadata"]),
+                **{k: v for k, v in meta.items() if k in ("labels", "annotations")},
+            }
+            new["metadata"].pop("resourceVersion", None)
+            return self.store.update(resource, new, actor="test")
+
+    def set_image(
+        self,
+        namespace: str,
+        name: str,
+        image: str,
+        *,
+        container: str | None = None,
+        kind: str = "Deployment",
+    ) -> Obj:
+        """What CI or GitOps does to land a new image: bump the pod template's image."""
+
+        def change(obj: Obj) -> None:
+            containers = obj["spec"]["template"]["spec"]["containers"]
+            target = next((c for c in containers if c["name"] == container), containers[0])
+            target["image"] = image
+
+        return self.store.mutate(RESOURCE_OF_KIND[kind], namespace, name, change, actor="test")
+
+    def patch_spec(
+        self, namespace: str, name: str, change: Callable[[Obj], None], kind: str = "Deployment"
+    ) -> Obj:
+        return self.store.mutate(RESOURCE_OF_KIND[kind], namespace, name, change, actor="test")
+
+    def image_behavior(self, pattern: str, **kwargs: Any) -> None:
+        """Pods whose image matches ``pattern`` (fnmatch) behave so: pull, ready, fail, message."""
+        self.controllers.set_behavior(pattern, ImageBehavior(**kwargs))
+
+    def delete(self, resource: str, namespace: str, name: str) -> None:
+        _delete(self, resource, namespace, name, actor="test")
+
+    def advance(self, seconds: float) -> None:
+        self.clock.advance(seconds)
+        self.controllers.tick(self.clock.now())
+
+    def get(self, resource: str, namespace: str, name: str) -> Obj:
+        return self.store.get(resource, namespace, name)
+
+    def wait_until(self, predicate: Callable[[], bool], seconds: float = 10.0) -> None:
+        deadline = time.monotonic() + seconds
+        while not predicate():
+            if time.monotonic() > deadline:
+                raise TimeoutError("the simulated cluster did not reach the expected state")
+            time.sleep(0.01)
+
+    def set_log(self, namespace: str, pod: str, container: str, lines: list[str]) -> None:
+        with self.store.lock:
+            self.logs[(namespace, pod, container)] = list(lines)
+
+
+def _delete(
+    sim: KubeSim, resource: str, namespace: str, name: str, actor: str, grace: int | None = None
+) -> Obj:
+    store = sim.store
+    with store.lock:
+        info = store.info(resource)
+        obj = store.get(resource, namespace if info.namespaced else "", name)
+        if resource == "pods" and grace != 0:
+            if obj["metadata"].get("deletionTimestamp"):
+                return obj
+
+            def mark(o: Obj) -> None:
+                o["metadata"]["deletionTimestamp"] = store.clock.iso(store.clock.now())
+                o["metadata"]["deletionGracePeriodSeconds"] = 30 if grace is None else grace
+
+            return store.mutate("pods", namespace, name, mark, actor=actor)
+        if resource == "namespaces":
+            stamp = store.clock.iso(store.clock.now())
+            store.mutate(
+                "namespaces",
+                "",
+                name,
+                lambda o: o["metadata"].__setitem__("deletionTimestamp", stamp),
+                actor=actor,
+            )
+            return store.mutate(
+                "namespaces",
+                "",
+                name,
+                lambda o: o.__setitem__("status", {"phase": "Terminating"}),
+                actor=actor,
+                status=True,
+            )
+        deleted = store.delete(resource, namespace, name, actor=actor)
+        _collect_garbage(sim, deleted, actor)
+        return deleted
+
+
+def _collect_garbage(sim: KubeSim, owner: Obj, actor: str) -> None:
+    """Background cascading deletion of everything the object owned."""
+    uid = owner["metadata"]["uid"]
+    namespace = owner["metadata"].get("namespace", "")
+    for resource in ("replicasets", "pods"):
+        for obj in list(sim.store.live(resource, namespace)):
+            if any(r.get("uid") == uid for r in obj["metadata"].get("ownerReferences") or []):
+                with contextlib.suppress(ApiError):
+                    _delete(
+                        sim, resource, namespace, obj["metadata"]["name"], actor="garbage-collector"
+                    )
+
+
+# -- discovery ------------------------------------------------------------------------------------
+
+
+def _resource_list(sim: KubeSim, group: str, version: str) -> Obj:
+    resources: list[Obj] = []
+    for info in sim.store.resources.values():
+        if info.group != group or info.version != version:
+            continue
+        resources.append(
+            {
+                "name": info.name,
+                "singularName": info.singular,
+                "namespaced": info.namespaced,
+                "kind": info.kind,
+                "verbs": list(info.verbs),
+                "shortNames": list(info.short),
+                **({"categories": list(info.categories)} if info.categories else {}),
+                "storageVersionHash": info.kind[:8],
+            }
+        )
+        for sub in info.subresources:
+            verbs = ["get"] if sub == "log" else ["get", "patch", "update"]
+            resources.append(
+                {
+                    "name": f"{info.name}/{sub}",
+                    "singularName": "",
+                    "namespaced": info.namespaced,
+                    "kind": "Pod" if sub == "log" else info.kind,
+                    "verbs": verbs,
+                }
+            )
+    gv = f"{group}/{version}" if group else version
+    return {
+        "kind": "APIResourceList",
+        "apiVersion": "v1",
+        "groupVersion": gv,
+        "resources": resources,
+    }
+
+
+def _groups(sim: KubeSim) -> list[Obj]:
+    groups: dict[str, list[str]] = {}
+    for info in sim.store.resources.values():
+        if info.group:
+            versions = groups.setdefault(info.group, [])
+            if info.version not in versions:
+                versions.append(info.version)
+    return [
+        {
+            "name": name,
+            "versions": [{"groupVersion": f"{name}/{v}", "version": v} for v in versions],
+            "preferredVersion": {"groupVersion": f"{name}/{versions[0]}", "version": versions[0]},
+        }
+        for name, versions in sorted(groups.items())
+    ]
+
+
+# -- HTTP -----------------------------------------------------------------------------------------
+
+
+class _Route:
+    def __init__(
+        self, info: ResourceInfo, namespace: str | None, name: str | None, sub: str | None
+    ) -> None:
+        self.info = info
+        self.namespace = namespace
+        self.name = name
+        self.sub = sub
+
+
+def _merge(target: Any, patch: Any) -> Any:
+    """RFC 7386 JSON merge patch (strategic merge patches are treated the same way)."""
+    if not isinstance(patch, dict):
+        return copy.deepcopy(patch)
+    result = dict(target) if isinstance(target, dict) else {}
+    for key, value in patch.items():
+        if value is None:
+            result.pop(key, None)
+        else:
+            result[key] = _merge(result.get(key), value)
+    return result
+
+
+def _json_patch(doc: Obj, ops: list[Obj]) -> Obj:
+    doc = copy.deepcopy(doc)
+    for op in ops:
+        parts = [p.replace("~1", "/").replace("~0", "~") for p in op["path"].split("/")[1:]]
+        parent: Any = doc
+        for part in parts[:-1]:
+            parent = parent[int(part)] if isinstance(parent, list) else parent[part]
+        last = parts[-1]
+        kind = op["op"]
+        if kind in ("add", "replace"):
+            if isinstance(parent, list):
+                index = len(parent) if last == "-" else int(last)
+                if kind == "add":
+                    parent.insert(index, op["value"])
+                else:
+                    parent[index] = op["value"]
+            else:
+                parent[last] = op["value"]
+        elif kind == "remove":
+            del parent[int(last) if isinstance(parent, list) else last]
+        elif kind == "test":
+            value = parent[int(last)] if isinstance(parent, list) else parent.get(last)
+            if value != op["value"]:
+                raise ApiError(422, "Invalid", f"the test of {op['path']} failed")
+        else:
+            raise ApiError(400, "BadRequest", f"unsupported JSON patch op {kind!r}")
+    return doc
+
+
+def _make_handler(sim: KubeSim) -> type[BaseHTTPRequestHandler]:
+    store = sim.store
+
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+        server_version = "kube-sim"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self._serve("GET")
+
+        def do_POST(self) -> None:
+            self._serve("POST")
+
+        def do_PUT(self) -> None:
+            self._serve("PUT")
+
+        def do_PATCH(self) -> None:
+            self._serve("PATCH")
+
+        def do_DELETE(self) -> None:
+            self._serve("DELETE")
+
+        def _body(self) -> Any:
+            length = int(self.headers.get("Content-Length") or 0)
+            raw = self.rfile.read(length) if length else b""
+            if not raw:
+                return None
+            try:
+                return json.loads(raw)
+            except json.JSONDecodeError:
+                try:
+                    import yaml
+
+                    return yaml.safe_load(raw)
+                except Exception:
+                    raise ApiError(400, "BadRequest", "the body is neither JSON nor YAML") from None
+
+        def _send_json(self, code: int, body: Obj) -> None:
+            data = json.dumps(body).encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Cache-Control", "no-cache, private")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _send_text(self, code: int, text: str) -> None:
+            data = text.encode()
+            self.send_response(code)
+            self.send_header("Content-Type", "text/plain")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+        def _serve(self, method: str) -> None:
+            parts = urlsplit(self.path)
+            path = unquote(parts.path).rstrip("/") or "/"
+            query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+            fault = None
+            if path.startswith(("/api/", "/apis/")):
+                allowed = KUBE_FAULTS if query.get("watch") in ("true", "1") else ("5xx", "reset")
+                fault = sim.faults.decide(path, allowed)
+            with store.lock:
+                sim.requests.append((method, self.path, 0, fault))
+            if fault == "reset":
+                self.close_connection = True
+                reset_connection(self.connection)
+                return
+            if fault == "5xx":
+                code = (500, 503)[sim.faults.draw(0, 1)]
+                reason = "InternalError" if code == 500 else "ServiceUnavailable"
+                self._send_json(
+                    code, ApiError(code, reason, "the simulated server is unwell").status()
+                )
+                return
+            try:
+                self._route(method, path, query, fault)
+            except ApiError as err:
+                self._send_json(err.code, err.status())
+            except (BrokenPipeError, ConnectionResetError):
+                self.close_connection = True
+
+        def _route(self, method: str, path: str, query: dict[str, str], fault: str | None) -> None:
+            if path == "/version":
+                self._send_json(
+                    200,
+                    {
+                        "major": "1",
+                        "minor": str(sim.minor),
+                        "gitVersion": f"v1.{sim.minor}.0-sim",
+                        "gitCommit": "0" * 40,
+                        "gitTreeState": "clean",
+                        "buildDate": "2026-01-01T00:00:00Z",
+                        "goVersion": "go1.22",
+                        "compiler": "gc",
+                        "platform": "linux/amd64",
+                    },
+                )
+                return
+            if path == "/healthz" or path == "/readyz" or path == "/livez":
+                self._send_text(200, "ok")
+                return
+            if path == "/api":
+                self._send_json(
+                    200,
+                    {
+                        "kind": "APIVersions",
+                        "versions": ["v1"],
+                        "serverAddressByClientCIDRs": [
+                            {"clientCIDR": "0.0.0.0/0", "serverAddress": f"127.0.0.1:{sim.port}"}
+                        ],
+                    },
+                )
+                return
+            if path == "/apis":
+                self._send_json(
+                    200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": _groups(sim)}
+                )
+                return
+            segments = path.strip("/").split("/")
+            if segments[0] == "api" and len(segments) >= 2:
+                group, version, rest = "", segments[1], segments[2:]
+            elif segments[0] == "apis" and len(segments) >= 2:
+                if len(segments) == 2:
+                    match = [g for g in _groups(sim) if g["name"] == segments[1]]
+                    if not match:
+                        raise ApiError(
+                            404, "NotFound", "the server could not find the requested resource"
+                        )
+                    self._send_json(200, {"kind": "APIGroup", "apiVersion": "v1", **match[0]})
+                    return
+                group, version, rest = segments[1], segments[2], segments[3:]
+            else:
+                raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            if not rest:
+                listing = _resource_list(sim, group, version)
+                if not listing["resources"]:
+                    raise ApiError(
+                        404, "NotFound", "the server could not find the requested resource"
+                    )
+                self._send_json(200, listing)
+                return
+            route = self._resolve(group, version, rest)
+            self._dispatch(method, route, query, fault)
+
+        def _resolve(self, group: str, version: str, rest: list[str]) -> _Route:
+            def info_for(name: str) -> ResourceInfo:
+                info = store.resources.get(name)
+                if info is None or info.group != group or info.version != version:
+                    raise ApiError(
+                        404, "NotFound", "the server could not find the requested resource"
+                    )
+                return info
+
+            if rest[0] == "namespaces" and len(rest) >= 3:
+                info = info_for(rest[2])
+                if not info.namespaced:
+                    raise ApiError(
+                        404, "NotFound", "the server could not find the requested resource"
+                    )
+                return _Route(
+                    info,
+                    rest[1],
+                    rest[3] if len(rest) > 3 else None,
+                    rest[4] if len(rest) > 4 else None,
+                )
+            info = info_for(rest[0])
+            name = rest[1] if len(rest) > 1 else None
+            if info.namespaced and name is not None:
+                raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            return _Route(
+                info, None if info.namespaced else "", name, rest[2] if len(rest) > 2 else None
+            )
+
+        def _dispatch(
+            self, method: str, route: _Route, query: dict[str, str], fault: str | None
+        ) -> None:
+            info, ns = route.info, route.namespace
+            if method == "GET" and route.name is None:
+                if query.get("watch") in ("true", "1"):
+                    self._watch(route, query, fault)
+                    return
+                items, rv = store.select(
+                    info.name, ns, query.get("labelSelector"), query.get("fieldSelector")
+                )
+                self._send_json(
+                    200,
+                    {
+                        "kind": f"{info.kind}List",
+                        "apiVersion": info.api_version,
+                        "metadata": {"resourceVersion": str(rv)},
+                        "items": items,
+                    },
+                )
+                return
+            if method == "POST" and route.name is None:
+                body = self._body()
+                if not isinstance(body, dict):
+                    raise ApiError(400, "BadRequest", "the request body must be an object")
+                if ns:
+                    body.setdefault("metadata", {})["namespace"] = ns
+                if query.get("dryRun") == "All":
+                    self._send_json(201, body)
+                    return
+                self._send_json(201, store.create(info.name, body, actor="client"))
+                return
+            if route.name is None:
+                raise ApiError(405, "MethodNotAllowed", f"{method} is not supported here")
+            name, namespace = route.name, ns or ""
+            if route.sub == "log" and info.name == "pods" and method == "GET":
+                self._log(namespace, name, query)
+                return
+            if route.sub not in (None, "status"):
+                raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            status_only = route.sub == "status"
+            if method == "GET":
+                self._send_json(200, store.get(info.name, namespace, name))
+            elif method == "PUT":
+                body = self._body()
+                if not isinstance(body, dict):
+                    raise ApiError(400, "BadRequest", "the request body must be an object")
+                body.setdefault("metadata", {}).update(name=name)
+                if info.namespaced:
+                    body["metadata"]["namespace"] = namespace
+                self._send_json(
+                    200, store.update(info.name, body, actor="client", status=status_only)
+                )
+            elif method == "PATCH":
+                body = self._body()
+                kind = (self.headers.get("Content-Type") or "").split(";")[0]
+                current = store.get(info.name, namespace, name)
+                if kind == "application/json-patch+json":
+                    patched = _json_patch(current, body or [])
+                elif kind in (
+                    "application/merge-patch+json",
+                    "application/strategic-merge-patch+json",
+                    "application/apply-patch+yaml",
+                ):
+                    patched = _merge(current, body or {})
+                else:
+                    raise ApiError(
+                        415,
+                        "UnsupportedMediaType",
+                        f"the body of the request was in an unknown format - "
+                        f"accepted media types include: application/json-patch+json, "
+                        f"application/merge-patch+json (got {kind or 'none'})",
+                    )
+                patched["metadata"].pop("resourceVersion", None)
+                self._send_json(
+                    200,
+                    store.update(
+                        info.name, patched, actor="client", status=status_only, check_version=False
+                    ),
+                )
+            elif method == "DELETE":
+                grace = query.get("gracePeriodSeconds")
+                deleted = _delete(
+                    sim,
+                    info.name,
+                    namespace,
+                    name,
+                    actor="client",
+                    grace=int(grace) if grace and grace.isdigit() else None,
+                )
+                self._send_json(200, deleted)
+            else:
+                raise ApiError(405, "MethodNotAllowed", f"{method} is not supported here")
+
+        def _log(self, namespace: str, name: str, query: dict[str, str]) -> None:
+            pod = store.get("pods", namespace, name)
+            containers = [c["name"] for c in pod["spec"].get("containers", [])]
+            container = query.get("container") or (containers[0] if len(containers) == 1 else "")
+            if not container:
+                raise ApiError(
+                    400,
+                    "BadRequest",
+                    f"a container name must be specified for pod "
+                    f"{name}, choose one of: {containers}",
+                )
+            if container not in containers:
+                raise ApiError(
+                    400, "BadRequest", f"container {container} is not valid for pod {name}"
+                )
+            with store.lock:
+                lines = sim.logs.get((namespace, name, container))
+            if lines is None:
+                image = next(
+                    c["image"] for c in pod["spec"]["containers"] if c["name"] == container
+                )
+                lines = [f"starting {image}", "listening on :8080"]
+            tail = query.get("tailLines")
+            if tail and tail.isdigit():
+                lines = lines[-int(tail) :] if int(tail) else []
+            self._send_text(200, "".join(f"{line}\n" for line in lines))
+
+        def _watch(self, route: _Route, query: dict[str, str], fault: str | None) -> None:
+            if query.get("sendInitialEvents") == "true":
+                raise ApiError(
+                    422,
+                    "Invalid",
+                    "sendInitialEvents is not supported by this server; list, then watch",
+                )
+            info, ns = route.info, route.namespace
+            match_labels = label_selector(query.get("labelSelector"))
+            match_fields = field_selector(query.get("fieldSelector"))
+            rv_text = query.get("resourceVersion", "")
+            bookmarks = query.get("allowWatchBookmarks") in ("true", "1")
+            timeout = query.get("timeoutSeconds")
+            ends_at = time.monotonic() + (
+                float(timeout) if timeout and timeout.isdigit() else 1800.0
+            )
+            with store.lock:
+                sim._watch_count += 1
+            self.send_response(200)
+            self.send_header("Content-Type", "application/json")
+            self.send_header("Cache-Control", "no-cache, private")
+            self.send_header("Transfer-Encoding", "chunked")
+            self.end_headers()
+            self.close_connection = True
+
+            def wanted(event: WatchEvent) -> bool:
+                if event.resource != info.name or (ns and event.namespace != ns):
+                    return False
+                labels = event.obj.get("metadata", {}).get("labels") or {}
+                return bool(match_labels(labels) and match_fields(event.obj))
+
+            sent = 0
+            drop_after = sim.faults.draw(0, 2) if fault == "watch_drop" else None
+            try:
+                if fault == "gone410":
+                    self._event(
+                        {
+                            "type": "ERROR",
+                            "object": ApiError(
+                                410,
+                                "Expired",
+                                f"too old resource version: {rv_text or 0} ({store.compacted})",
+                            ).status(),
+                        }
+                    )
+                    return
+                with store.lock:
+                    if rv_text in ("", "0"):
+                        since = store.rv
+                        initial = [
+                            WatchEvent(store.rv, info.name, "ADDED", ns or "", o)
+                            for o in store.select(info.name, ns)[0]
+                        ]
+                    else:
+                        try:
+                            since = int(rv_text)
+                        except ValueError:
+                            since = -1
+                        try:
+                            initial = list(store.events_after(since))
+                        except ApiError as err:
+                            self._event({"type": "ERROR", "object": err.status()})
+                            return
+                last_bookmark = time.monotonic()
+                pending = initial
+                while True:
+                    for event in pending:
+                        since = max(since, event.rv)
+                        if not wanted(event):
+                            continue
+                        self._event({"type": event.type, "object": event.obj})
+                        sent += 1
+                        if drop_after is not None and sent >= drop_after:
+                            return
+                    now = time.monotonic()
+                    if now >= ends_at or sim._stop.is_set() or sim._server.stopping.is_set():
+                        return
+                    if bookmarks and now - last_bookmark >= sim.bookmark_interval:
+                        last_bookmark = now
+                        self._event(
+                            {
+                                "type": "BOOKMARK",
+                                "object": {
+                                    "kind": info.kind,
+                                    "apiVersion": info.api_version,
+                                    "metadata": {"resourceVersion": str(store.rv)},
+                                },
+                            }
+                        )
+                        if drop_after is not None:
+                            return
+                    with store.changed:
+                        if store.rv <= since:
+                            store.changed.wait(timeout=min(0.2, max(0.0, ends_at - now)))
+                        try:
+                            pending = list(store.events_after(since))
+                        except ApiError as err:
+                            self._event({"type": "ERROR", "object": err.status()})
+                            return
+            except OSError:
+                return
+            finally:
+                with contextlib.suppress(OSError):
+                    self.wfile.write(b"0\r\n\r\n")
+                    self.wfile.flush()
+
+        def _event(self, event: Obj) -> None:
+            data = json.dumps(event).encode() + b"\n"
+            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            self.wfile.flush()
+
+    return Handler
+
+
+def iter_namespace_writes(sim: KubeSim, namespace: str) -> Iterator[str]:
+    """Every write (by anyone but the test script) to ``namespace``, as text, for assertions."""
+    for record in sim.store.writes(namespace):
+        if record.actor != "test":
+            yield f"{record.actor} {record.verb} {record.resource}/{record.name}"
