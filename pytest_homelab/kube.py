@@ -29,6 +29,58 @@ KIND_RESOURCES = {
     "Pod": "pods",
 }
 IN_CLUSTER_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+RESOURCE_PATHS = {
+    "deployments": "/apis/apps/v1/namespaces/{namespace}/deployments",
+    "statefulsets": "/apis/apps/v1/namespaces/{namespace}/statefulsets",
+    "daemonsets": "/apis/apps/v1/namespaces/{namespace}/daemonsets",
+    "pods": "/api/v1/namespaces/{namespace}/pods",
+}
+_QUERY_NAMES = {
+    "watch": "watch",
+    "resource_version": "resourceVersion",
+    "allow_watch_bookmarks": "allowWatchBookmarks",
+    "timeout_seconds": "timeoutSeconds",
+    "label_selector": "labelSelector",
+    "field_selector": "fieldSelector",
+}
+
+
+def list_request(api_client: Any, resource: str) -> Callable[..., Any]:
+    """A list/watch call for ``resource`` through the official ApiClient (its configuration,
+    auth and TLS), returning the raw urllib3 response the official ``Watch`` reads.
+
+    The generated AppsV1Api/CoreV1Api would do the same, but building their pydantic
+    validators costs over a second per process on first use.
+    """
+    from kubernetes.client.exceptions import ApiException
+
+    path = RESOURCE_PATHS[resource]
+
+    def request(
+        namespace: str, _request_timeout: Any = None, _preload_content: bool = False, **params: Any
+    ) -> Any:
+        query = [
+            (_QUERY_NAMES[k], str(v).lower() if isinstance(v, bool) else str(v))
+            for k, v in params.items()
+            if v is not None
+        ]
+        method, url, headers, body, post = api_client.param_serialize(
+            "GET",
+            path,
+            path_params={"namespace": namespace},
+            query_params=query,
+            header_params={"Accept": "application/json"},
+            auth_settings=["BearerToken"],
+        )
+        response = api_client.call_api(
+            method, url, headers, body, post, _request_timeout=_request_timeout
+        )
+        if not 200 <= response.status <= 299:
+            response.read()
+            raise ApiException(http_resp=response)
+        return response.response
+
+    return request
 
 
 def connect(
@@ -160,8 +212,6 @@ class ResourceWatch(threading.Thread):
         rng: random.Random | None = None,
     ) -> None:
         super().__init__(name=f"kube-watch-{namespace}-{resource}", daemon=True)
-        from kubernetes import client
-
         self.resource = resource
         self.namespace = namespace
         self.view = view
@@ -172,13 +222,7 @@ class ResourceWatch(threading.Thread):
         self.rng = rng or random.Random()
         self._stopping = threading.Event()
         self._watch: Any = None
-        apps, core = client.AppsV1Api(api_client), client.CoreV1Api(api_client)
-        self._list: Callable[..., Any] = {
-            "deployments": apps.list_namespaced_deployment,
-            "statefulsets": apps.list_namespaced_stateful_set,
-            "daemonsets": apps.list_namespaced_daemon_set,
-            "pods": core.list_namespaced_pod,
-        }[resource]
+        self._list = list_request(api_client, resource)
 
     def stop(self) -> None:
         self._stopping.set()

@@ -48,6 +48,10 @@ class SimHTTPServer(ThreadingHTTPServer):
 
     def finish_request(self, request: Any, client_address: Any) -> None:
         sock: socket.socket = request
+        # Like Go servers: headers and body go out as separate writes, and Nagle plus delayed
+        # ACKs would add ~40 ms to every keep-alive request.
+        with contextlib.suppress(OSError):
+            sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         if self.ssl_context is not None:
             try:
                 sock.settimeout(10)

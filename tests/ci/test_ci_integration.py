@@ -210,6 +210,7 @@ def test_repo_flag_and_sha_outside_a_git_repo(
     lab: Any, capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     lab.sim.add_pipeline("homelab/app", commit=lab.sha, steps=quick("test"))
+    lab.sim.advance(5)  # finished: status reports green, not still running
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
     monkeypatch.chdir(elsewhere)
