@@ -83,6 +83,8 @@ class KubeSim:
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         self._watch_count = 0
+        self.expired_sent = 0  # watches ended with an in-stream 410 Expired
+        self._expiry = 0  # bumped by expire_watches()
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -213,6 +215,15 @@ class KubeSim:
             if time.monotonic() > deadline:
                 raise TimeoutError("the simulated cluster did not reach the expected state")
             time.sleep(0.01)
+
+    def expire_watches(self) -> None:
+        """End every open watch with an in-stream 410 Expired, as an API server does when a
+        watch's resourceVersion has left its window (history compacted, server restarted).
+        Clients must relist; a reconnect from a version older than now also gets 410."""
+        with self.store.changed:
+            self.store.compact()
+            self._expiry += 1
+            self.store.changed.notify_all()
 
     def set_log(self, namespace: str, pod: str, container: str, lines: list[str]) -> None:
         with self.store.lock:
@@ -741,9 +752,10 @@ def _make_handler(sim: KubeSim) -> type[BaseHTTPRequestHandler]:
                         try:
                             initial = list(store.events_after(since))
                         except ApiError as err:
-                            self._event({"type": "ERROR", "object": err.status()})
+                            self._expired(err)
                             return
                 last_bookmark = time.monotonic()
+                expiry = sim._expiry
                 pending = initial
                 while True:
                     for event in pending:
@@ -756,6 +768,15 @@ def _make_handler(sim: KubeSim) -> type[BaseHTTPRequestHandler]:
                             return
                     now = time.monotonic()
                     if now >= ends_at or sim._stop.is_set() or sim._server.stopping.is_set():
+                        return
+                    if sim._expiry != expiry:
+                        self._expired(
+                            ApiError(
+                                410,
+                                "Expired",
+                                f"too old resource version: {since} ({store.compacted})",
+                            )
+                        )
                         return
                     if bookmarks and now - last_bookmark >= sim.bookmark_interval:
                         last_bookmark = now
@@ -777,7 +798,7 @@ def _make_handler(sim: KubeSim) -> type[BaseHTTPRequestHandler]:
                         try:
                             pending = list(store.events_after(since))
                         except ApiError as err:
-                            self._event({"type": "ERROR", "object": err.status()})
+                            self._expired(err)
                             return
             except OSError:
                 return
@@ -785,6 +806,11 @@ def _make_handler(sim: KubeSim) -> type[BaseHTTPRequestHandler]:
                 with contextlib.suppress(OSError):
                     self.wfile.write(b"0\r\n\r\n")
                     self.wfile.flush()
+
+        def _expired(self, err: ApiError) -> None:
+            with store.lock:
+                sim.expired_sent += 1
+            self._event({"type": "ERROR", "object": err.status()})
 
         def _event(self, event: Obj) -> None:
             data = json.dumps(event).encode() + b"\n"

@@ -1,0 +1,80 @@
+"""The Kubernetes simulator, and real kubectl binaries to referee it."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from pytest_homelab.sim.kube import KubeSim
+from pytest_homelab.sim.kube_controllers import Timing
+
+SDK = Path("/usr/lib/google-cloud-sdk/bin")
+
+
+def kubectl_binaries() -> dict[str, str]:
+    """Real kubectl builds to run: the versioned ones of the machine image, else PATH's."""
+    found = {
+        f"1.{minor}": str(SDK / f"kubectl.1.{minor}")
+        for minor in (27, 30, 33)
+        if (SDK / f"kubectl.1.{minor}").is_file()
+    }
+    override = os.environ.get("HOMELAB_KUBECTL")
+    if override:
+        found = {"env": override}
+    elif not found and shutil.which("kubectl"):
+        found = {"path": str(shutil.which("kubectl"))}
+    return found
+
+
+KUBECTLS = kubectl_binaries()
+
+
+@pytest.fixture
+def sim() -> Iterator[KubeSim]:
+    with KubeSim(speed=4.0, timing=Timing(observe=0.1, terminate=0.2)) as k:
+        yield k
+
+
+@dataclass
+class Kubectl:
+    binary: str
+    kubeconfig: Path
+    cache: Path
+
+    def __call__(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": str(self.cache),
+            "KUBECONFIG": str(self.kubeconfig),
+            "KUBECACHEDIR": str(self.cache),
+        }
+        return subprocess.run(
+            [self.binary, "--cache-dir", str(self.cache), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+
+@pytest.fixture(params=sorted(KUBECTLS) or ["missing"])
+def kubectl(request: pytest.FixtureRequest, sim: KubeSim, tmp_path: Path) -> Kubectl:
+    if request.param == "missing":
+        pytest.fail("no kubectl found: install it, or set HOMELAB_KUBECTL to a kubectl binary")
+    cache = tmp_path / "kube-cache"
+    cache.mkdir()
+    return Kubectl(
+        KUBECTLS[request.param], sim.kubeconfig(tmp_path / "kubeconfig", "sim", "apps"), cache
+    )
+
+
+def settle(sim: KubeSim, seconds: float = 0.3) -> None:
+    time.sleep(seconds)
