@@ -1,10 +1,12 @@
-"""A Woodpecker CI server simulator: the API surface a pipeline watcher uses, on loopback.
+"""A Woodpecker CI server simulator: the REST API and event stream a pipeline watcher uses.
 
-Shapes follow the real server (``shared/reference/woodpecker.md`` and its OpenAPI spec): unix-second
-timestamps (v2 names with ``naming="v2"``), steps under ``workflows[].children[]`` only on the
-single-pipeline GET, base64 log ``data``, empty bodies for 401/404, anonymous fallback for bad
-tokens, and an SSE stream of full pipeline snapshots. Scenarios run on a scenario clock that can
-be sped up or advanced; faults come from a seeded :class:`FaultPlan`.
+It answers like the real server (``shared/reference/woodpecker.md``, checked against the v2.8.3
+and v3.17.0 sources): unix-second timestamps with the v2 or v3 field names, steps under
+``workflows[].children[]`` only on the single-pipeline GET and in events, base64 log ``data``,
+bad tokens that silently fall back to anonymous, empty-bodied 400/401/404s, unknown routes that
+get the web UI's ``index.html`` with a 200, and an SSE stream of full pipeline snapshots.
+Pipelines follow a script on a scenario clock that can run faster than real time or be advanced
+by hand; a seeded :class:`~pytest_homelab.sim.faults.FaultPlan` breaks requests on purpose.
 
 Typical use in a test::
 
@@ -17,21 +19,29 @@ Typical use in a test::
 from __future__ import annotations
 
 import base64
+import contextlib
 import json
+import re
 import ssl
 import threading
 import time
-from collections.abc import Iterable
+import uuid
+from collections import deque
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime, timedelta, timezone
+from email.utils import formatdate
 from http.server import BaseHTTPRequestHandler
 from typing import Any, Literal
 from urllib.parse import parse_qs, unquote, urlsplit
 
+from pytest_homelab.sim.clock import ScenarioClock
 from pytest_homelab.sim.faults import FaultPlan, no_faults
 from pytest_homelab.sim.server import SimHTTPServer, reset_connection
 
 Naming = Literal["v2", "v3"]
+Json = dict[str, Any]
+
 EVENTS = frozenset(
     {
         "push",
@@ -60,29 +70,61 @@ STATUSES = frozenset(
         "skipped",
     }
 )
-VERSIONS = {"v2": "2.8.3", "v3": "3.17.0"}
+ACTIVE_STATUSES = frozenset({"created", "pending", "running", "blocked"})
+VERSIONS: dict[Naming, str] = {"v2": "2.8.3", "v3": "3.17.0"}
 JSON_ROUTE_FAULTS = ("empty200", "5xx", "429", "reset", "stall", "truncated")
+STREAM_FAULTS = ("stream_drop", "empty200", "5xx", "429", "reset", "stall")
+SOURCE_URL = "https://github.com/woodpecker-ci/woodpecker"
+FORGE = "git.example.test"
+WORKFLOW_NAME = "woodpecker"  # what a lone .woodpecker.yaml is called
+KILLED_EXIT_CODE = 137
+CORS_HEADERS = "authorization, origin, content-type, accept"
+INDEX_HTML = (
+    b'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="UTF-8" />\n'
+    b"<title>Woodpecker</title>\n"
+    b'</head>\n<body>\n<div id="app"></div>\n</body>\n</html>\n'
+)
 
 
 @dataclass(frozen=True)
 class StepSpec:
-    """One step of a scripted pipeline: runs ``duration`` scenario seconds, exits ``exit_code``."""
+    """One scripted step: runs ``duration`` scenario seconds, then exits with ``exit_code``.
+
+    ``log`` lines are released evenly over the run (default: one ``+ <name>`` line). ``type``
+    defaults to ``clone`` for a step named clone and to ``commands`` otherwise.
+    """
 
     name: str
     duration: float = 0.1
     exit_code: int = 0
-    log: list[str] | None = None
-    type: str = "commands"
+    log: Sequence[str] | None = None
+    type: str | None = None
+
+    def __post_init__(self) -> None:
+        if self.duration < 0:
+            raise ValueError("a step's duration cannot be negative")
+
+    @property
+    def step_type(self) -> str:
+        return self.type or ("clone" if self.name == "clone" else "commands")
+
+    @property
+    def lines(self) -> Sequence[str]:
+        return self.log if self.log is not None else (f"+ {self.name}",)
 
 
-@dataclass
+@dataclass(frozen=True)
 class RequestRecord:
+    """One request as the simulator saw it. ``status`` 0 means no response was sent (a reset);
+    ``time`` is ``time.monotonic()`` when the answer was decided."""
+
     method: str
     path: str
     query: dict[str, list[str]]
     status: int
     fault: str | None
     time: float
+    authenticated: bool = False
 
 
 @dataclass
@@ -101,10 +143,15 @@ class SimRepo:
         return self.full_name.rsplit("/", 1)[1]
 
 
+class ActionRefused(ValueError):
+    """The real server would refuse this action in the pipeline's current state."""
+
+
 @dataclass
 class _Step:
     id: int
     pid: int
+    uuid: str
     spec: StepSpec
 
 
@@ -116,6 +163,8 @@ class _Pipeline:
     commit: str
     event: str
     branch: str
+    ref: str
+    message: str
     added_at: float  # scenario seconds
     appear_after: float
     pending_for: float
@@ -123,14 +172,14 @@ class _Pipeline:
     final_status: str | None
     blocked: bool
     created: int | None
-    parent: int = 0
+    parent: int
+    rerun_count: int
+    workflow_id: int
     approved_at: float | None = None
     declined_at: float | None = None
+    reviewed_by: str = ""
     cancelled_at: float | None = None
-    superseded_by: int = 0
-    message: str = "change"
-    workflow_id: int = 0
-    extra: dict[str, Any] = field(default_factory=dict)
+    cancel_info: Json | None = None
 
     @property
     def appear_at(self) -> float:
@@ -143,6 +192,7 @@ class _StepState:
     started: float | None = None
     finished: float | None = None
     exit_code: int = 0
+    error: str = ""
 
 
 @dataclass
@@ -151,88 +201,118 @@ class _State:
     status: str = "pending"
     started: float | None = None
     finished: float | None = None
+    updated: float = 0.0
+    workflow: str = "pending"
+    workflow_error: str = ""
     steps: list[_StepState] = field(default_factory=list)
 
 
-class ScenarioClock:
-    """Scenario seconds since start: real time × ``speed`` plus whatever was advanced by hand."""
+def _evaluate(p: _Pipeline, t: float, naming: Naming) -> _State:
+    """The pipeline at scenario time ``t``: a pure function of its script and the actions on it.
 
-    def __init__(self, speed: float) -> None:
-        if speed <= 0:
-            raise ValueError("speed must be positive")
-        self.speed = speed
-        self._origin = time.monotonic()
-        self._offset = 0.0
-        self.epoch = time.time()
-        self._lock = threading.Lock()
-
-    def now(self) -> float:
-        with self._lock:
-            return (time.monotonic() - self._origin) * self.speed + self._offset
-
-    def advance(self, seconds: float) -> None:
-        with self._lock:
-            self._offset += seconds
-
-    def unix(self, scenario_seconds: float) -> int:
-        return int(self.epoch + scenario_seconds)
-
-
-def evaluate(p: _Pipeline, t: float) -> _State:
-    """The pipeline's state at scenario time ``t``: a pure function of its script and actions."""
+    Cancel outcomes follow ``server/pipeline/cancel.go``: before any workflow started, v3 says
+    ``canceled`` (steps ``canceled``, workflow ``skipped``) and v2 ``killed`` (steps ``skipped``);
+    once running, ``killed`` with the running step killed and the pending ones canceled/skipped.
+    """
     if t < p.appear_at:
         return _State(visible=False)
-    n = len(p.steps)
-    pending = [_StepState("pending") for _ in range(n)]
-    if p.declined_at is not None and t >= p.declined_at:
-        return _State(True, "declined", None, p.declined_at, [_StepState("skipped")] * n)
-    if p.blocked and (p.approved_at is None or t < p.approved_at):
-        return _State(True, "blocked", None, None, pending)
-    run_from = max(p.appear_at, p.approved_at or 0.0) + p.pending_for
-    cancel = p.cancelled_at if p.cancelled_at is not None and t >= p.cancelled_at else None
+
+    def uniform(state: str) -> list[_StepState]:
+        return [_StepState(state) for _ in p.steps]
+
+    cancel = p.cancelled_at if p.cancelled_at is not None and p.cancelled_at <= t else None
+    queued_at = p.appear_at
+    if p.blocked:
+        if p.declined_at is not None and p.declined_at <= t:
+            declined = uniform("declined")
+            return _State(
+                True, "declined", updated=p.declined_at, workflow="declined", steps=declined
+            )
+        if p.approved_at is None or p.approved_at > t:
+            if cancel is not None:  # the real server leaves a gated workflow's steps blocked
+                return _State(
+                    True,
+                    "killed",
+                    finished=cancel,
+                    updated=cancel,
+                    workflow="blocked",
+                    steps=uniform("blocked"),
+                )
+            return _State(
+                True, "blocked", updated=p.appear_at, workflow="blocked", steps=uniform("blocked")
+            )
+        queued_at = p.approved_at
+    run_from = queued_at + p.pending_for
     now = t if cancel is None else cancel
     if now < run_from:
-        if cancel is not None:
-            return _State(True, "canceled", None, cancel, [_StepState("skipped")] * n)
-        return _State(True, "pending", None, None, pending)
-    states: list[_StepState] = []
+        if cancel is None:
+            return _State(True, "pending", updated=queued_at, steps=uniform("pending"))
+        v3 = naming == "v3"
+        return _State(
+            True,
+            "canceled" if v3 else "killed",
+            finished=cancel,
+            updated=cancel,
+            workflow="skipped",
+            steps=uniform("canceled" if v3 else "skipped"),
+        )
+
+    steps: list[_StepState] = []
     cursor = run_from
-    failed = False
+    failed: _Step | None = None
     for step in p.steps:
-        if failed:
-            states.append(_StepState("skipped"))
-            continue
         end = cursor + step.spec.duration
-        if now < cursor:
-            states.append(_StepState("pending"))
+        if failed is not None:
+            steps.append(_StepState("skipped"))
+        elif now < cursor:
+            steps.append(_StepState("pending"))
         elif now < end:
-            states.append(_StepState("running", cursor))
+            steps.append(_StepState("running", cursor))
         else:
-            ok = step.spec.exit_code == 0
-            states.append(
-                _StepState("success" if ok else "failure", cursor, end, step.spec.exit_code)
-            )
-            failed = not ok
+            code = step.spec.exit_code
+            steps.append(_StepState("success" if code == 0 else "failure", cursor, end, code))
+            if code != 0:
+                failed = step
         cursor = end
+    times = [x for s in steps for x in (s.started, s.finished) if x is not None]
+    last = max(times, default=run_from)
     if cancel is not None:
-        for s in states:
+        for s in steps:
             if s.state == "running":
-                s.state, s.finished, s.exit_code = "killed", cancel, 137
+                s.state, s.finished, s.error = "killed", cancel, "Canceled"
+                s.exit_code = KILLED_EXIT_CODE
             elif s.state == "pending":
-                s.state = "skipped"
-        return _State(True, "killed", run_from, cancel, states)
-    done = all(s.state not in ("pending", "running") for s in states)
-    if not done:
-        return _State(True, "running", run_from, None, states)
-    finished = max([s.finished for s in states if s.finished is not None], default=run_from)
-    status = "failure" if failed else "success"
+                s.state = "canceled" if naming == "v3" else "skipped"
+        return _State(
+            True,
+            "killed",
+            started=run_from,
+            finished=cancel,
+            updated=cancel,
+            workflow="killed",
+            workflow_error="Canceled",
+            steps=steps,
+        )
+    if any(s.state in ("pending", "running") for s in steps):
+        return _State(
+            True, "running", started=run_from, updated=last, workflow="running", steps=steps
+        )
+    status = workflow = "failure" if failed is not None else "success"
+    error = "" if failed is None else f"uuid={failed.uuid}: exit code {failed.spec.exit_code}"
     if p.final_status is not None:
-        status = p.final_status
-    return _State(True, status, run_from, finished, states)
+        status = workflow = p.final_status
+    finished = None if status in ACTIVE_STATUSES else last
+    return _State(True, status, run_from, finished, last, workflow, error, steps)
 
 
 class WoodpeckerSim:
-    """The simulator. Thread-safe; start with ``with`` or :meth:`start`/:meth:`stop`."""
+    """The simulator. Thread-safe; start with ``with`` or :meth:`start`/:meth:`stop`.
+
+    ``token=None`` disables auth: every request acts as the one user. ``speed`` is scenario
+    seconds per real second; :meth:`advance` jumps ahead. ``ping_interval`` is the SSE idle ping.
+    ``requests`` logs every request; ``errors`` keeps exceptions the simulator itself raised
+    while answering (the client saw a bare 500), so a test can assert there were none.
+    """
 
     def __init__(
         self,
@@ -250,6 +330,8 @@ class WoodpeckerSim:
     ) -> None:
         if naming not in ("v2", "v3"):
             raise ValueError("naming must be 'v2' or 'v3'")
+        if ping_interval <= 0:
+            raise ValueError("ping_interval must be positive")
         self.host = host
         self.naming: Naming = naming
         self.token = token
@@ -258,18 +340,20 @@ class WoodpeckerSim:
         self.ping_interval = ping_interval
         self.user = user
         self.requests: list[RequestRecord] = []
+        self.errors: list[Exception] = []
         self._ssl = ssl_context
         self._public_host = public_host or host
         self._lock = threading.RLock()
         self._changed = threading.Condition(self._lock)
         self._repos: dict[int, SimRepo] = {}
         self._pipelines: dict[int, list[_Pipeline]] = {}
-        self._ids = {"pipeline": 0, "step": 0, "workflow": 0, "log": 0}
-        self._signatures: dict[int, tuple[Any, ...]] = {}
+        self._ids = {"pipeline": 0, "workflow": 0, "step": 0}
+        self._signatures: dict[int, tuple[object, ...]] = {}
         self._subscribers: list[_Subscriber] = []
+        self._handlers: set[threading.Thread] = set()
+        self._stop = threading.Event()
         self._server = SimHTTPServer((host, port), _make_handler(self), ssl_context)
         self._ticker: threading.Thread | None = None
-        self._stop = threading.Event()
 
     # -- lifecycle ------------------------------------------------------------------------------
 
@@ -291,12 +375,19 @@ class WoodpeckerSim:
         return self
 
     def stop(self) -> None:
+        """Stop serving, end open streams and stalls, and join every thread the sim started."""
         self._stop.set()
         with self._changed:
             self._changed.notify_all()
+        if self._ticker is None:  # never started: nothing serves, only the socket to close
+            self._server.server_close()
+            return
         self._server.stop()
-        if self._ticker is not None:
-            self._ticker.join(timeout=5)
+        self._ticker.join(timeout=5)
+        with self._lock:
+            handlers = list(self._handlers)
+        for thread in handlers:
+            thread.join(timeout=5)
 
     def __enter__(self) -> WoodpeckerSim:
         return self.start()
@@ -309,9 +400,12 @@ class WoodpeckerSim:
     def add_repo(
         self, full_name: str, *, private: bool = True, default_branch: str = "main"
     ) -> SimRepo:
+        """Activate a repo; ``full_name`` may have subgroups (``group/sub/name``)."""
         if full_name.count("/") < 1 or not all(full_name.split("/")):
             raise ValueError("full_name must be OWNER/NAME")
         with self._lock:
+            if any(r.full_name.lower() == full_name.lower() for r in self._repos.values()):
+                raise ValueError(f"repo {full_name} exists already")
             repo = SimRepo(len(self._repos) + 1, full_name, private, default_branch)
             self._repos[repo.id] = repo
             self._pipelines[repo.id] = []
@@ -337,103 +431,192 @@ class WoodpeckerSim:
         final_status: str | None = None,
         blocked: bool = False,
         created: int | None = None,
-        parent: int = 0,
+        ref: str | None = None,
         message: str = "change",
+        parent: int = 0,
     ) -> int:
+        """Script a pipeline and return its number (assigned now, visible after ``appear_after``).
+
+        ``final_status`` replaces the end status; a non-final one (``running``) makes a pipeline
+        that never ends. ``created`` overrides the creation time (unix seconds). ``ref`` defaults
+        to what the forge would send for ``event`` (``refs/pull/1/head`` for pull requests).
+        """
         if event not in EVENTS:
             raise ValueError(f"unknown event {event!r}")
         if final_status is not None and final_status not in STATUSES:
             raise ValueError(f"unknown status {final_status!r}")
+        if appear_after < 0 or pending_for < 0:
+            raise ValueError("appear_after and pending_for cannot be negative")
         with self._lock:
-            r = self.repo(repo)
-            number = len(self._pipelines[r.id]) + 1
-            self._ids["pipeline"] += 1
-            self._ids["workflow"] += 1
-            made = []
-            for pid, spec in enumerate(steps, start=2):  # pid 1 is the workflow
-                self._ids["step"] += 1
-                made.append(_Step(self._ids["step"] + 1000, pid, spec))
-            pipeline = _Pipeline(
-                id=self._ids["pipeline"],
-                number=number,
-                repo=r,
+            return self._add(
+                self.repo(repo),
                 commit=commit.lower(),
                 event=event,
-                branch=branch or r.default_branch,
-                added_at=self.clock.now(),
+                branch=branch,
+                ref=ref,
+                message=message,
+                steps=list(steps),
                 appear_after=appear_after,
                 pending_for=pending_for,
-                steps=made,
                 final_status=final_status,
                 blocked=blocked,
                 created=created,
                 parent=parent,
-                message=message,
-                workflow_id=self._ids["workflow"],
-            )
-            self._pipelines[r.id].append(pipeline)
-            self._publish_changes()
-            return number
+                rerun_count=0,
+            ).number
+
+    def _add(
+        self,
+        r: SimRepo,
+        *,
+        commit: str,
+        event: str,
+        branch: str | None,
+        ref: str | None,
+        message: str,
+        steps: list[StepSpec],
+        appear_after: float,
+        pending_for: float,
+        final_status: str | None,
+        blocked: bool,
+        created: int | None,
+        parent: int,
+        rerun_count: int,
+    ) -> _Pipeline:
+        branch = branch or r.default_branch
+        self._ids["pipeline"] += 1
+        self._ids["workflow"] += 1
+        made = []
+        for pid, spec in enumerate(steps, start=2):  # pid 1 is the workflow
+            self._ids["step"] += 1
+            made.append(_Step(self._ids["step"] + 1000, pid, str(uuid.uuid4()), spec))
+        pipeline = _Pipeline(
+            id=self._ids["pipeline"],
+            number=len(self._pipelines[r.id]) + 1,
+            repo=r,
+            commit=commit,
+            event=event,
+            branch=branch,
+            ref=ref or _default_ref(event, branch),
+            message=message,
+            added_at=self.clock.now(),
+            appear_after=appear_after,
+            pending_for=pending_for,
+            steps=made,
+            final_status=final_status,
+            blocked=blocked,
+            created=created,
+            parent=parent,
+            rerun_count=rerun_count,
+            workflow_id=self._ids["workflow"],
+        )
+        self._pipelines[r.id].append(pipeline)
+        self._publish_changes()
+        return pipeline
 
     def _find(self, repo: str | int, number: int) -> _Pipeline:
+        """A pipeline the API can see now; KeyError otherwise."""
         with self._lock:
             rid = repo if isinstance(repo, int) else self.repo(repo).id
             for p in self._pipelines.get(rid, []):
-                if p.number == number:
+                if p.number == number and self._state(p).visible:
                     return p
         raise KeyError(f"{repo}#{number}")
 
+    def _state(self, p: _Pipeline) -> _State:
+        return _evaluate(p, self.clock.now(), self.naming)
+
     def approve(self, repo: str, number: int) -> None:
         with self._lock:
-            self._find(repo, number).approved_at = self.clock.now()
-            self._publish_changes()
+            self._approve(self._find(repo, number))
+
+    def _approve(self, p: _Pipeline) -> None:
+        status = self._state(p).status
+        if status != "blocked":
+            raise ActionRefused(f"cannot approve a pipeline with status {status}")
+        p.approved_at, p.reviewed_by = self.clock.now(), self.user
+        self._publish_changes()
 
     def decline(self, repo: str, number: int) -> None:
         with self._lock:
-            self._find(repo, number).declined_at = self.clock.now()
-            self._publish_changes()
+            self._decline(self._find(repo, number))
+
+    def _decline(self, p: _Pipeline) -> None:
+        status = self._state(p).status
+        if status != "blocked":
+            raise ActionRefused(f"cannot decline a pipeline with status {status}")
+        p.declined_at, p.reviewed_by = self.clock.now(), self.user
+        self._publish_changes()
 
     def cancel(self, repo: str, number: int, superseded_by: int | None = None) -> None:
+        """Cancel by the user, or as auto-cancel by a newer pipeline when ``superseded_by``."""
         with self._lock:
-            p = self._find(repo, number)
-            p.cancelled_at = self.clock.now()
-            p.superseded_by = superseded_by or 0
-            self._publish_changes()
+            self._cancel(self._find(repo, number), superseded_by)
+
+    def _cancel(self, p: _Pipeline, superseded_by: int | None) -> None:
+        if self._state(p).status not in ("running", "pending", "blocked"):
+            raise ActionRefused(
+                "Cannot cancel a non-running or non-pending or non-blocked pipeline"
+            )
+        p.cancelled_at = self.clock.now()
+        if superseded_by:
+            p.cancel_info = {"superseded_by": superseded_by}
+        else:
+            p.cancel_info = {"canceled_by_user": self.user}
+        self._publish_changes()
 
     def restart(self, repo: str, number: int) -> int:
+        """Like ``POST …/pipelines/{n}``: a new pipeline (new number, ``parent`` = n)."""
         with self._lock:
-            old = self._find(repo, number)
-            return self.add_pipeline(
-                old.repo.full_name,
-                commit=old.commit,
-                event=old.event,
-                branch=old.branch,
-                steps=[s.spec for s in old.steps],
-                parent=old.number,
-                message=old.message,
-            )
+            return self._restart(self._find(repo, number)).number
+
+    def _restart(self, old: _Pipeline) -> _Pipeline:
+        if self._state(old).status == "blocked":
+            raise ActionRefused("cannot restart a pipeline with status blocked")
+        return self._add(
+            old.repo,
+            commit=old.commit,
+            event=old.event,
+            branch=old.branch,
+            ref=old.ref,
+            message=old.message,
+            steps=[s.spec for s in old.steps],
+            appear_after=0.0,
+            pending_for=old.pending_for,
+            final_status=None,
+            blocked=False,
+            created=None,
+            parent=old.number,
+            rerun_count=old.rerun_count + 1,
+        )
 
     def advance(self, seconds: float) -> None:
+        """Move scenario time forward now; events for the changes go out at once."""
+        if seconds < 0:
+            raise ValueError("time only moves forward")
         self.clock.advance(seconds)
         with self._lock:
             self._publish_changes()
 
-    def pipeline_json(self, repo: str, number: int, *, with_steps: bool = True) -> dict[str, Any]:
+    def inject(self, kind: str, count: int = 1, path_prefix: str = "/") -> None:
+        """Fail the next ``count`` requests under ``path_prefix`` with ``kind``."""
+        self.faults.inject(kind, count=count, path_prefix=path_prefix)
+
+    def pipeline_json(self, repo: str, number: int, *, with_steps: bool = True) -> Json:
+        """What ``GET …/pipelines/{number}`` returns now (KeyError while it is invisible)."""
         with self._lock:
             p = self._find(repo, number)
-            return self._pipeline_json(p, evaluate(p, self.clock.now()), with_steps)
+            return self._pipeline_json(p, self._state(p), with_steps)
 
-    def repo_json(self, repo: str) -> dict[str, Any]:
+    def repo_json(self, repo: str) -> Json:
         return self._repo_json(self.repo(repo))
 
-    # -- JSON rendering -------------------------------------------------------------------------
+    # -- JSON, in the servers' field order ------------------------------------------------------
 
-    def _ts(self, name: str) -> str:
-        return f"{name}_at" if self.naming == "v2" else name
-
-    def _repo_json(self, r: SimRepo) -> dict[str, Any]:
-        forge = f"https://git.example.test/{r.full_name}"
-        data: dict[str, Any] = {
+    def _repo_json(self, r: SimRepo) -> Json:
+        v2 = self.naming == "v2"
+        forge = f"https://{FORGE}/{r.full_name}"
+        data: Json = {
             "id": r.id,
             "forge_id": 1,
             "forge_remote_id": str(1000 + r.id),
@@ -441,137 +624,163 @@ class WoodpeckerSim:
             "owner": r.owner,
             "name": r.name,
             "full_name": r.full_name,
-            "avatar_url": "",
+            "avatar_url": f"https://{FORGE}/avatars/{r.owner}",
             "forge_url": forge,
             "clone_url": f"{forge}.git",
-            "clone_url_ssh": f"git@git.example.test:{r.full_name}.git",
+            "clone_url_ssh": f"git@{FORGE}:{r.full_name}.git",
             "default_branch": r.default_branch,
+            **({"scm": "git"} if v2 else {}),
             "pr_enabled": True,
             "timeout": 60,
             "visibility": "private" if r.private else "public",
             "private": r.private,
+            "trusted": False if v2 else {"network": False, "volumes": False, "security": False},
             "require_approval": "forks",
+            **({} if v2 else {"approval_allowed_users": []}),
             "active": True,
             "allow_pr": True,
             "allow_deploy": False,
             "config_file": "",
-            "netrc_trusted": [],
-            "cancel_previous_pipeline_events": ["push", "pull_request"],
+            "cancel_previous_pipeline_events": [],
         }
-        if self.naming == "v3":
-            data["trusted"] = {"network": False, "volumes": False, "security": False}
-            data["approval_allowed_users"] = []
-        else:
-            data["trusted"] = False
+        if v2:
+            return data | {"netrc_only_trusted": True}
+        data["netrc_trusted"] = []
+        for extension in ("config", "registry", "secret"):
+            data[f"{extension}_extension_endpoint"] = ""
+            if extension == "config":
+                data["config_extension_exclusive"] = False
+            data[f"{extension}_extension_netrc"] = False
         return data
 
-    def _pipeline_json(self, p: _Pipeline, s: _State, with_steps: bool) -> dict[str, Any]:
+    def _user_json(self) -> Json:
+        data: Json = {"id": 1, "forge_id": 1}
+        if self.naming == "v3":
+            data["forge_remote_id"] = "1"
+        return data | {
+            "login": self.user,
+            "email": f"{self.user}@example.test",
+            "avatar_url": f"https://{FORGE}/avatars/{self.user}",
+            "org_id": 1,
+        }
+
+    def _pipeline_json(self, p: _Pipeline, s: _State, with_workflows: bool) -> Json:
+        """Fields in the order of the Go structs (v3.17.0 or v2.8.3 ``Pipeline``)."""
         unix = self.clock.unix
+        v3 = self.naming == "v3"
+
+        def stamp(name: str) -> str:
+            return name if v3 else f"{name}_at"
+
         created = p.created if p.created is not None else unix(p.appear_at)
-        updated = unix(
-            max([x for x in (s.finished, s.started) if x is not None], default=p.appear_at)
-        )
-        data: dict[str, Any] = {
+        reviewed_at = p.declined_at if p.declined_at is not None else p.approved_at
+        if p.event.startswith("pull_request"):
+            forge_url = f"https://{FORGE}/{p.repo.full_name}/pulls/1"
+        else:
+            forge_url = f"https://{FORGE}/{p.repo.full_name}/commit/{p.commit}"
+        data: Json = {
             "id": p.id,
             "number": p.number,
+            "author": "dev",
             "parent": p.parent,
             "event": p.event,
-            "event_reason": [],
+            **({"event_reason": []} if v3 else {}),
             "status": s.status,
             "errors": [],
-            self._ts("created"): created,
-            self._ts("updated"): updated,
-            self._ts("started"): unix(s.started) if s.started is not None else 0,
-            self._ts("finished"): unix(s.finished) if s.finished is not None else 0,
+            stamp("created"): created,
+            stamp("updated"): unix(s.updated),
+            stamp("started"): unix(s.started) if s.started is not None else 0,
+            stamp("finished"): unix(s.finished) if s.finished is not None else 0,
             "deploy_to": "",
             "deploy_task": "",
             "commit": p.commit,
             "branch": p.branch,
-            "ref": f"refs/heads/{p.branch}",
-            "refspec": "",
-            "rerun_count": 0,
-            "author": "dev",
-            "author_avatar": "",
-            "author_email": "dev@example.test",
-            "sender": "dev",
-            "forge_url": f"https://git.example.test/{p.repo.full_name}/commit/{p.commit}",
-            "reviewed_by": "",
-            self._ts("reviewed"): 0,
-            "title": "",
-            "message": p.message,
-            "timestamp": created,
         }
-        if self.naming == "v3":
-            data["version"] = VERSIONS["v3"]
-        if p.superseded_by:
-            data["cancel_info"] = {"superseded_by": p.superseded_by}
-        if with_steps:
+        review = {
+            "reviewed_by": p.reviewed_by,
+            stamp("reviewed"): unix(reviewed_at) if reviewed_at is not None else 0,
+        }
+        deprecated = {"title": "", "message": p.message, "timestamp": created, "sender": "dev"}
+        email = {"author_email": "dev@example.test"}
+        if v3:
+            data |= {"rerun_count": p.rerun_count, "ref": p.ref, "refspec": ""}
+            data |= {"author_avatar": "", "forge_url": forge_url, **review}
+            if p.cancel_info is not None and s.status in ("killed", "canceled"):
+                data["cancel_info"] = dict(p.cancel_info)
+        else:
+            data |= {"ref": p.ref, "refspec": "", **deprecated, "author_avatar": "", **email}
+            data |= {"forge_url": forge_url, **review}
+        if with_workflows:
             data["workflows"] = [self._workflow_json(p, s)]
+        if v3:
+            data |= {"version": VERSIONS["v3"], **deprecated, **email}
         return data
 
-    def _workflow_json(self, p: _Pipeline, s: _State) -> dict[str, Any]:
+    def _workflow_json(self, p: _Pipeline, s: _State) -> Json:
         unix = self.clock.unix
         start, end = ("start_time", "end_time") if self.naming == "v2" else ("started", "finished")
         children = []
         for step, st in zip(p.steps, s.steps, strict=True):
-            child: dict[str, Any] = {
+            child: Json = {
                 "id": step.id,
-                "uuid": f"00000000-0000-4000-8000-{step.id:012d}",
+                "uuid": step.uuid,
                 "pipeline_id": p.id,
                 "pid": step.pid,
                 "ppid": 1,
                 "name": step.spec.name,
                 "state": st.state,
-                "exit_code": st.exit_code,
-                "type": step.spec.type,
             }
+            if st.error:
+                child["error"] = st.error
+            child["exit_code"] = st.exit_code
             if st.started is not None:
                 child[start] = unix(st.started)
             if st.finished is not None:
                 child[end] = unix(st.finished)
+            child["type"] = step.spec.step_type
             children.append(child)
-        workflow: dict[str, Any] = {
+        workflow: Json = {
             "id": p.workflow_id,
             "pipeline_id": p.id,
             "pid": 1,
-            "name": "woodpecker",
-            "state": s.status if s.status != "blocked" else "pending",
-            "agent_id": 1,
-            "platform": "linux/amd64",
-            "environ": {},
-            "children": children,
+            "name": WORKFLOW_NAME,
+            "state": s.workflow,
         }
+        if s.workflow_error:
+            workflow["error"] = s.workflow_error
         if s.started is not None:
             workflow[start] = unix(s.started)
-        if s.finished is not None:
-            workflow[end] = unix(s.finished)
+            if s.finished is not None:
+                workflow[end] = unix(s.finished)
+            workflow["agent_id"] = 1
+            workflow["platform"] = "linux/amd64"
+        if children:
+            workflow["children"] = children
         return workflow
 
-    def _log_json(self, p: _Pipeline, step: _Step, t: float) -> list[dict[str, Any]] | None:
-        state = evaluate(p, t)
-        index = p.steps.index(step)
-        st = state.steps[index] if state.visible else _StepState("pending")
-        lines = step.spec.log if step.spec.log is not None else [f"+ {step.spec.name}"]
+    def _log_json(self, p: _Pipeline, step: _Step, t: float) -> list[Json] | None:
+        """Lines come out evenly over the step's run; ``None`` (JSON null) before the first."""
+        st = _evaluate(p, t, self.naming).steps[p.steps.index(step)]
         if st.started is None:
             return None
-        if st.finished is not None:
-            released = len(lines)
-        else:
-            elapsed = max(0.0, t - st.started)
-            released = int(len(lines) * min(1.0, elapsed / max(step.spec.duration, 1e-9)))
-        if released == 0:
-            return None
-        return [
-            {
-                "id": step.id * 10000 + n,
-                "step_id": step.id,
-                "time": n,
-                "line": n,
-                "data": base64.b64encode(text.encode()).decode("ascii"),
-                "type": 0,
-            }
-            for n, text in enumerate(lines[:released])
-        ]
+        until = (st.finished if st.finished is not None else t) - st.started
+        lines = step.spec.lines
+        entries = []
+        for n, text in enumerate(lines):
+            offset = step.spec.duration * n / len(lines)
+            if offset > until:
+                break
+            entries.append(
+                {
+                    "id": step.id * 100_000 + n + 1,
+                    "step_id": step.id,
+                    "time": int(offset),
+                    "line": n,
+                    "data": base64.b64encode(text.encode()).decode("ascii"),
+                    "type": 0,
+                }
+            )
+        return entries or None
 
     # -- events ---------------------------------------------------------------------------------
 
@@ -581,360 +790,557 @@ class WoodpeckerSim:
                 self._publish_changes()
 
     def _publish_changes(self) -> None:
-        """Publish an SSE event for every pipeline whose state changed since the last look."""
-        t = self.clock.now()
+        """Queue an SSE event for every pipeline whose state changed since the last look."""
         for pipelines in self._pipelines.values():
             for p in pipelines:
-                state = evaluate(p, t)
+                state = self._state(p)
                 if not state.visible:
                     continue
-                signature = (state.status, tuple(s.state for s in state.steps), p.superseded_by)
+                signature = (
+                    state.status,
+                    state.workflow,
+                    tuple(s.state for s in state.steps),
+                    p.reviewed_by,
+                )
                 if self._signatures.get(p.id) == signature:
                     continue
                 self._signatures[p.id] = signature
+                receivers = [s for s in self._subscribers if s.receives(p.repo)]
+                if not receivers:
+                    continue
                 payload = {
                     "repo": self._repo_json(p.repo),
                     "pipeline": self._pipeline_json(p, state, True),
                 }
-                message = json.dumps(payload, separators=(",", ":"))
-                for sub in self._subscribers:
-                    if sub.authed or not p.repo.private:
-                        sub.queue.append(message)
+                message = b"data: " + _go_json(payload) + b"\n\n"
+                for sub in receivers:
+                    sub.queue.append(message)
         self._changed.notify_all()
 
-    # -- request handling -------------------------------------------------------------------------
+    # -- request handling helpers ---------------------------------------------------------------
 
-    def _authed(self, handler: BaseHTTPRequestHandler, query: dict[str, list[str]]) -> bool:
+    def _user_for(self, headers: Any, query: dict[str, list[str]]) -> str | None:
+        """The request's user, or None for anonymous (``session.SetUser``: never a rejection).
+
+        The first credential found decides, in the server's order: Authorization header
+        (must be ``Bearer <t>``), ``X-Gitlab-Token``, ``access_token=``, the ``user_sess`` cookie.
+        """
         if self.token is None:
-            return True
-        header = handler.headers.get("Authorization", "")
-        if header == f"Bearer {self.token}":
-            return True
-        return query.get("access_token", [""])[0] == self.token
+            return self.user
+        presented: str | None = None
+        authorization = headers.get("Authorization")
+        if authorization:
+            parts = authorization.split()
+            presented = parts[1] if len(parts) >= 2 and parts[0] == "Bearer" else ""
+        elif headers.get("X-Gitlab-Token"):
+            presented = headers.get("X-Gitlab-Token")
+        elif query.get("access_token", [""])[0]:
+            presented = query["access_token"][0]
+        else:
+            cookies = headers.get("Cookie") or ""
+            for part in cookies.split(";"):
+                name, _, value = part.strip().partition("=")
+                if name == "user_sess" and value:
+                    presented = value
+                    break
+        return self.user if presented == self.token else None
 
-    def _visible_repo(self, rid: int, authed: bool) -> tuple[int, SimRepo | None]:
-        repo = self._repos.get(rid)
-        if repo is None:
-            return 404, None
-        if repo.private and not authed:
-            return 401, None
-        return 200, repo
+    def _record(
+        self,
+        method: str,
+        path: str,
+        query: dict[str, list[str]],
+        status: int,
+        fault: str | None,
+        authenticated: bool,
+    ) -> None:
+        record = RequestRecord(method, path, query, status, fault, time.monotonic(), authenticated)
+        with self._lock:
+            self.requests.append(record)
+
+
+def _default_ref(event: str, branch: str) -> str:
+    if event.startswith("pull_request"):
+        return "refs/pull/1/head"
+    if event in ("tag", "release"):
+        return "refs/tags/v1.0.0"
+    return f"refs/heads/{branch}"
+
+
+def _go_json(data: object) -> bytes:
+    """JSON as Go's encoding/json writes it: compact, UTF-8, HTML characters escaped."""
+    text = json.dumps(data, ensure_ascii=False, separators=(",", ":"))
+    for char, escaped in (("<", "\\u003c"), (">", "\\u003e"), ("&", "\\u0026")):
+        text = text.replace(char, escaped)
+    text = text.replace("\u2028", "\\u2028").replace("\u2029", "\\u2029")
+    return text.encode("utf-8", "replace")
+
+
+_GO_INT = re.compile(r"[+-]?[0-9]+")
+
+
+def _go_int(text: str) -> int | None:
+    """``strconv.ParseInt(text, 10, 64)``, or None where Go returns an error."""
+    if not _GO_INT.fullmatch(text):
+        return None
+    value = int(text)
+    return value if -(2**63) <= value < 2**63 else None
+
+
+_RFC3339 = re.compile(
+    r"([0-9]{4})-([0-9]{2})-([0-9]{2})T([0-9]{2}):([0-9]{2}):([0-9]{2})(?:\.[0-9]+)?"
+    r"(Z|([+-])([0-9]{2}):([0-9]{2}))"
+)
+
+
+def _parse_rfc3339(text: str) -> int | None:
+    """``time.Parse(time.RFC3339, text).Unix()``, or None where Go returns an error."""
+    m = _RFC3339.fullmatch(text)
+    if m is None:
+        return None
+    year, month, day, hour, minute, second = (int(m.group(i)) for i in range(1, 7))
+    tz = UTC
+    if m.group(7) != "Z":
+        tz_hours, tz_minutes = int(m.group(9)), int(m.group(10))
+        if tz_hours > 23 or tz_minutes > 59:
+            return None
+        sign = 1 if m.group(8) == "+" else -1
+        tz = timezone(sign * timedelta(hours=tz_hours, minutes=tz_minutes))
+    try:
+        moment = datetime(year, month, day, hour, minute, second, tzinfo=tz)
+    except ValueError:
+        return None
+    return int(moment.timestamp())
+
+
+@dataclass
+class _Reply:
+    status: int
+    body: bytes = b""
+    content_type: str | None = None
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+def _json_reply(data: object) -> _Reply:
+    return _Reply(200, _go_json(data), "application/json; charset=utf-8")
+
+
+def _text_reply(status: int, text: str) -> _Reply:
+    return _Reply(status, text.encode(), "text/plain; charset=utf-8")
+
+
+def _index_reply() -> _Reply:
+    """Any route the server does not know: the web UI's index.html, with a 200."""
+    return _Reply(200, INDEX_HTML, "text/html; charset=UTF-8", {"Cache-Control": "no-cache"})
 
 
 class _Subscriber:
-    def __init__(self, authed: bool) -> None:
-        self.authed = authed
-        self.queue: list[str] = []
+    """One open event stream. Its private repos are fixed at connect time, as on the server."""
+
+    def __init__(self, repo_ids: frozenset[int]) -> None:
+        self.repo_ids = repo_ids
+        self.queue: deque[bytes] = deque()
+
+    def receives(self, repo: SimRepo) -> bool:
+        return not repo.private or repo.id in self.repo_ids
 
 
-class _Reply(Exception):
-    def __init__(
-        self,
-        status: int,
-        body: bytes = b"",
-        content_type: str = "text/plain",
-        headers: dict[str, str] | None = None,
-    ) -> None:
-        self.status = status
-        self.body = body
-        self.content_type = content_type
-        self.headers = headers or {}
+@dataclass(frozen=True)
+class _Request:
+    method: str
+    path: str
+    query: dict[str, list[str]]
+    user: str | None
+
+    def arg(self, name: str) -> str:
+        """Gin's ``c.Query``: the first value, or empty."""
+        return self.query.get(name, [""])[0]
 
 
-def _json(data: object) -> _Reply:
-    return _Reply(200, json.dumps(data).encode(), "application/json")
+_ROUTES: dict[tuple[str, str], str] = {
+    ("GET", ""): "repo",
+    ("GET", "pipelines"): "list",
+    ("POST", "pipelines"): "create",
+    ("GET", "pipelines/*"): "pipeline",
+    ("POST", "pipelines/*"): "restart",
+    ("POST", "pipelines/*/cancel"): "cancel",
+    ("POST", "pipelines/*/approve"): "approve",
+    ("POST", "pipelines/*/decline"): "decline",
+    ("GET", "logs/*/*"): "logs",
+}
+_PUSH_ROUTES = frozenset({"create", "restart", "cancel", "approve", "decline"})
 
 
-def _parse_time(value: str) -> float:
-    return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+def _shape(segments: list[str]) -> str:
+    """``pipelines/7/cancel`` → ``pipelines/*/cancel``: the route pattern, parameters starred."""
+    literal = {0} | ({2} if segments[:1] == ["pipelines"] else set())
+    return "/".join(s if n in literal else "*" for n, s in enumerate(segments))
+
+
+class _Api:
+    """The routes, as ``server/router/api.go`` wires them (middleware order included)."""
+
+    def __init__(self, sim: WoodpeckerSim) -> None:
+        self.sim = sim
+
+    def route(self, req: _Request) -> _Reply:
+        sim, path = self.sim, req.path
+        if req.method == "GET":
+            if path == "/healthz":
+                return _Reply(204)
+            if path == "/version":
+                return _json_reply({"source": SOURCE_URL, "version": VERSIONS[sim.naming]})
+            if path == "/api/user":
+                if req.user is None:
+                    return _text_reply(401, "User not authorized")
+                return _json_reply(sim._user_json())
+            if path.startswith("/api/repos/lookup/"):
+                return self.lookup(req, path.removeprefix("/api/repos/lookup/").lstrip("/"))
+        if path == "/stream/events" and sim.naming == "v2":
+            return _text_reply(410, "use /api/stream/events")
+        if path.startswith("/api/repos/"):
+            repo_id, _, rest = path.removeprefix("/api/repos/").partition("/")
+            segments = rest.split("/") if rest else []
+            kind = _ROUTES.get((req.method, _shape(segments)))
+            if kind is not None:
+                with sim._lock:
+                    return self.repo_route(req, kind, repo_id, segments[1:])
+        return _index_reply()
+
+    def lookup(self, req: _Request, full_name: str) -> _Reply:
+        with self.sim._lock:
+            repo = next(
+                (r for r in self.sim._repos.values() if r.full_name.lower() == full_name.lower()),
+                None,
+            )
+            if repo is None:
+                return _Reply(401 if req.user is None else 404)
+            if repo.private and req.user is None:
+                return _Reply(401)
+            return _json_reply(self.sim._repo_json(repo))
+
+    def repo_route(self, req: _Request, kind: str, repo_text: str, args: list[str]) -> _Reply:
+        sim = self.sim
+        repo_id = _go_int(repo_text)
+        if repo_id is None:
+            return _Reply(400)
+        repo = sim._repos.get(repo_id)
+        if repo is None:  # session.SetRepo: guests learn nothing, users get a 404
+            return _Reply(401 if req.user is None else 404)
+        if repo.private and req.user is None:  # MustPull
+            return _Reply(401)
+        if kind in _PUSH_ROUTES and req.user is None:  # MustPush
+            return _Reply(401)
+        if kind == "repo":
+            return _json_reply(sim._repo_json(repo))
+        if kind == "list":
+            return self.pipelines(req, repo)
+        if kind == "create":
+            return _text_reply(501, "manual pipelines are not simulated")
+        if kind == "pipeline" and args[0] == "latest":
+            return self.latest(req, repo)
+        number = _go_int(args[0])
+        if number is None:
+            return _Reply(400)
+        try:
+            p = sim._find(repo.id, number)
+        except KeyError:
+            return _Reply(404)
+        if kind == "pipeline":
+            return _json_reply(sim._pipeline_json(p, sim._state(p), True))
+        if kind == "logs":
+            return self.logs(p, args[1])
+        try:
+            if kind == "restart":
+                new = sim._restart(p)
+                return _json_reply(sim._pipeline_json(new, sim._state(new), True))
+            if kind == "cancel":
+                sim._cancel(p, None)
+                return _Reply(204)
+            if kind == "approve":
+                sim._approve(p)
+            else:
+                sim._decline(p)
+        except ActionRefused as refused:
+            # Decline's refusal is an untyped error on the server, hence a bare 500.
+            return _Reply(500) if kind == "decline" else _text_reply(400, str(refused))
+        return _json_reply(sim._pipeline_json(p, sim._state(p), True))
+
+    def pipelines(self, req: _Request, repo: SimRepo) -> _Reply:
+        sim = self.sim
+        v3 = sim.naming == "v3"
+        events: set[str] = set()
+        status = ""
+        if v3:  # v2 servers ignore these parameters
+            if req.arg("event"):
+                events = set(req.arg("event").split(","))
+                if not events <= EVENTS:
+                    return _Reply(400)
+            status = req.arg("status")
+            if status and status not in STATUSES:
+                return _Reply(400)
+        bounds: dict[str, int] = {}
+        for name in ("before", "after"):
+            if req.arg(name):
+                value = _parse_rfc3339(req.arg(name))
+                if value is None:
+                    return _Reply(400)
+                bounds[name] = value
+        page = _go_int(req.arg("page"))
+        per_page = _go_int(req.arg("perPage"))
+        page = page if page is not None and page >= 1 else 1
+        per_page = per_page if per_page is not None and 1 <= per_page <= 50 else 50
+        rows = []
+        for p in sorted(sim._pipelines[repo.id], key=lambda x: -x.number):
+            state = sim._state(p)
+            if not state.visible:
+                continue
+            created = p.created if p.created is not None else sim.clock.unix(p.appear_at)
+            if bounds.get("after") and not created > bounds["after"]:
+                continue
+            if bounds.get("before") and not created < bounds["before"]:
+                continue
+            if v3 and (
+                (req.arg("branch") and p.branch != req.arg("branch"))
+                or (events and p.event not in events)
+                or (req.arg("ref") and req.arg("ref") not in p.ref)
+                or (status and state.status != status)
+            ):
+                continue
+            rows.append((p, state))
+        chunk = rows[(page - 1) * per_page : page * per_page]
+        return _json_reply([sim._pipeline_json(p, s, False) for p, s in chunk])
+
+    def latest(self, req: _Request, repo: SimRepo) -> _Reply:
+        sim = self.sim
+        branch = req.query["branch"][0] if "branch" in req.query else repo.default_branch
+        found = [
+            p
+            for p in sim._pipelines[repo.id]
+            if p.event == "push" and p.branch == branch and sim._state(p).visible
+        ]
+        if not found:
+            return _Reply(404)
+        p = max(found, key=lambda x: x.number)
+        return _json_reply(sim._pipeline_json(p, sim._state(p), True))
+
+    def logs(self, p: _Pipeline, step_text: str) -> _Reply:
+        step_id = _go_int(step_text)
+        if step_id is None:
+            return _Reply(400)
+        for step in p.steps:
+            if step.id == step_id:
+                return _json_reply(self.sim._log_json(p, step, self.sim.clock.now()))
+        return _Reply(404)
 
 
 def _make_handler(sim: WoodpeckerSim) -> type[BaseHTTPRequestHandler]:
+    api = _Api(sim)
+
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
-        server_version = "woodpecker-sim"
 
-        def log_message(self, *args: object) -> None:
+        def log_message(self, format: str, *args: Any) -> None:
             pass
+
+        def handle(self) -> None:
+            thread = threading.current_thread()
+            with sim._lock:
+                sim._handlers.add(thread)
+            try:
+                if not sim._stop.is_set():
+                    super().handle()
+            finally:
+                with sim._lock:
+                    sim._handlers.discard(thread)
+
+        def send_response(self, code: int, message: str | None = None) -> None:
+            # Go sends a Date but no Server header.
+            self.send_response_only(code, message)
+            self.send_header("Date", self.date_time_string())
 
         def do_GET(self) -> None:
             self._serve("GET")
 
         def do_POST(self) -> None:
-            length = int(self.headers.get("Content-Length") or 0)
-            if length:
-                self.rfile.read(length)
             self._serve("POST")
 
-        def _record(
-            self, path: str, query: dict[str, list[str]], status: int, fault: str | None
-        ) -> None:
-            with sim._lock:
-                sim.requests.append(
-                    RequestRecord(self.command, path, query, status, fault, time.monotonic())
+        def do_OPTIONS(self) -> None:
+            self._discard_body()
+            self._send(
+                _Reply(
+                    200,
+                    b"",
+                    "application/json",
+                    {
+                        "Access-Control-Allow-Origin": "*",
+                        "Access-Control-Allow-Methods": "GET,POST,PUT,PATCH,DELETE,OPTIONS",
+                        "Access-Control-Allow-Headers": CORS_HEADERS,
+                        "Allow": "HEAD,GET,POST,PUT,PATCH,DELETE,OPTIONS",
+                    },
                 )
+            )
+
+        def _discard_body(self) -> None:
+            length = _go_int(self.headers.get("Content-Length") or "0") or 0
+            if length > 0:
+                self.rfile.read(length)
 
         def _serve(self, method: str) -> None:
+            self._discard_body()
             parts = urlsplit(self.path)
             path = unquote(parts.path)
-            query = parse_qs(parts.query)
-            if path == "/api/stream/events" and method == "GET":
-                self._stream(path, query)
+            query = parse_qs(parts.query, keep_blank_values=True)
+            req = _Request(method, path, query, sim._user_for(self.headers, query))
+            if method == "GET" and path == "/api/stream/events":
+                self._stream(req)
                 return
             fault = sim.faults.decide(path, JSON_ROUTE_FAULTS) if path.startswith("/api/") else None
             if fault == "reset":
-                self._record(path, query, 0, fault)
-                self.close_connection = True
-                reset_connection(self.connection)
+                sim._record(method, path, query, 0, fault, req.user is not None)
+                self._reset()
                 return
-            if fault == "stall":
-                sim._server.stopping.wait(sim.faults.stall_seconds)
-            try:
-                reply = self._route(method, path, query)
-            except _Reply as r:
-                reply = r
-            except Exception:
-                reply = _Reply(500, b"internal error")
+            if fault == "stall" and sim._server.stopping.wait(sim.faults.stall_seconds):
+                self.close_connection = True
+                return
+            reply = self._fault_reply(fault)
+            if reply is None:
+                try:
+                    reply = api.route(req)
+                except Exception as exc:  # a simulator bug: answer like Go's recovery, keep it
+                    sim.errors.append(exc)
+                    reply = _Reply(500)
+            truncate = fault == "truncated" and len(reply.body) >= 2
+            if fault == "truncated" and not truncate:
+                fault = None  # nothing to cut: the request went through untouched
+            sim._record(method, path, query, reply.status, fault, req.user is not None)
+            self._send(reply, truncate=truncate)
+
+        def _fault_reply(self, fault: str | None) -> _Reply | None:
+            """The answer a fault gives instead of the server's; None lets the server answer.
+
+            429 and 5xx come from in front of the server, so the request has no effect there.
+            """
             if fault == "empty200":
-                reply = _Reply(200, b"", "application/json")
-            elif fault == "5xx":
-                reply = _Reply((500, 502, 503)[sim.faults.draw(0, 2)])
-            elif fault == "429":
-                reply = _Reply(429, b"", headers={"Retry-After": str(sim.faults.retry_after)})
-            self._record(path, query, reply.status, fault)
-            self._send(reply, truncate=fault == "truncated" and len(reply.body) > 1)
+                return _Reply(200, b"", "application/json; charset=utf-8")
+            if fault == "5xx":
+                return _Reply((500, 502, 503)[sim.faults.draw(0, 2)])
+            if fault == "429":
+                return _Reply(429, headers={"Retry-After": str(sim.faults.retry_after)})
+            return None
+
+        def _reset(self) -> None:
+            self.close_connection = True
+            reset_connection(self.connection)
+
+        def _headers(self, reply: _Reply) -> dict[str, str]:
+            headers = {
+                "Cache-Control": "no-cache, no-store, max-age=0, must-revalidate, value",
+                "Expires": "Thu, 01 Jan 1970 00:00:00 GMT",
+                "Last-Modified": formatdate(usegmt=True),
+                "Access-Control-Allow-Origin": "*",
+                "X-Frame-Options": "DENY",
+                "X-Content-Type-Options": "nosniff",
+                "X-Xss-Protection": "1; mode=block",
+            }
+            if isinstance(self.connection, ssl.SSLSocket):
+                headers["Strict-Transport-Security"] = "max-age=31536000"
+            if reply.content_type is not None:
+                headers["Content-Type"] = reply.content_type
+            return headers | reply.headers
 
         def _send(self, reply: _Reply, truncate: bool = False) -> None:
-            self.send_response(reply.status)
-            if reply.body or reply.status not in (204,):
-                self.send_header("Content-Type", reply.content_type)
-            for key, value in reply.headers.items():
-                self.send_header(key, value)
-            self.send_header("Content-Length", str(len(reply.body)))
-            if truncate:
-                self.send_header("Connection", "close")
-            self.end_headers()
-            if truncate:
-                self.wfile.write(reply.body[: len(reply.body) // 2])
+            """Send with a correct Content-Length; ``truncate`` declares and sends only half
+            the body, so the client gets a complete response that is not valid JSON."""
+            body = reply.body[: len(reply.body) // 2] if truncate else reply.body
+            with contextlib.suppress(OSError):
+                self.send_response(reply.status)
+                for key, value in self._headers(reply).items():
+                    self.send_header(key, value)
+                if reply.status != 204:
+                    self.send_header("Content-Length", str(len(body)))
+                if truncate:
+                    self.send_header("Connection", "close")
+                    self.close_connection = True
+                self.end_headers()
+                self.wfile.write(body)
                 self.wfile.flush()
-                self.close_connection = True
-                return
-            self.wfile.write(reply.body)
 
-        def _route(self, method: str, path: str, query: dict[str, list[str]]) -> _Reply:
-            authed = sim._authed(self, query)
-            if path == "/healthz":
-                return _Reply(204)
-            if path == "/version":
-                return _json(
-                    {
-                        "source": "https://github.com/woodpecker-ci/woodpecker",
-                        "version": VERSIONS[sim.naming],
-                    }
-                )
-            if path == "/api/user":
-                if not authed:
-                    return _Reply(401)
-                return _json(
-                    {
-                        "id": 1,
-                        "forge_id": 1,
-                        "login": sim.user,
-                        "email": f"{sim.user}@example.test",
-                        "avatar_url": "",
-                        "admin": False,
-                        "org_id": 1,
-                    }
-                )
-            if path.startswith("/api/repos/lookup/"):
-                full_name = path.removeprefix("/api/repos/lookup/").strip("/")
-                with sim._lock:
-                    matches = [
-                        r for r in sim._repos.values() if r.full_name.lower() == full_name.lower()
-                    ]
-                if not matches:
-                    return _Reply(404)
-                if matches[0].private and not authed:
-                    return _Reply(401)
-                return _json(sim._repo_json(matches[0]))
-            segments = path.strip("/").split("/")
-            if len(segments) >= 3 and segments[:2] == ["api", "repos"]:
-                return self._repo_route(method, segments[2:], query, authed)
-            return _Reply(404)
-
-        def _repo_route(
-            self, method: str, seg: list[str], query: dict[str, list[str]], authed: bool
-        ) -> _Reply:
-            if not seg[0].isdigit():
-                return _Reply(404)
-            with sim._lock:
-                status, repo = sim._visible_repo(int(seg[0]), authed)
-                if repo is None:
-                    return _Reply(status)
-                t = sim.clock.now()
-                rest = seg[1:]
-                if not rest and method == "GET":
-                    return _json(sim._repo_json(repo))
-                if rest == ["pipelines"] and method == "GET":
-                    return self._list(repo, query, t)
-                if len(rest) >= 2 and rest[0] == "pipelines":
-                    return self._pipeline_route(method, repo, rest[1:], query, t, authed)
-                if len(rest) == 3 and rest[0] == "logs" and method == "GET":
-                    return self._logs(repo, rest[1], rest[2], t)
-            return _Reply(404)
-
-        def _list(self, repo: SimRepo, query: dict[str, list[str]], t: float) -> _Reply:
-            def one(name: str) -> str | None:
-                values = query.get(name)
-                return values[0] if values else None
-
-            page_text, per_text = one("page") or "1", one("perPage") or "50"
-            page = int(page_text) if page_text.isdigit() and int(page_text) >= 1 else 1
-            per = int(per_text) if per_text.isdigit() and 1 <= int(per_text) <= 50 else 50
-            items = [(p, evaluate(p, t)) for p in sim._pipelines[repo.id]]
-            items = [(p, s) for p, s in items if s.visible]
-            for name, cmp in (("before", -1), ("after", 1)):
-                value = one(name)
-                if value is None:
-                    continue
-                try:
-                    limit = _parse_time(value)
-                except ValueError:
-                    return _Reply(400, b"invalid time filter")
-                items = [(p, s) for p, s in items if (self._created(p) - limit) * cmp > 0]
-            if sim.naming == "v3":
-                events = one("event")
-                if events:
-                    wanted = {e for e in events.split(",") if e}
-                    if wanted - EVENTS:
-                        return _Reply(400, b"invalid event filter")
-                    items = [(p, s) for p, s in items if p.event in wanted]
-                branch = one("branch")
-                if branch:
-                    items = [(p, s) for p, s in items if p.branch == branch]
-                ref = one("ref")
-                if ref:
-                    items = [(p, s) for p, s in items if ref in f"refs/heads/{p.branch}"]
-                status_filter = one("status")
-                if status_filter:
-                    if status_filter not in STATUSES:
-                        return _Reply(400, b"invalid status filter")
-                    items = [(p, s) for p, s in items if s.status == status_filter]
-            items.sort(key=lambda ps: -ps[0].number)
-            chunk = items[(page - 1) * per : page * per]
-            return _json([sim._pipeline_json(p, s, False) for p, s in chunk])
-
-        def _created(self, p: _Pipeline) -> float:
-            return float(p.created if p.created is not None else sim.clock.unix(p.appear_at))
-
-        def _pipeline_route(
-            self,
-            method: str,
-            repo: SimRepo,
-            rest: list[str],
-            query: dict[str, list[str]],
-            t: float,
-            authed: bool,
-        ) -> _Reply:
-            if rest == ["latest"] and method == "GET":
-                branch = (query.get("branch") or [repo.default_branch])[0]
-                found = [
-                    p
-                    for p in sim._pipelines[repo.id]
-                    if p.event == "push" and p.branch == branch and evaluate(p, t).visible
-                ]
-                if not found:
-                    return _Reply(404)
-                p = max(found, key=lambda x: x.number)
-                return _json(sim._pipeline_json(p, evaluate(p, t), True))
-            if not rest[0].isdigit():
-                return _Reply(404)
-            try:
-                p = sim._find(repo.id, int(rest[0]))
-            except KeyError:
-                return _Reply(404)
-            state = evaluate(p, t)
-            if not state.visible:
-                return _Reply(404)
-            action = rest[1] if len(rest) > 1 else None
-            if method == "GET" and action is None:
-                return _json(sim._pipeline_json(p, state, True))
-            if method != "POST" or not authed:
-                return _Reply(404 if method != "POST" else 401)
-            if action is None:
-                number = sim.restart(repo.full_name, p.number)
-                new = sim._find(repo.id, number)
-                return _json(sim._pipeline_json(new, evaluate(new, sim.clock.now()), True))
-            if action == "cancel":
-                sim.cancel(repo.full_name, p.number)
-                return _Reply(204)
-            if action in ("approve", "decline"):
-                (sim.approve if action == "approve" else sim.decline)(repo.full_name, p.number)
-                return _json(sim._pipeline_json(p, evaluate(p, sim.clock.now()), True))
-            return _Reply(404)
-
-        def _logs(self, repo: SimRepo, number: str, step_id: str, t: float) -> _Reply:
-            if not (number.isdigit() and step_id.isdigit()):
-                return _Reply(400, b"invalid id")
-            try:
-                p = sim._find(repo.id, int(number))
-            except KeyError:
-                return _Reply(404)
-            for step in p.steps:
-                if step.id == int(step_id):
-                    return _json(sim._log_json(p, step, t))
-            return _Reply(404)
-
-        def _stream(self, path: str, query: dict[str, list[str]]) -> None:
-            fault = sim.faults.decide(path, ("stream_drop", "reset", "5xx"))
+        def _stream(self, req: _Request) -> None:
+            """``GET /api/stream/events``: a ping, then one ``data:`` line per state change."""
+            fault = sim.faults.decide(req.path, STREAM_FAULTS)
+            authenticated = req.user is not None
             if fault == "reset":
-                self._record(path, query, 0, fault)
-                self.close_connection = True
-                reset_connection(self.connection)
+                sim._record(req.method, req.path, req.query, 0, fault, authenticated)
+                self._reset()
                 return
-            if fault == "5xx":
-                self._record(path, query, 502, fault)
-                self._send(_Reply(502))
+            if fault == "stall" and sim._server.stopping.wait(sim.faults.stall_seconds):
+                self.close_connection = True
+                return
+            refused = self._fault_reply(fault)
+            if refused is not None:
+                if fault == "empty200":
+                    refused.content_type = "text/event-stream"
+                sim._record(req.method, req.path, req.query, refused.status, fault, authenticated)
+                self._send(refused)
                 return
             drop_after = sim.faults.draw(0, 3) if fault == "stream_drop" else None
-            self._record(path, query, 200, fault)
-            sub = _Subscriber(sim._authed(self, query))
-            self.close_connection = True
-            self.send_response(200)
-            self.send_header("Content-Type", "text/event-stream")
-            self.send_header("Cache-Control", "no-store")
-            self.send_header("X-Accel-Buffering", "no")
-            self.send_header("Transfer-Encoding", "chunked")
-            self.end_headers()
+            sim._record(req.method, req.path, req.query, 200, fault, authenticated)
             with sim._lock:
+                sub = _Subscriber(frozenset(sim._repos) if authenticated else frozenset())
                 sim._subscribers.append(sub)
-            sent = 0
             try:
-                self._chunk(b": ping\n\n")
-                last = time.monotonic()
-                while not sim._stop.is_set() and not sim._server.stopping.is_set():
-                    with sim._changed:
-                        if not sub.queue:
-                            sim._changed.wait(timeout=0.2)
-                        batch, sub.queue = sub.queue, []
-                    for message in batch:
-                        self._chunk(f"data: {message}\n\n".encode())
-                        sent += 1
-                        last = time.monotonic()
-                        if drop_after is not None and sent >= drop_after:
-                            return
-                    if time.monotonic() - last >= sim.ping_interval:
-                        self._chunk(b": ping\n\n")
-                        sent += 1  # an idle stream drops too: pings count
-                        last = time.monotonic()
-                        if drop_after is not None and sent >= drop_after:
-                            return
+                self.send_response(200)
+                stream = _Reply(
+                    200,
+                    content_type="text/event-stream",
+                    headers={
+                        "Cache-Control": "no-store",
+                        "Connection": "keep-alive",
+                        "X-Accel-Buffering": "no",
+                        "Transfer-Encoding": "chunked",
+                    },
+                )
+                for key, value in self._headers(stream).items():
+                    self.send_header(key, value)
+                self.end_headers()
+                # send_header("Connection", "keep-alive") re-armed keep-alive; a stream is last.
+                self.close_connection = True
+                self._pump(sub, drop_after)
             except OSError:
-                return
+                pass
             finally:
                 with sim._lock:
                     if sub in sim._subscribers:
                         sim._subscribers.remove(sub)
+
+        def _pump(self, sub: _Subscriber, drop_after: int | None) -> None:
+            """Write the stream until stop or, for ``stream_drop``, an abrupt end (no last chunk)
+            after ``drop_after`` events or pings."""
+            self._chunk(b": ping\n\n")
+            sent = 0
+            last = time.monotonic()
+            while not sim._stop.is_set():
+                if drop_after is not None and sent >= drop_after:
+                    return
+                with sim._changed:
+                    if not sub.queue:
+                        idle = time.monotonic() - last
+                        sim._changed.wait(timeout=max(0.0, min(0.25, sim.ping_interval - idle)))
+                    batch = list(sub.queue)
+                    sub.queue.clear()
+                if sim._stop.is_set():
+                    return
+                for message in batch:
+                    self._chunk(message)
+                    sent += 1
+                    last = time.monotonic()
+                    if drop_after is not None and sent >= drop_after:
+                        return
+                if not batch and time.monotonic() - last >= sim.ping_interval:
+                    self._chunk(b": ping\n\n")
+                    sent += 1
+                    last = time.monotonic()
 
         def _chunk(self, data: bytes) -> None:
             self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
