@@ -28,7 +28,7 @@ KIND_RESOURCES = {
     "DaemonSet": "daemonsets",
     "Pod": "pods",
 }
-IN_CLUSTER_TOKEN = Path("/var/run/secrets/kubernetes.io/serviceaccount/token")
+SERVICE_ACCOUNT = Path("/var/run/secrets/kubernetes.io/serviceaccount")
 RESOURCE_PATHS = {
     "deployments": "/apis/apps/v1/namespaces/{namespace}/deployments",
     "statefulsets": "/apis/apps/v1/namespaces/{namespace}/statefulsets",
@@ -89,7 +89,7 @@ def connect(
     context: str | None,
     environ: Mapping[str, str],
     pool: int = 16,
-    in_cluster_token: Path = IN_CLUSTER_TOKEN,
+    service_account: Path = SERVICE_ACCOUNT,
 ) -> Any:
     """An ``ApiClient`` from a kubeconfig (``--kubeconfig``, then ``KUBECONFIG``, then
     ``~/.kube/config``) or, failing those, the in-cluster service account."""
@@ -125,9 +125,15 @@ def connect(
                     hint="pass an existing context with --kube-context",
                 ) from None
             raise BadInput(f"kubeconfig {source}: {text}") from None
-    elif environ.get("KUBERNETES_SERVICE_HOST") and in_cluster_token.is_file():
+    elif environ.get("KUBERNETES_SERVICE_HOST") and (service_account / "token").is_file():
+        from kubernetes.config.incluster_config import InClusterConfigLoader
+
         try:
-            config.load_incluster_config(client_configuration=configuration)
+            InClusterConfigLoader(
+                token_filename=str(service_account / "token"),
+                cert_filename=str(service_account / "ca.crt"),
+                environ=dict(environ),
+            ).load_and_set(client_configuration=configuration)
         except ConfigException as exc:
             raise BadInput(f"in-cluster Kubernetes config: {exc}") from None
     else:

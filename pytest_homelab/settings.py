@@ -409,6 +409,7 @@ OPTIONS: tuple[Option, ...] = (
         None,
         "verify every service of the environment in this namespace instead of deploy.json's",
         env=("HOMELAB_NAMESPACE",),
+        cli="--namespace",
         metavar="NS",
         phase="rollout",
         per_env=True,

@@ -15,9 +15,11 @@ request shapes of kubectl 1.20–1.33 are in ``shared/reference/kubernetes-tekto
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import copy
 import json
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -68,6 +70,7 @@ class KubeSim:
         bookmark_interval: float = 60.0,
         timing: Timing | None = None,
         terminating_replicas: bool = False,
+        ssl_context: ssl.SSLContext | None = None,
     ) -> None:
         self.clock = ScenarioClock(speed)
         self.store = Store(self.clock, history=history)
@@ -79,7 +82,8 @@ class KubeSim:
         self.bookmark_interval = bookmark_interval
         self.requests: list[tuple[str, str, int, str | None]] = []
         self.logs: dict[tuple[str, str, str], list[str]] = {}
-        self._server = SimHTTPServer((host, port), _make_handler(self), None)
+        self._server = SimHTTPServer((host, port), _make_handler(self), ssl_context)
+        self._tls = ssl_context is not None
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
         self._watch_count = 0
@@ -95,7 +99,7 @@ class KubeSim:
     @property
     def url(self) -> str:
         host = str(self._server.server_address[0])
-        return f"http://{host}:{self.port}"
+        return f"{'https' if self._tls else 'http'}://{host}:{self.port}"
 
     @property
     def watches_opened(self) -> int:
@@ -125,15 +129,25 @@ class KubeSim:
         while not self._stop.wait(0.01):
             self.controllers.tick(self.clock.now())
 
-    def kubeconfig(self, path: Path, context: str = "sim", namespace: str = "default") -> Path:
-        """Write a kubeconfig that points kubectl and the official client at this simulator."""
+    def kubeconfig(
+        self,
+        path: Path,
+        context: str = "sim",
+        namespace: str = "default",
+        ca_pem: bytes | None = None,
+    ) -> Path:
+        """Write a kubeconfig that points kubectl and the official client at this simulator
+        (with ``ca_pem`` as the cluster's CA when it serves TLS)."""
+        cluster: Obj = {"server": self.url}
+        if ca_pem is not None:
+            cluster["certificate-authority-data"] = base64.b64encode(ca_pem).decode()
         path.write_text(
             json.dumps(
                 {
                     "apiVersion": "v1",
                     "kind": "Config",
                     "current-context": context,
-                    "clusters": [{"name": context, "cluster": {"server": self.url}}],
+                    "clusters": [{"name": context, "cluster": cluster}],
                     "users": [{"name": context, "user": {"token": "sim"}}],
                     "contexts": [
                         {

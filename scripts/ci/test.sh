@@ -15,6 +15,18 @@ if [ ${#apt_needed[@]} -gt 0 ]; then
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${apt_needed[@]}"
 fi
 
+# Real kubectl referees the Kubernetes simulator. The machine image ships the Cloud SDK's builds
+# (/usr/lib/google-cloud-sdk/bin/kubectl.1.27 … 1.33); elsewhere take Debian's, unpacked locally
+# rather than installed (its /usr/bin/kubectl would clash with the SDK's package).
+if ! command -v kubectl >/dev/null 2>&1 && [ -z "${HOMELAB_KUBECTL:-}" ]; then
+  tools="$PWD/.ci-tools"
+  if [ ! -x "$tools/usr/bin/kubectl" ]; then
+    mkdir -p "$tools" && (cd "$tools" && apt-get download kubernetes-client >/dev/null \
+      && dpkg -x kubernetes-client_*.deb .)
+  fi
+  export HOMELAB_KUBECTL="$tools/usr/bin/kubectl"
+fi
+
 venv="${HOMELAB_VENV:-.venv}"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -e '.[dev]'

@@ -23,8 +23,9 @@ OLD = "0000000a"
 
 
 def git(repo: Path, *args: str) -> str:
-    return subprocess.run(["git", *args], cwd=repo, check=True, capture_output=True,
-                          text=True).stdout.strip()
+    return subprocess.run(
+        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
+    ).stdout.strip()
 
 
 @dataclass
@@ -40,8 +41,16 @@ class Cluster:
     def image(self, name: str, sha: str | None = None) -> str:
         return f"{REGISTRY}/{name}:main-{(sha or self.sha)[:8]}"
 
-    def add(self, name: str, namespace: str, *, kind: str = "Deployment", replicas: int = 2,
-            in_manifest: bool = True, **kw: Any) -> None:
+    def add(
+        self,
+        name: str,
+        namespace: str,
+        *,
+        kind: str = "Deployment",
+        replicas: int = 2,
+        in_manifest: bool = True,
+        **kw: Any,
+    ) -> None:
         if ("namespaces", "", namespace) not in self.sim.store.objects:
             self.sim.create_namespace(namespace)
         old = f"{REGISTRY}/{name}:{OLD}"
@@ -52,8 +61,11 @@ class Cluster:
         else:
             self.sim.apply(daemonset(name, namespace, old))
         if in_manifest:
-            entry: dict[str, Any] = {"name": name, "namespace": namespace,
-                                     "image": f"{REGISTRY}/{name}"}
+            entry: dict[str, Any] = {
+                "name": name,
+                "namespace": namespace,
+                "image": f"{REGISTRY}/{name}",
+            }
             if kind != "Deployment":
                 entry["kind"] = kind
             self.services.append(entry)
@@ -62,11 +74,19 @@ class Cluster:
         doc = {"schemaVersion": 2, "environments": {env: {"services": self.services}}}
         (self.repo / "deploy.json").write_text(json.dumps(doc, indent=2))
 
-    def land(self, name: str, namespace: str, *, after: float = 0.3, sha: str | None = None,
-             kind: str = "Deployment") -> None:
+    def land(
+        self,
+        name: str,
+        namespace: str,
+        *,
+        after: float = 0.3,
+        sha: str | None = None,
+        kind: str = "Deployment",
+    ) -> None:
         """What CI/GitOps does: bump the image, ``after`` seconds into the watch."""
-        self.later(after, lambda: self.sim.set_image(namespace, name, self.image(name, sha),
-                                                     kind=kind))
+        self.later(
+            after, lambda: self.sim.set_image(namespace, name, self.image(name, sha), kind=kind)
+        )
 
     def later(self, after: float, action: Callable[[], object]) -> None:
         """Run ``action`` once the tracker watches (its first look is done), plus ``after``."""
@@ -96,10 +116,16 @@ class Cluster:
 def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
     home = tmp_path / "home"
     home.mkdir()
-    for key, value in {"HOME": str(home), "XDG_STATE_HOME": str(home / ".state"),
-                       "GIT_CONFIG_GLOBAL": str(home / ".gitconfig"), "GIT_CONFIG_NOSYSTEM": "1",
-                       "GIT_AUTHOR_NAME": "t", "GIT_AUTHOR_EMAIL": "t@example.test",
-                       "GIT_COMMITTER_NAME": "t", "GIT_COMMITTER_EMAIL": "t@example.test"}.items():
+    for key, value in {
+        "HOME": str(home),
+        "XDG_STATE_HOME": str(home / ".state"),
+        "GIT_CONFIG_GLOBAL": str(home / ".gitconfig"),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_AUTHOR_NAME": "t",
+        "GIT_AUTHOR_EMAIL": "t@example.test",
+        "GIT_COMMITTER_NAME": "t",
+        "GIT_COMMITTER_EMAIL": "t@example.test",
+    }.items():
         monkeypatch.setenv(key, value)
     for key in list(os.environ):
         if key.startswith(("HOMELAB_", "KUBE")):
@@ -113,8 +139,9 @@ def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster
     monkeypatch.chdir(repo)
     sim = KubeSim(speed=4.0, timing=Timing(observe=0.1, terminate=0.2))
     with sim:
-        c = Cluster(sim, sim.kubeconfig(tmp_path / "kubeconfig"), repo,
-                    git(repo, "rev-parse", "HEAD"))
+        c = Cluster(
+            sim, sim.kubeconfig(tmp_path / "kubeconfig"), repo, git(repo, "rev-parse", "HEAD")
+        )
         try:
             yield c
         finally:

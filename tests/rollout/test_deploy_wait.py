@@ -25,8 +25,9 @@ def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
     return code, out, err
 
 
-def wait(cluster: Any, capsys: pytest.CaptureFixture[str], *extra: str,
-         junit: Path | None = None) -> tuple[int, str, str]:
+def wait(
+    cluster: Any, capsys: pytest.CaptureFixture[str], *extra: str, junit: Path | None = None
+) -> tuple[int, str, str]:
     args = ["deploy", "wait", *cluster.flags(), *extra]
     if junit is not None:
         args += ["--junitxml", str(junit)]
@@ -67,10 +68,12 @@ def test_image_never_updated_is_a_deadline_not_a_false_green(
     assert "DeadlineExceeded" in out and "0000000a" in out and cluster.sha[:12] in out
 
 
-@pytest.mark.parametrize("failure", ["CrashLoopBackOff", "ImagePullBackOff",
-                                     "CreateContainerConfigError"])
-def test_stuck_new_pods_fail_fast(cluster: Any, capsys: pytest.CaptureFixture[str],
-                                  failure: str) -> None:
+@pytest.mark.parametrize(
+    "failure", ["CrashLoopBackOff", "ImagePullBackOff", "CreateContainerConfigError"]
+)
+def test_stuck_new_pods_fail_fast(
+    cluster: Any, capsys: pytest.CaptureFixture[str], failure: str
+) -> None:
     cluster.add("web", "apps")
     cluster.write_manifest()
     cluster.sim.image_behavior(cluster.image("web"), fail=failure)
@@ -101,8 +104,9 @@ def test_paused_fails_with_that_reason(cluster: Any, capsys: pytest.CaptureFixtu
 
 def test_missing_deployment_is_not_found(cluster: Any, capsys: pytest.CaptureFixture[str]) -> None:
     cluster.add("web", "apps")
-    cluster.services.append({"name": "ghost", "namespace": "apps",
-                             "image": "registry.example.test/homelab/ghost"})
+    cluster.services.append(
+        {"name": "ghost", "namespace": "apps", "image": "registry.example.test/homelab/ghost"}
+    )
     cluster.write_manifest()
     cluster.land("web", "apps")
     code, out, _ = wait(cluster, capsys, "--timeout", "30s")
@@ -189,8 +193,9 @@ def test_environment_without_services(cluster: Any, capsys: pytest.CaptureFixtur
     assert code == 0 and "environment dev has no services" in out
 
 
-def test_bad_target_and_unknown_environment(cluster: Any,
-                                            capsys: pytest.CaptureFixture[str]) -> None:
+def test_bad_target_and_unknown_environment(
+    cluster: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
     cluster.add("web", "apps")
     cluster.write_manifest()
     code, _, err = wait(cluster, capsys, "apps")
@@ -209,9 +214,24 @@ def test_many_services_one_watch_pair_per_namespace(cluster: Any, tmp_path: Path
     checks = Path(__file__).parents[2] / "checks"
     junit = tmp_path / "many.xml"
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", str(checks), "-m", "rollout", *cluster.pytest_flags(),
-         f"--junitxml={junit}", "-q", "-p", "no:randomly"],
-        cwd=cluster.repo, capture_output=True, text=True, timeout=180, check=False,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(checks),
+            "-m",
+            "rollout",
+            *cluster.pytest_flags(),
+            f"--junitxml={junit}",
+            "-q",
+            "-p",
+            "no:randomly",
+        ],
+        cwd=cluster.repo,
+        capture_output=True,
+        text=True,
+        timeout=180,
+        check=False,
     )
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     cases = list(ET.parse(junit).getroot().iter("testcase"))
@@ -225,9 +245,21 @@ def test_no_services_means_no_testcases_not_a_skip(cluster: Any, tmp_path: Path)
     checks = Path(__file__).parents[2] / "checks"
     junit = tmp_path / "none.xml"
     done = subprocess.run(
-        [sys.executable, "-m", "pytest", str(checks), "-m", "rollout", *cluster.pytest_flags(),
-         f"--junitxml={junit}"],
-        cwd=cluster.repo, capture_output=True, text=True, timeout=120, check=False,
+        [
+            sys.executable,
+            "-m",
+            "pytest",
+            str(checks),
+            "-m",
+            "rollout",
+            *cluster.pytest_flags(),
+            f"--junitxml={junit}",
+        ],
+        cwd=cluster.repo,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        check=False,
     )
     assert "environment dev has no services, so there are no rollout checks" in done.stdout
     assert "skipped" not in done.stdout
