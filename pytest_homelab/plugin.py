@@ -187,6 +187,10 @@ def pytest_collection_modifyitems(
             settings.require("woodpecker_server", "the ci check")
         except BadInput as exc:
             raise pytest.UsageError(exc.render()) from None
+    plan = config.stash.get(_PLAN, None)
+    if "rollout" in selected and isinstance(plan, BadInput):
+        # deploy.json, the environment or the commit is wrong: nothing could be checked.
+        raise pytest.UsageError(plan.render())
     backstop = settings.landing_budget + _TIMEOUT_MARGIN
     with_timeout = config.pluginmanager.hasplugin("timeout")
     for item in items:

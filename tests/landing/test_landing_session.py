@@ -192,3 +192,16 @@ def test_e2e_is_only_run_when_asked(homelab: Homelab, tmp_path: Path) -> None:
     done = homelab.run(junit, "-m", "ci", "--collect-only", "-q")
     assert "test_ci.py::test_pipeline_green" in done.stdout
     assert "e2e" not in done.stdout
+
+
+def test_several_environments_and_none_chosen_is_a_usage_error(
+    homelab: Homelab, tmp_path: Path
+) -> None:
+    doc = json.loads((homelab.repo / "deploy.json").read_text())
+    doc["environments"]["prod"] = {"services": []}
+    (homelab.repo / "deploy.json").write_text(json.dumps(doc))
+    done = homelab.run(tmp_path / "j.xml")
+    assert done.returncode == 4  # pytest's usage error
+    assert "several environments (dev, prod)" in done.stderr and "--homelab-env" in done.stderr
+    assert "Traceback" not in done.stderr
+    assert homelab.ci.requests == [] and homelab.k8s.watches_opened == 0
