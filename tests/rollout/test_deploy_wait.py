@@ -204,7 +204,9 @@ def test_bad_target_and_unknown_environment(
     assert code == 2 and "no environment 'prod' (it has: dev)" in err
 
 
-def test_many_services_one_watch_pair_per_namespace(cluster: Any, tmp_path: Path) -> None:
+def test_many_services_one_watch_pair_per_namespace(
+    cluster: Any, pytester: pytest.Pytester
+) -> None:
     namespaces = ("alpha", "beta", "gamma")
     for n in range(50):
         name, ns = f"svc-{n:02d}", namespaces[n % 3]
@@ -212,31 +214,23 @@ def test_many_services_one_watch_pair_per_namespace(cluster: Any, tmp_path: Path
         cluster.land(name, ns, after=0.5 + (n % 5) * 0.1)
     cluster.write_manifest()
     checks = Path(__file__).parents[2] / "checks"
-    junit = tmp_path / "many.xml"
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "pytest",
-            str(checks),
-            "-m",
-            "rollout",
-            *cluster.pytest_flags(),
-            f"--junitxml={junit}",
-            "-q",
-            "-p",
-            "no:randomly",
-        ],
-        cwd=cluster.repo,
-        capture_output=True,
-        text=True,
+    junit = pytester.path / "many.xml"
+    result = pytester.runpytest_subprocess(
+        str(checks),
+        "-m",
+        "rollout",
+        "--commit",
+        cluster.sha,
+        "--deploy-json",
+        str(cluster.repo / "deploy.json"),
+        *cluster.pytest_flags(),
+        f"--junitxml={junit}",
         timeout=180,
-        check=False,
     )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    cases = list(ET.parse(junit).getroot().iter("testcase"))
-    assert len(cases) == 50
-    assert {c.get("name") for c in cases} == {f"test_rolled_out[svc-{n:02d}]" for n in range(50)}
+    result.assert_outcomes(passed=50)
+    records = read_junit(junit)
+    assert {r.name for r in records} == {f"test_rolled_out[svc-{n:02d}]" for n in range(50)}
+    assert all(r.outcome == "success" and r.prop("expected_sha") == cluster.sha for r in records)
     assert cluster.sim.watches_opened <= 2 * len(namespaces)
 
 
