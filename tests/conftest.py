@@ -2,6 +2,14 @@
 
 from __future__ import annotations
 
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -20,3 +28,65 @@ def ca_bundle(ca: trustme.CA, tmp_path_factory: pytest.TempPathFactory) -> Path:
     path = tmp_path_factory.mktemp("ca") / "ca.pem"
     ca.cert_pem.write_to_path(str(path))
     return path
+
+
+@dataclass
+class Proxy:
+    url: str
+    log: Path
+
+    def requests(self) -> list[str]:
+        """The upstream connections tinyproxy logged."""
+        text = self.log.read_text(errors="replace") if self.log.exists() else ""
+        return [line for line in text.splitlines() if "Established connection" in line]
+
+
+@pytest.fixture
+def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
+    """A real forward proxy (tinyproxy) on loopback, like D601's node-local egress proxy."""
+    binary = shutil.which("tinyproxy")
+    if binary is None:
+        pytest.fail("tinyproxy is not installed (apt-get install tinyproxy); CI installs it")
+    root = tmp_path_factory.mktemp("proxy")
+    port = free_port()
+    conf = root / "tinyproxy.conf"
+    log = root / "tinyproxy.log"
+    conf.write_text(
+        f"Port {port}\nListen 127.0.0.1\nTimeout 60\nAllow 127.0.0.1\n"
+        f"LogLevel Connect\nMaxClients 50\nDisableViaHeader Yes\n"
+    )
+    with log.open("wb") as out:
+        proc = subprocess.Popen(
+            [binary, "-d", "-c", str(conf)],
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
+    try:
+        wait_for_port("127.0.0.1", port, proc)
+        yield Proxy(f"http://127.0.0.1:{port}", log)
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def wait_for_port(host: str, port: int, proc: subprocess.Popen[bytes], seconds: float = 10) -> None:
+    deadline = time.monotonic() + seconds
+    while True:
+        try:
+            socket.create_connection((host, port), timeout=0.2).close()
+            return
+        except OSError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                raise RuntimeError(f"nothing listens on {host}:{port}") from None
+            time.sleep(0.02)

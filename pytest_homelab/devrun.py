@@ -1,0 +1,288 @@
+"""The dev end-to-end run: its id, the launcher sent to D601, and reading a run's files back.
+
+The launcher is a short fixed wrapper plus only the seed's parameters (repo, full commit,
+script path, run id, environment, timeout, keep-namespace, workspace paths), each validated and
+shell-quoted. It never carries the runner's body: D601 fetches the manifest commit itself and
+runs ``git show <commit>:<scriptPath>``. See ``shared/seeds/003_*.txt`` and docs/dev-e2e.md.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+import shlex
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pytest_homelab.outcomes import BadInput
+
+RUN_ID_MAX = 40  # so <prefix>-<runId> namespaces and PipelineRun names stay 63-char labels
+RUN_ID = re.compile(r"[a-z]([-a-z0-9]{0,38}[a-z0-9])?")
+SHA = re.compile(r"[0-9a-f]{40}")
+SCRIPT = re.compile(r"scripts/ci/[A-Za-z0-9_][A-Za-z0-9_.-]*\.sh")
+ENVIRONMENT = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+REPO = re.compile(
+    r"((https?|ssh)://[A-Za-z0-9._~%@:/+-]+|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[A-Za-z0-9._~%/+-]+)"
+)
+PATH_PART = re.compile(r"[A-Za-z0-9._-]+")
+HOME_PREFIX = "$HOME/"
+RUN_FILES = (
+    "result.json",
+    "launcher.log",
+    "runner.log",
+    "pipelinerun.txt",
+    "pipelinerun.json",
+    "taskruns.json",
+    "junit.xml",
+)
+
+
+def make_run_id(commit: str, now: datetime | None = None, suffix: str | None = None) -> str:
+    """``e2e-<sha8>-<UTC yyyymmddhhmmss>-<4 random hex>``: DNS-safe, unique, ≤ 40 chars."""
+    moment = (now or datetime.now(UTC)).astimezone(UTC)
+    tail = suffix if suffix is not None else secrets.token_hex(2)
+    run_id = f"e2e-{commit[:8].lower()}-{moment:%Y%m%d%H%M%S}-{tail}"
+    check_run_id(run_id)
+    return run_id
+
+
+def check_run_id(run_id: str) -> str:
+    if len(run_id) > RUN_ID_MAX or not RUN_ID.fullmatch(run_id) or "--" in run_id:
+        raise BadInput(
+            f"run id {run_id!r} is not valid",
+            hint=f"a run id is a DNS label of at most {RUN_ID_MAX} characters: lowercase "
+            "letters, digits and '-', starting with a letter (homelab prints them, e.g. "
+            "e2e-1a2b3c4d-20261123101500-9f3e)",
+        )
+    return run_id
+
+
+def normalize_remote_path(text: str) -> str:
+    """An absolute path, or ``$HOME/…`` (``~/…`` is accepted and rewritten): D601 expands
+    ``$HOME`` itself. Parts are plain names; ``..``, empty parts, shell characters are refused."""
+    value = text.strip()
+    if value.startswith("~/"):
+        value = HOME_PREFIX + value[2:]
+    if value.startswith(HOME_PREFIX):
+        parts = value[len(HOME_PREFIX) :].split("/")
+    elif value.startswith("/"):
+        parts = value[1:].split("/")
+    else:
+        raise BadInput(f"remote path {text!r} must be absolute or start with ~/ or $HOME/")
+    parts = [p for p in parts if p != ""] if value.endswith("/") else parts
+    if not parts or any(not PATH_PART.fullmatch(p) or p in {".", ".."} for p in parts):
+        raise BadInput(f"remote path {text!r}: use plain names (letters, digits, . _ -), no '..'")
+    return (HOME_PREFIX if value.startswith(HOME_PREFIX) else "/") + "/".join(parts)
+
+
+def shell_path(path: str) -> str:
+    """A remote path as a shell word: ``$HOME`` stays live, everything else is quoted."""
+    if path.startswith(HOME_PREFIX):
+        return '"$HOME"/' + shlex.quote(path[len(HOME_PREFIX) :])
+    return shlex.quote(path)
+
+
+@dataclass(frozen=True)
+class LaunchParams:
+    """Everything the launcher carries; validated on construction, before anything is sent."""
+
+    repo: str
+    commit: str
+    script_path: str
+    run_id: str
+    environment: str
+    timeout_ms: int
+    keep_namespace: bool = False
+    work_root: str = "/tmp/unidesk-ci"
+    result_root: str = "$HOME/.unidesk/runs"
+    env_file: str = "$HOME/.unidesk/ci.env"
+
+    def __post_init__(self) -> None:
+        problems = []
+        if not REPO.fullmatch(self.repo) or len(self.repo) > 512:
+            problems.append(f"repo {self.repo[:80]!r} is not a plain git URL")
+        if not SHA.fullmatch(self.commit):
+            problems.append(f"commit {self.commit[:60]!r} is not a full 40-hex sha")
+        if not SCRIPT.fullmatch(self.script_path) or ".." in self.script_path:
+            problems.append(f"script path {self.script_path[:80]!r} is not scripts/ci/<name>.sh")
+        if not ENVIRONMENT.fullmatch(self.environment):
+            problems.append(f"environment {self.environment[:80]!r} is not a DNS label")
+        if isinstance(self.timeout_ms, bool) or not 1000 <= self.timeout_ms <= 86_400_000:
+            problems.append(f"timeout {self.timeout_ms!r} ms is not within 1 s to 24 h")
+        try:
+            check_run_id(self.run_id)
+            for value in (self.work_root, self.result_root, self.env_file):
+                if normalize_remote_path(value) != value:
+                    problems.append(f"remote path {value!r} is not normalized")
+        except BadInput as exc:
+            problems.append(exc.message)
+        if problems:
+            raise BadInput(
+                "refusing to launch: " + "; ".join(problems),
+                hint="fix deploy.json or the e2e settings; nothing was sent to D601",
+            )
+
+    @property
+    def result_dir(self) -> str:
+        return f"{self.result_root}/{self.run_id}"
+
+    @property
+    def work_dir(self) -> str:
+        return f"{self.work_root}/{self.run_id}"
+
+
+_WRAPPER = r"""
+work="$WORK_ROOT/$RUN_ID"
+result="$RESULT_ROOT/$RUN_ID"
+if [ -e "$result" ]; then
+  echo "homelab-launcher: run $RUN_ID already exists at $result" >&2
+  exit 73
+fi
+mkdir -p "$work" "$result" || exit 73
+(
+  trap '' HUP
+  exec </dev/null >>"$result/launcher.log" 2>&1
+  finish() {
+    echo "launcher: $2"
+    if [ ! -s "$result/result.json" ]; then
+      {
+        printf '{"ok": false, "status": "%s", "runId": "%s", ' "$1" "$RUN_ID"
+        printf '"manifestCommit": "%s", "pipelineRun": null, ' "$COMMIT"
+        printf '"temporaryNamespace": null, "finishedAt": "%s", ' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
+        printf '"message": "%s"}\n' "$2"
+      } >"$result/result.json"
+    fi
+    exit 1
+  }
+  echo "launcher: run $RUN_ID of $REPO at $COMMIT ($SCRIPT_PATH, $ENVIRONMENT)"
+  if [ -f "$ENV_FILE" ]; then
+    # shellcheck source=/dev/null
+    . "$ENV_FILE" || finish env-file "cannot read the host settings file (see launcher.log)"
+  fi
+  proxy="${HOMELAB_E2E_PROXY:-http://127.0.0.1:18789}"
+  echo "launcher: fetching through $proxy"
+  git init -q "$work/repo" || finish fetch-failed "git init failed"
+  git -C "$work/repo" -c http.proxy="$proxy" fetch --quiet --no-tags --depth 1 "$REPO" "$COMMIT" \
+    || finish fetch-failed "git fetch of the manifest commit failed (see launcher.log)"
+  git -C "$work/repo" show "$COMMIT:$SCRIPT_PATH" >"$work/runner.sh" \
+    || finish no-runner "no $SCRIPT_PATH at $COMMIT"
+  git -C "$work/repo" show "$COMMIT:deploy.json" >"$work/deploy.json" \
+    || finish no-manifest "no deploy.json at $COMMIT"
+  set -- --run-id "$RUN_ID" --repo-url "$REPO" --desired-ref master \
+    --manifest-commit "$COMMIT" --manifest-file "$work/deploy.json" \
+    --environment "$ENVIRONMENT" --result-dir "$result" --timeout-ms "$TIMEOUT_MS"
+  if [ "$KEEP_NAMESPACE" = 1 ]; then set -- "$@" --keep-namespace; fi
+  echo "launcher: starting the runner"
+  bash "$work/runner.sh" "$@" >>"$result/runner.log" 2>&1 &
+  echo "$!" >"$result/runner.pid"
+  wait "$!"
+  code=$?
+  echo "launcher: runner exited with $code"
+  if [ ! -s "$result/result.json" ]; then
+    finish runner-died "the runner exited with $code without writing result.json"
+  fi
+) &
+echo "$!" >"$result/launcher.pid"
+echo "homelab-launcher: started $RUN_ID"
+"""
+
+
+def launcher_text(p: LaunchParams) -> str:
+    """The exact text sent to ``bash -s`` on D601."""
+    lines = [
+        "# pytest-homelab dev e2e launcher: a fixed wrapper and its parameters, nothing else.",
+        "set -u",
+        f"RUN_ID={shlex.quote(p.run_id)}",
+        f"REPO={shlex.quote(p.repo)}",
+        f"COMMIT={shlex.quote(p.commit)}",
+        f"SCRIPT_PATH={shlex.quote(p.script_path)}",
+        f"ENVIRONMENT={shlex.quote(p.environment)}",
+        f"TIMEOUT_MS={shlex.quote(str(p.timeout_ms))}",
+        f"KEEP_NAMESPACE={1 if p.keep_namespace else 0}",
+        f"WORK_ROOT={shell_path(p.work_root)}",
+        f"RESULT_ROOT={shell_path(p.result_root)}",
+        f"ENV_FILE={shell_path(p.env_file)}",
+    ]
+    return "\n".join(lines) + "\n" + _WRAPPER.lstrip("\n")
+
+
+# -- reading a run back ---------------------------------------------------------------------------
+
+
+@dataclass
+class RunFiles:
+    """What a run left in its result directory on D601."""
+
+    run_id: str
+    exists: bool
+    files: dict[str, bytes] = field(default_factory=dict)
+    alive: bool = False  # the launcher or runner process is still running
+
+    def text(self, name: str) -> str:
+        return self.files.get(name, b"").decode("utf-8", "replace")
+
+    def tail(self, name: str, lines: int = 20) -> list[str]:
+        return self.text(name).splitlines()[-lines:]
+
+    @property
+    def result(self) -> dict[str, Any] | None:
+        raw = self.files.get("result.json")
+        if not raw:
+            return None
+        try:
+            data = json.loads(raw)
+        except json.JSONDecodeError:
+            return None
+        return data if isinstance(data, dict) else None
+
+    @property
+    def state(self) -> str:
+        """passed, failed, running, or died (no result.json and nothing running)."""
+        result = self.result
+        if result is not None:
+            return "passed" if result.get("ok") is True else "failed"
+        return "running" if self.alive else "died"
+
+    @property
+    def pipeline_run(self) -> str | None:
+        result = self.result or {}
+        name = result.get("pipelineRun") or self.text("pipelinerun.txt").strip()
+        return str(name) if name else None
+
+
+def read_command(result_root: str, run_id: str) -> str:
+    """A shell command that prints the run's directory as a tar stream, or exits 3 if absent.
+
+    It also reports whether the launcher or runner is alive, as a file ``.alive`` in the tar.
+    """
+    check_run_id(run_id)
+    directory = f"{shell_path(result_root)}/{shlex.quote(run_id)}"
+    return (
+        f'd={directory}; [ -d "$d" ] || exit 3; cd "$d" || exit 3; '
+        "alive=0; for f in launcher.pid runner.pid; do "
+        '[ -s "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null && alive=1; done; '
+        'tmp=$(mktemp -d) && echo "$alive" >"$tmp/.alive" && '
+        'tar -cf - --exclude=./repo . -C "$tmp" .alive; s=$?; rm -rf "$tmp"; exit $s'
+    )
+
+
+def parse_tar(run_id: str, data: bytes) -> RunFiles:
+    import io
+    import tarfile
+
+    files: dict[str, bytes] = {}
+    alive = False
+    with tarfile.open(fileobj=io.BytesIO(data), mode="r:") as archive:
+        for member in archive.getmembers():
+            if not member.isfile() or member.size > 8 * 1024 * 1024:
+                continue
+            name = member.name.removeprefix("./")
+            handle = archive.extractfile(member)
+            content = handle.read() if handle is not None else b""
+            if name == ".alive":
+                alive = content.strip() == b"1"
+            else:
+                files[name] = content
+    return RunFiles(run_id, True, files, alive)

@@ -1,0 +1,104 @@
+"""Git over plain HTTP on loopback: real ``git http-backend`` behind a small CGI bridge.
+
+It serves every bare repository under ``root`` (smart HTTP, protocol v2), which is what D601's
+launcher fetches from in tests and the demo. Production fetches go through the egress proxy's
+CONNECT to an https remote instead; the git side is the same.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+from http.server import BaseHTTPRequestHandler
+from pathlib import Path
+from urllib.parse import urlsplit
+
+from pytest_homelab.sim.server import SimHTTPServer
+
+
+class GitHttpServer:
+    def __init__(self, root: Path, *, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.root = root
+        self.fetches: list[str] = []  # paths of upload-pack requests, for assertions
+        self._server = SimHTTPServer((host, port), _handler(self), None)
+
+    @property
+    def url(self) -> str:
+        return f"http://{self._server.server_address[0]!s}:{self._server.port}"
+
+    def repo_url(self, name: str) -> str:
+        return f"{self.url}/{name}"
+
+    def start(self) -> GitHttpServer:
+        self._server.start()
+        return self
+
+    def stop(self) -> None:
+        self._server.stop()
+
+    def __enter__(self) -> GitHttpServer:
+        return self.start()
+
+    def __exit__(self, *exc: object) -> None:
+        self.stop()
+
+
+def _handler(git: GitHttpServer) -> type[BaseHTTPRequestHandler]:
+    class Handler(BaseHTTPRequestHandler):
+        protocol_version = "HTTP/1.1"
+
+        def log_message(self, *args: object) -> None:
+            pass
+
+        def do_GET(self) -> None:
+            self._cgi("GET")
+
+        def do_POST(self) -> None:
+            self._cgi("POST")
+
+        def _cgi(self, method: str) -> None:
+            parts = urlsplit(self.path)
+            length = int(self.headers.get("Content-Length") or 0)
+            body = self.rfile.read(length) if length else b""
+            env = {
+                "GIT_PROJECT_ROOT": str(git.root),
+                "GIT_HTTP_EXPORT_ALL": "1",
+                "PATH_INFO": parts.path,
+                "QUERY_STRING": parts.query,
+                "REQUEST_METHOD": method,
+                "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+                "CONTENT_LENGTH": str(len(body)),
+                "REMOTE_ADDR": self.client_address[0],
+                "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+                "HOME": str(git.root),
+            }
+            if self.headers.get("Git-Protocol"):
+                env["GIT_PROTOCOL"] = self.headers["Git-Protocol"]
+            if self.headers.get("Content-Encoding"):
+                env["HTTP_CONTENT_ENCODING"] = self.headers["Content-Encoding"]
+            if parts.path.endswith("git-upload-pack"):
+                git.fetches.append(parts.path)
+            done = subprocess.run(
+                ["git", "http-backend"],
+                input=body,
+                env=env,
+                capture_output=True,
+                check=False,
+                timeout=60,
+            )
+            head, _, data = done.stdout.partition(b"\r\n\r\n")
+            status, headers = 200, []
+            for line in head.split(b"\r\n"):
+                key, _, value = line.decode("latin-1").partition(":")
+                if key.lower() == "status":
+                    status = int(value.split()[0])
+                elif key:
+                    headers.append((key, value.strip()))
+            self.send_response(status)
+            for key, value in headers:
+                self.send_header(key, value)
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+
+    return Handler
