@@ -28,14 +28,14 @@ RUNNER_MARKERS = ("kubectl", "PipelineRun", "tekton", "python3")
 
 
 def params(**kw: object) -> LaunchParams:
-    base: dict[str, object] = dict(
-        repo="https://github.com/pikasTech/unidesk",
-        commit=SHA,
-        script_path="scripts/ci/dev-e2e.sh",
-        run_id="e2e-01234567-20261123101500-9f3e",
-        environment="dev",
-        timeout_ms=1_800_000,
-    )
+    base: dict[str, object] = {
+        "repo": "https://github.com/pikasTech/unidesk",
+        "commit": SHA,
+        "script_path": "scripts/ci/dev-e2e.sh",
+        "run_id": "e2e-01234567-20261123101500-9f3e",
+        "environment": "dev",
+        "timeout_ms": 1_800_000,
+    }
     base.update(kw)
     return LaunchParams(**base)  # type: ignore[arg-type]
 

@@ -223,7 +223,7 @@ def test_runner_killed_is_reported_not_unknown_forever(origin: Origin, proxy: An
 
 def test_the_same_run_id_is_refused(origin: Origin, proxy: Any) -> None:
     run_id = make_run_id(origin.sha)
-    first, params = launch(origin, "ok.sh", proxy.url, run_id=run_id)
+    _, params = launch(origin, "ok.sh", proxy.url, run_id=run_id)
     wait_result(origin, params)
     again, _ = launch(origin, "ok.sh", proxy.url, run_id=run_id)
     assert again.returncode == 73 and "already exists" in again.stderr
