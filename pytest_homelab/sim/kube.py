@@ -4,7 +4,9 @@ It serves /version, discovery (/api, /apis and group versions), namespaces, pods
 events, and apps/v1 Deployments, ReplicaSets, StatefulSets and DaemonSets: get, list and watch
 with resourceVersion, label and field selectors, bookmarks, ``timeoutSeconds`` and 410 Expired;
 create, update, merge/JSON patch and delete with proper Status bodies. Controllers roll workloads
-out on a scenario clock tests can speed up; faults come from a seeded FaultPlan. The observed
+out on a scenario clock tests can speed up; faults come from a seeded FaultPlan. Tekton
+PipelineRuns and TaskRuns run too (``sim.tekton``, see ``tekton.py``), and ``/openapi/v3`` (and
+``/openapi/v2`` for kubectl 1.27) lets ``kubectl create`` validate server-side. The observed
 request shapes of kubectl 1.20–1.33 are in ``shared/reference/kubernetes-tekton.md`` §6.
 
     with KubeSim() as k8s:
@@ -18,11 +20,12 @@ from __future__ import annotations
 import base64
 import contextlib
 import copy
+import hashlib
 import json
 import ssl
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from typing import Any
@@ -32,6 +35,7 @@ from pytest_homelab.sim.clock import ScenarioClock
 from pytest_homelab.sim.faults import FaultPlan, no_faults
 from pytest_homelab.sim.kube_controllers import Controllers, ImageBehavior, Timing
 from pytest_homelab.sim.kube_objects import namespace as namespace_object
+from pytest_homelab.sim.kube_openapi import OpenAPI, admit, decode_kubernetes_protobuf
 from pytest_homelab.sim.kube_store import (
     ApiError,
     Obj,
@@ -42,6 +46,7 @@ from pytest_homelab.sim.kube_store import (
     label_selector,
 )
 from pytest_homelab.sim.server import SimHTTPServer, reset_connection
+from pytest_homelab.sim.tekton import Tekton
 
 KUBE_FAULTS = ("watch_drop", "gone410", "5xx", "reset")
 RESOURCE_OF_KIND = {
@@ -52,6 +57,9 @@ RESOURCE_OF_KIND = {
     "Pod": "pods",
     "Namespace": "namespaces",
     "Event": "events",
+    "PipelineRun": "pipelineruns",
+    "TaskRun": "taskruns",
+    "Pipeline": "pipelines",
 }
 
 
@@ -82,6 +90,8 @@ class KubeSim:
         self.bookmark_interval = bookmark_interval
         self.requests: list[tuple[str, str, int, str | None]] = []
         self.logs: dict[tuple[str, str, str], list[str]] = {}
+        self.tekton = Tekton(self.store, self.controllers, self.set_log)
+        self.openapi = OpenAPI()
         self._server = SimHTTPServer((host, port), _make_handler(self), ssl_context)
         self._tls = ssl_context is not None
         self._stop = threading.Event()
@@ -286,7 +296,7 @@ def _collect_garbage(sim: KubeSim, owner: Obj, actor: str) -> None:
     """Background cascading deletion of everything the object owned."""
     uid = owner["metadata"]["uid"]
     namespace = owner["metadata"].get("namespace", "")
-    for resource in ("replicasets", "pods"):
+    for resource in ("replicasets", "taskruns", "pods"):
         for obj in list(sim.store.live(resource, namespace)):
             if any(r.get("uid") == uid for r in obj["metadata"].get("ownerReferences") or []):
                 with contextlib.suppress(ApiError):
@@ -437,6 +447,9 @@ def _make_handler(sim: KubeSim) -> type[BaseHTTPRequestHandler]:
             raw = self.rfile.read(length) if length else b""
             if not raw:
                 return None
+            kind = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+            if kind == "application/vnd.kubernetes.protobuf":  # kubectl 1.33 create namespace
+                return decode_kubernetes_protobuf(raw)
             try:
                 return json.loads(raw)
             except json.JSONDecodeError:
@@ -447,14 +460,46 @@ def _make_handler(sim: KubeSim) -> type[BaseHTTPRequestHandler]:
                 except Exception:
                     raise ApiError(400, "BadRequest", "the body is neither JSON nor YAML") from None
 
-        def _send_json(self, code: int, body: Obj) -> None:
-            data = json.dumps(body).encode()
+        def _send_json(
+            self, code: int, body: Obj | bytes, headers: Iterable[tuple[str, str]] = ()
+        ) -> None:
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
             self.send_response(code)
             self.send_header("Content-Type", "application/json")
-            self.send_header("Cache-Control", "no-cache, private")
+            headers = list(headers)
+            if not any(k == "Cache-Control" for k, _ in headers):
+                self.send_header("Cache-Control", "no-cache, private")
+            for key, value in headers:
+                self.send_header(key, value)
             self.send_header("Content-Length", str(len(data)))
             self.end_headers()
             self.wfile.write(data)
+
+        def _openapi(self, path: str, query: dict[str, str]) -> None:
+            resources = list(store.resources.values())
+            if path == "/openapi/v3":
+                index = json.dumps(sim.openapi.index(resources), sort_keys=True).encode()
+                self._send_json(200, index, [("ETag", f'"{hashlib.sha1(index).hexdigest()}"')])
+                return
+            found = sim.openapi.find(resources, path.removeprefix("/openapi/v3/"))
+            if found is None:
+                raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            data, digest = found
+            wanted = query.get("hash")
+            if wanted and wanted != digest:  # a stale hash redirects to the current document
+                self.send_response(301)
+                self.send_header("Location", f"{path}?hash={digest}")
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+                return
+            etag = f'"{digest}"'
+            if self.headers.get("If-None-Match") == etag:
+                self.send_response(304)
+                self.send_header("ETag", etag)
+                self.end_headers()
+                return
+            cache = "public, immutable" if wanted else "no-cache, private"
+            self._send_json(200, data, [("ETag", etag), ("Cache-Control", cache)])
 
         def _send_text(self, code: int, text: str) -> None:
             data = text.encode()
@@ -508,6 +553,19 @@ def _make_handler(sim: KubeSim) -> type[BaseHTTPRequestHandler]:
                         "platform": "linux/amd64",
                     },
                 )
+                return
+            if path == "/openapi/v3" or path.startswith("/openapi/v3/"):
+                self._openapi(path, query)
+                return
+            if path == "/openapi/v2":  # kubectl 1.27 reads fieldValidation support only here
+                protobuf = "protobuf" in (self.headers.get("Accept") or "")
+                data = sim.openapi.v2(store.resources.values(), protobuf)
+                self.send_response(200)
+                kind = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+                self.send_header("Content-Type", kind if protobuf else "application/json")
+                self.send_header("Content-Length", str(len(data)))
+                self.end_headers()
+                self.wfile.write(data)
                 return
             if path == "/healthz" or path == "/readyz" or path == "/livez":
                 self._send_text(200, "ok")
@@ -611,10 +669,12 @@ def _make_handler(sim: KubeSim) -> type[BaseHTTPRequestHandler]:
                     raise ApiError(400, "BadRequest", "the request body must be an object")
                 if ns:
                     body.setdefault("metadata", {})["namespace"] = ns
+                warnings = admit(info, body, query.get("fieldValidation"), create=True)
                 if query.get("dryRun") == "All":
-                    self._send_json(201, body)
+                    self._send_json(201, body, _warnings(warnings))
                     return
-                self._send_json(201, store.create(info.name, body, actor="client"))
+                created = store.create(info.name, body, actor="client")
+                self._send_json(201, created, _warnings(warnings))
                 return
             if route.name is None:
                 raise ApiError(405, "MethodNotAllowed", f"{method} is not supported here")
@@ -634,8 +694,11 @@ def _make_handler(sim: KubeSim) -> type[BaseHTTPRequestHandler]:
                 body.setdefault("metadata", {}).update(name=name)
                 if info.namespaced:
                     body["metadata"]["namespace"] = namespace
+                warnings = admit(info, body, query.get("fieldValidation"), create=False)
                 self._send_json(
-                    200, store.update(info.name, body, actor="client", status=status_only)
+                    200,
+                    store.update(info.name, body, actor="client", status=status_only),
+                    _warnings(warnings),
                 )
             elif method == "PATCH":
                 body = self._body()
@@ -658,13 +721,16 @@ def _make_handler(sim: KubeSim) -> type[BaseHTTPRequestHandler]:
                         f"application/merge-patch+json (got {kind or 'none'})",
                     )
                 patched["metadata"].pop("resourceVersion", None)
+                warnings = admit(info, patched, query.get("fieldValidation"), create=False)
                 self._send_json(
                     200,
                     store.update(
                         info.name, patched, actor="client", status=status_only, check_version=False
                     ),
+                    _warnings(warnings),
                 )
             elif method == "DELETE":
+                self._body()  # DeleteOptions: read it, or it would be taken for the next request
                 grace = query.get("gracePeriodSeconds")
                 deleted = _delete(
                     sim,
@@ -832,6 +898,11 @@ def _make_handler(sim: KubeSim) -> type[BaseHTTPRequestHandler]:
             self.wfile.flush()
 
     return Handler
+
+
+def _warnings(messages: list[str]) -> list[tuple[str, str]]:
+    """``Warning`` headers (RFC 7234 style, as the API server sends them)."""
+    return [("Warning", '299 - "' + m.replace('"', '\\"') + '"') for m in messages]
 
 
 def iter_namespace_writes(sim: KubeSim, namespace: str) -> Iterator[str]:

@@ -76,6 +76,10 @@ class Controllers:
     nodes: tuple[str, ...] = NODES
     terminating_replicas: bool = False  # report status.terminatingReplicas (KEP-3973)
     extra: list[Callable[[float], None]] = field(default_factory=list)
+    # Other controllers (Tekton) plug in here: a reconciler per resource, called with the dirty
+    # key (the object may be gone), and pod runners that claim pods the kubelet must not run.
+    reconcilers: dict[str, Callable[[Key, float], None]] = field(default_factory=dict)
+    pod_runners: list[Callable[[Obj, float], bool]] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._dirty: set[Key] = set()
@@ -103,7 +107,7 @@ class Controllers:
         meta = event.obj.get("metadata", {})
         key = (event.resource, event.namespace, meta.get("name", ""))
         with self._lock:
-            if event.resource in (
+            if event.resource in self.reconcilers or event.resource in (
                 "deployments",
                 "replicasets",
                 "statefulsets",
@@ -118,6 +122,11 @@ class Controllers:
                     "Deployment": "deployments",
                     "StatefulSet": "statefulsets",
                     "DaemonSet": "daemonsets",
+                    **{
+                        self.store.resources[r].kind: r
+                        for r in self.reconcilers
+                        if r in self.store.resources
+                    },
                 }.get(owner.get("kind", ""))
                 if resource:
                     self._dirty.add((resource, event.namespace, owner.get("name", "")))
@@ -157,6 +166,9 @@ class Controllers:
 
     def _reconcile(self, key: Key, now: float) -> None:
         resource, namespace, name = key
+        if resource in self.reconcilers:
+            self.reconcilers[resource](key, now)
+            return
         obj = self.store.find(resource, namespace, name)
         if resource == "namespaces":
             if obj is not None:
@@ -249,6 +261,8 @@ class Controllers:
             elif now - state.started_at >= self.timing.terminate:
                 self.store.delete("pods", meta["namespace"], meta["name"], actor="kubelet")
                 self._pods.pop(key, None)
+            return
+        if any(claim(pod, now) for claim in self.pod_runners):
             return
         containers = pod["spec"].get("containers", [])
         images = [c.get("image", "") for c in containers]

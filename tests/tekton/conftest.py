@@ -1,0 +1,141 @@
+"""Tekton in the Kubernetes simulator: fixtures, HTTP helpers and real kubectl binaries."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+
+from pytest_homelab.sim.kube import KubeSim
+from pytest_homelab.sim.kube_controllers import Timing
+from pytest_homelab.sim.tekton import pipeline, succeeded
+
+SDK = Path("/usr/lib/google-cloud-sdk/bin")
+PRS = "/apis/tekton.dev/v1/namespaces/ci/pipelineruns"
+TRS = "/apis/tekton.dev/v1/namespaces/ci/taskruns"
+
+
+def sdk_kubectls() -> dict[str, str]:
+    """Every versioned kubectl of the machine image (else HOMELAB_KUBECTL)."""
+    found = {
+        p.name.removeprefix("kubectl."): str(p)
+        for p in sorted(SDK.glob("kubectl.1.*"), key=lambda p: int(p.name.rsplit(".", 1)[1]))
+        if p.is_file()
+    }
+    if not found and os.environ.get("HOMELAB_KUBECTL"):
+        found = {"env": os.environ["HOMELAB_KUBECTL"]}
+    return found
+
+
+KUBECTLS = sdk_kubectls()
+
+
+@pytest.fixture
+def sim() -> Iterator[KubeSim]:
+    with KubeSim(speed=10.0, timing=Timing(observe=0.1, terminate=0.2)) as k:
+        k.create_namespace("ci")
+        k.apply(
+            pipeline(
+                "ship",
+                "ci",
+                ["build", "lint", "test", "deploy"],
+                run_after={"test": ["build"], "deploy": ["test", "lint"]},
+            )
+        )
+        yield k
+
+
+class Api:
+    """Plain HTTP against the simulator, as any client would talk to it."""
+
+    def __init__(self, sim: KubeSim) -> None:
+        self.sim = sim
+        self.client = httpx.Client(base_url=sim.url, timeout=10)
+
+    def get(self, path: str, **params: Any) -> httpx.Response:
+        return self.client.get(path, params=params)
+
+    def obj(self, path: str) -> dict[str, Any]:
+        response = self.get(path)
+        assert response.status_code == 200, response.text
+        data: dict[str, Any] = response.json()
+        return data
+
+    def create_run(self, body: dict[str, Any], **params: Any) -> httpx.Response:
+        return self.client.post(PRS, json=body, params=params)
+
+    def run(self, body: dict[str, Any]) -> str:
+        response = self.create_run(body)
+        assert response.status_code == 201, response.text
+        name: str = response.json()["metadata"]["name"]
+        return name
+
+    def pr(self, name: str) -> dict[str, Any]:
+        return self.obj(f"{PRS}/{name}")
+
+    def taskruns(self, pr: str) -> dict[str, dict[str, Any]]:
+        items = self.get(TRS, labelSelector=f"tekton.dev/pipelineRun={pr}").json()["items"]
+        return {tr["metadata"]["labels"]["tekton.dev/pipelineTask"]: tr for tr in items}
+
+    def log(self, pod: str, container: str) -> httpx.Response:
+        return self.get(f"/api/v1/namespaces/ci/pods/{pod}/log", container=container)
+
+    def wait(self, name: str, seconds: float = 15, done: bool = True) -> dict[str, Any]:
+        """The PipelineRun once its Succeeded condition is final (or, with done=False, set)."""
+        deadline = time.monotonic() + seconds
+        while True:
+            pr = self.pr(name)
+            cond = succeeded(pr)
+            if cond is not None and (not done or cond["status"] != "Unknown"):
+                return pr
+            if time.monotonic() > deadline:
+                raise AssertionError(f"PipelineRun {name} did not finish: {pr.get('status')}")
+            time.sleep(0.02)
+
+
+@pytest.fixture
+def api(sim: KubeSim) -> Iterator[Api]:
+    client = Api(sim)
+    yield client
+    client.client.close()
+
+
+@dataclass
+class Kubectl:
+    binary: str
+    kubeconfig: Path
+    cache: Path
+
+    def __call__(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
+        env = {
+            "PATH": os.environ.get("PATH", ""),
+            "HOME": str(self.cache),
+            "KUBECONFIG": str(self.kubeconfig),
+            "KUBECACHEDIR": str(self.cache),
+        }
+        return subprocess.run(
+            [self.binary, "--cache-dir", str(self.cache), *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=timeout,
+            check=False,
+        )
+
+
+@pytest.fixture(params=list(KUBECTLS) or ["missing"])
+def kubectl(request: pytest.FixtureRequest, sim: KubeSim, tmp_path: Path) -> Kubectl:
+    if request.param == "missing":
+        pytest.fail("no kubectl found under /usr/lib/google-cloud-sdk/bin nor HOMELAB_KUBECTL")
+    cache = tmp_path / "kube-cache"
+    cache.mkdir()
+    return Kubectl(
+        KUBECTLS[request.param], sim.kubeconfig(tmp_path / "kubeconfig", "sim", "ci"), cache
+    )
