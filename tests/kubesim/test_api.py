@@ -231,8 +231,10 @@ def test_pod_deletion_is_graceful_and_owners_are_collected(k8s: KubeSim) -> None
 
 
 def test_namespace_deletion_cascades(k8s: KubeSim) -> None:
+    k8s.controllers.timing.terminate = 8.0  # pods take 2 s (real) to go: still Terminating below
     k8s.create_namespace("tmp")
     k8s.apply(deployment("web", "tmp", f"{IMAGE}:aaaaaaa1", replicas=1))
+    k8s.wait_until(lambda: len(k8s.store.live("pods", "tmp")) == 1)
     httpx.delete(f"{k8s.url}/api/v1/namespaces/tmp")
     assert k8s.get("namespaces", "", "tmp")["status"]["phase"] == "Terminating"
     refused = httpx.post(
