@@ -20,6 +20,7 @@ from pytest_homelab.outcomes import (
     EXIT_NOT_FOUND,
     EXIT_STILL_RUNNING,
     EXIT_SUCCESS,
+    BadInput,
     HomelabError,
 )
 from pytest_homelab.settings import OPTIONS_BY_KEY, Settings, resolve_settings
@@ -36,11 +37,27 @@ EXIT_CODES = f"""exit codes (every verb):
 Handler = Callable[[argparse.Namespace], int]
 
 
-def _add_options(parser: argparse.ArgumentParser, keys: Sequence[str]) -> None:
+def _add_options(
+    parser: argparse.ArgumentParser | Any,
+    keys: Sequence[str],
+    rename: dict[str, str] | None = None,
+) -> None:
+    """Add the options' CLI flags; ``rename`` gives a verb its own name for one of them."""
     for key in keys:
         option = OPTIONS_BY_KEY[key]
+        flag = (rename or {}).get(key) or option.cli or option.flag
+        if option.boolean:
+            parser.add_argument(
+                flag,
+                dest=key,
+                action="store_const",
+                const="true",
+                default=None,
+                help=option.help,
+            )
+            continue
         parser.add_argument(
-            option.cli or option.flag,
+            flag,
             dest=key,
             default=None,
             metavar=option.metavar,
@@ -63,6 +80,15 @@ _CI_CONNECTION = (
     "vault_field",
 )
 _CI_WAIT = ("ci_timeout", "appear_grace", "ci_poll_interval", "ci_stream_recheck")
+_D601 = (
+    "d601_transport",
+    "d601_host",
+    "d601_port",
+    "d601_user",
+    "d601_key",
+    "d601_known_hosts",
+    "e2e_result_root",
+)
 _ROLLOUT = (
     "deploy_json",
     "env",
@@ -125,6 +151,46 @@ def build_parser() -> argparse.ArgumentParser:
     _add_session_flags(watch)
     watch.set_defaults(handler=_ci_watch)
 
+    e2e = _verb(
+        ci_verbs,
+        "run-dev-e2e",
+        "start the dev end-to-end run on D601 (the runner of "
+        "origin's deploy.json); with --wait-ms, wait for its result",
+    )
+    e2e.add_argument(
+        "--wait-ms",
+        type=int,
+        default=None,
+        metavar="N",
+        help="wait up to N milliseconds for the result (exit 124 if still running)",
+    )
+    _add_options(
+        e2e, ("remote", "e2e_branch", "e2e_keep_namespace", *_D601, "e2e_work_root", "e2e_env_file")
+    )
+    _add_session_flags(e2e)
+    e2e.set_defaults(handler=_ci_run_dev_e2e)
+
+    logs = _verb(
+        ci_verbs,
+        "logs",
+        "show a dev e2e run's status and log tails from D601 "
+        "(exit 0 passed, 1 failed, 3 unknown run, 4 still running)",
+    )
+    logs.add_argument("run_id", metavar="RUN_ID", help="the id run-dev-e2e printed")
+    logs.add_argument(
+        "--follow", action="store_true", help="keep printing new runner output until the run ends"
+    )
+    logs.add_argument(
+        "--lines",
+        type=int,
+        default=40,
+        metavar="N",
+        help="how many lines of each log to show (default 40)",
+    )
+    _add_options(logs, _D601)
+    logs.add_argument("--json", action="store_true", help="print JSON for machines")
+    logs.set_defaults(handler=_ci_logs)
+
     manifest_verbs = _verbs(_verb(verbs, "manifest", "deploy.json"), "manifest_verb")
     check = _verb(
         manifest_verbs,
@@ -163,6 +229,60 @@ def build_parser() -> argparse.ArgumentParser:
     _add_options(wait, _ROLLOUT)
     _add_session_flags(wait)
     wait.set_defaults(handler=_deploy_wait)
+
+    work_verbs = _verbs(_verb(verbs, "work", "land the current branch"), "work_verb")
+    land = _verb(
+        work_verbs,
+        "land",
+        "rebase (or merge) the branch onto the target, verify, push, "
+        "then watch its CI (and rollouts with --deploy-wait)",
+    )
+    how = land.add_mutually_exclusive_group()
+    how.add_argument(
+        "--rebase",
+        dest="strategy",
+        action="store_const",
+        const="rebase",
+        help="rebase onto the target (the default)",
+    )
+    how.add_argument(
+        "--merge",
+        dest="strategy",
+        action="store_const",
+        const="merge",
+        help="merge the target in instead",
+    )
+    verify = land.add_mutually_exclusive_group()
+    _add_options(verify, ("verify_cmd",))
+    verify.add_argument(
+        "--no-verify",
+        action="store_true",
+        help="push without running the verify command (must be said explicitly)",
+    )
+    land.add_argument(
+        "--no-ci-watch", action="store_true", help="stop after the push: do not watch CI"
+    )
+    land.add_argument(
+        "--deploy-wait",
+        action="store_true",
+        help="after CI, also wait for the rollouts of deploy.json",
+    )
+    _add_options(
+        land,
+        (
+            "land_onto",
+            "push_retries",
+            *_CI_CONNECTION[1:],
+            *_CI_WAIT,
+            "env",
+            "kubeconfig",
+            "kube_context",
+            "rollout_timeout",
+        ),
+        rename={"rollout_timeout": "--rollout-timeout"},
+    )
+    _add_session_flags(land)
+    land.set_defaults(handler=_work_land, strategy="rebase")
 
     demo = _verb(verbs, "demo", "run a landing check against the built-in simulated homelab")
     demo.add_argument("--scenario", default="green", help="which story to replay (see --list)")
@@ -311,6 +431,97 @@ def _deploy_wait(args: argparse.Namespace) -> int:
         junitxml=args.junitxml,
         as_json=args.json,
     )
+
+
+def _ci_run_dev_e2e(args: argparse.Namespace) -> int:
+    flags = _flags(args)
+    if args.wait_ms is not None:
+        if args.wait_ms < 0:
+            raise BadInput("--wait-ms must be zero or more milliseconds")
+        flags["e2e_wait"] = f"{args.wait_ms}ms"
+    settings = resolve_settings(flags)
+    if settings.d601_transport == "ssh":
+        settings.require("d601_host", "ci run-dev-e2e")
+    from pytest_homelab.session import run_checks
+
+    return run_checks(
+        settings,
+        verb="run-dev-e2e",
+        markexpr="e2e",
+        flags=flags,
+        junitxml=args.junitxml,
+        as_json=args.json,
+    )
+
+
+def _ci_logs(args: argparse.Namespace) -> int:
+    from pytest_homelab.logs import show_run
+
+    settings = resolve_settings(_flags(args))
+    if settings.d601_transport == "ssh":
+        settings.require("d601_host", "ci logs")
+    return show_run(settings, args.run_id, follow=args.follow, lines=args.lines, as_json=args.json)
+
+
+def _work_land(args: argparse.Namespace) -> int:
+    from pytest_homelab.gitrepo import GitRepo
+    from pytest_homelab.land import land, plan_landing, shell_verify
+
+    if args.deploy_wait and args.no_ci_watch:
+        raise BadInput("--deploy-wait needs the checks that --no-ci-watch turns off")
+    settings = _settings(args)
+    git = GitRepo.discover(settings.repo_root)
+    plan = plan_landing(
+        git,
+        remote=settings.remote,
+        onto=settings.land_onto,
+        strategy=args.strategy,
+        verify_cmd=settings.verify_cmd,
+        no_verify=args.no_verify,
+    )
+    if not args.no_ci_watch:  # know before pushing that the landing can be verified
+        settings.require("woodpecker_server", "watching CI after landing (or --no-ci-watch)")
+    say = (lambda line: print(line, file=sys.stderr)) if args.json else print
+    landed = land(
+        git,
+        plan,
+        verify=shell_verify(str(git.root)),
+        retries=settings.push_retries,
+        progress=lambda line: print(line, file=sys.stderr),
+    )
+    if landed.already:
+        say(
+            f"land: nothing new to land: {landed.sha[:8]} is already on "
+            f"{landed.remote}/{landed.target}"
+        )
+    else:
+        say(
+            f"landed {plan.branch} onto {landed.remote}/{landed.target}: {landed.sha[:8]} "
+            f"({landed.commits} commit{'s' if landed.commits != 1 else ''}, "
+            f"attempt {landed.attempts})"
+        )
+    if args.no_ci_watch:
+        say("land: --no-ci-watch: not watching CI")
+        return EXIT_SUCCESS
+    from pytest_homelab.session import run_checks
+
+    flags = _flags(args)
+    flags["commit"] = landed.sha
+    code = run_checks(
+        settings,
+        verb="work-land",
+        markexpr="ci or rollout" if args.deploy_wait else "ci",
+        flags=flags,
+        junitxml=args.junitxml,
+        as_json=args.json,
+    )
+    if code == EXIT_NOT_FOUND:
+        print(
+            f"land: the push itself landed ({landed.sha[:8]} on {landed.remote}/"
+            f"{landed.target}); no CI pipeline ran for it",
+            file=sys.stderr,
+        )
+    return code
 
 
 def _manifest_check(args: argparse.Namespace) -> int:

@@ -22,7 +22,9 @@ from pytest_homelab.settings import OPTIONS, Settings, resolve_settings
 
 if TYPE_CHECKING:  # heavy modules stay out of every pytest run that does not use them
     from pytest_homelab.ci import CiTarget
+    from pytest_homelab.e2e import DevRunResult
     from pytest_homelab.plan import RolloutPlan
+    from pytest_homelab.remote import Remote
     from pytest_homelab.rollout import RolloutResult, Target
     from pytest_homelab.secrets import Secret
     from pytest_homelab.woodpecker import CiResult, Repo, WoodpeckerClient
@@ -37,6 +39,7 @@ _MARKERS = {
 }
 _ROOT_FIXTURE = "homelab_landing"
 _PLAN = pytest.StashKey["RolloutPlan | BadInput"]()
+_TASKRUNS = pytest.StashKey[bytes]()  # the dev e2e runner's junit.xml, merged at the end
 _NO_SERVICES = "no-services"
 _TIMEOUT_MARGIN = 60.0  # pytest-timeout is only a backstop behind our own deadlines
 
@@ -51,6 +54,16 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     for option in OPTIONS:
         where = ", ".join([*(f"env {e}" for e in option.env), f"ini {option.ini}"])
         default = "" if option.default is None else f"; default {_show(option.default)}"
+        if option.boolean:
+            group.addoption(
+                option.flag,
+                dest=_dest(option.key),
+                action="store_const",
+                const="true",
+                default=None,
+                help=f"{option.help} [{where}]",
+            )
+            continue
         group.addoption(
             option.flag,
             dest=_dest(option.key),
@@ -248,13 +261,17 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     path = Path(xmlpath)
     if path.is_file():
-        annotate_junit(path)
+        annotate_junit(path, session.config.stash.get(_TASKRUNS, None))
 
 
-def annotate_junit(path: Path) -> None:
+def annotate_junit(path: Path, taskruns: bytes | None = None) -> None:
+    """Type every failure and error by its outcome, add the dev e2e run's TaskRun testcases,
+    and scrub known secrets from the file."""
     from pytest_homelab.secrets import known_secrets
 
     tree = ET.parse(path)
+    if taskruns:
+        _merge_taskruns(tree, taskruns)
     for case in tree.iter("testcase"):
         outcome = next(
             (p.get("value") for p in case.iter("property") if p.get("name") == "outcome"), None
@@ -267,6 +284,31 @@ def annotate_junit(path: Path) -> None:
         if secret:
             text = text.replace(secret, "***")
     path.write_text('<?xml version="1.0" encoding="utf-8"?>' + text, encoding="utf-8")
+
+
+def _merge_taskruns(tree: ET.ElementTree[ET.Element], junit: bytes) -> None:
+    """Each TaskRun of the runner's junit.xml becomes a testcase of this session (phase e2e)."""
+    try:
+        suite = ET.fromstring(junit)
+    except ET.ParseError:
+        return
+    root = tree.getroot()
+    target = ET.SubElement(root, "testsuite", name="dev-e2e TaskRuns")
+    counts = {"tests": 0, "failures": 0, "errors": 0}
+    for case in suite.iter("testcase"):
+        failure = case.find("failure")
+        outcome = "success" if failure is None else "CheckFailed"
+        props = ET.Element("properties")
+        for name, value in (("phase", "e2e"), ("outcome", outcome), ("task", case.get("name", ""))):
+            ET.SubElement(props, "property", name=name, value=value)
+        case.insert(0, props)
+        if failure is not None:
+            failure.set("type", "CheckFailed")
+            counts["failures"] += 1
+        counts["tests"] += 1
+        target.append(case)
+    for key, count in counts.items():
+        target.set(key, str(count))
 
 
 # -- fixtures ------------------------------------------------------------------------------------
@@ -427,3 +469,57 @@ def homelab_rollouts(
         yield tracker.wait(homelab_landing.phase_deadline("rollout"))
     finally:
         tracker.close()
+
+
+@pytest.fixture(scope="session")
+def homelab_d601(homelab_landing: Landing) -> Iterator[Remote]:
+    """The transport to the CI host D601 (ssh, or local on D601 itself); one connection."""
+    from pytest_homelab.remote import open_remote
+
+    s = homelab_landing.settings
+    remote = open_remote(
+        s.d601_transport,
+        s.d601_host,
+        port=s.d601_port,
+        user=s.d601_user,
+        key_file=s.d601_key,
+        known_hosts=s.d601_known_hosts,
+        environ=s.environ,
+    )
+    try:
+        yield remote
+    finally:
+        remote.close()
+
+
+@pytest.fixture(scope="session")
+def homelab_dev_run(
+    request: pytest.FixtureRequest, pytestconfig: pytest.Config, homelab_landing: Landing
+) -> DevRunResult | None:
+    """The dev e2e run on D601: planned from the remote branch's deploy.json, dispatched, and
+    (with --homelab-e2e-wait) waited for."""
+    if homelab_landing.prerequisite_failure("e2e") is not None:
+        return None  # the check fails at once, naming the failed phase
+    from pytest_homelab.e2e import DevRunResult, dispatch, judge, plan_dev_run, wait_for_run
+
+    settings = homelab_landing.settings
+    plan = plan_dev_run(settings)
+    remote = request.getfixturevalue("homelab_d601")
+    params = plan.params
+    dispatch(remote, params)
+    homelab_landing.progress(
+        f"e2e: dispatched {params.run_id} to {remote.description} ({plan.source} at "
+        f"{params.commit[:8]}); result dir {params.result_dir}"
+    )
+    if settings.e2e_wait is None:
+        return DevRunResult(params, plan.source, remote.description, None)
+    deadline = homelab_landing.deadline.sub(settings.e2e_wait)
+    started = homelab_landing.clock.monotonic()
+    files = wait_for_run(
+        remote, params, deadline, clock=homelab_landing.clock, progress=homelab_landing.progress
+    )
+    if files.files.get("junit.xml"):
+        pytestconfig.stash[_TASKRUNS] = files.files["junit.xml"]
+    return judge(
+        params, files, plan.source, remote.description, homelab_landing.clock.monotonic() - started
+    )

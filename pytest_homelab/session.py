@@ -50,8 +50,14 @@ def pytest_args(
     if os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
         args += ["-p", "pytest_homelab.plugin"]
     for key, value in flags.items():
-        if value is not None:
-            args += [OPTIONS_BY_KEY[key].flag, str(value)]
+        option = OPTIONS_BY_KEY[key]
+        if value is None:
+            continue
+        if option.boolean:
+            if str(value).lower() in {"1", "true", "yes", "on"}:
+                args.append(option.flag)
+            continue
+        args += [option.flag, str(value)]
     return args
 
 

@@ -150,6 +150,41 @@ def _targets(value: object) -> tuple[str, ...]:
     return targets
 
 
+def _bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in {"1", "true", "yes", "on"}:
+        return True
+    if text in {"0", "false", "no", "off"}:
+        return False
+    raise ValueError("expected true or false")
+
+
+def _choice(*choices: str) -> Callable[[object], str]:
+    def convert(value: object) -> str:
+        text = _text(value)
+        if text not in choices:
+            raise ValueError(f"expected one of {', '.join(choices)}")
+        return text
+
+    return convert
+
+
+def _port(value: object) -> int:
+    text = str(value).strip()
+    if isinstance(value, bool) or not text.isdigit() or not 0 < int(text) < 65536:
+        raise ValueError("expected a port number 1-65535")
+    return int(text)
+
+
+def _remote_path(value: object) -> str:
+    """An absolute path, or one under the remote user's home (``~/x`` or ``$HOME/x``)."""
+    from pytest_homelab.devrun import normalize_remote_path
+
+    return normalize_remote_path(_text(value))
+
+
 def _repo_slug(value: object) -> str:
     from pytest_homelab.gitrepo import parse_repo_flag
 
@@ -170,6 +205,7 @@ class Option:
     metavar: str = "VALUE"
     per_env: bool = False  # may be set under [tool.homelab.environments.<env>]
     phase: str = "general"  # for grouping in --help and docs
+    boolean: bool = False  # a flag without a value (``--x`` sets true)
 
     @property
     def ini(self) -> str:
@@ -425,6 +461,177 @@ OPTIONS: tuple[Option, ...] = (
         phase="rollout",
     ),
     Option(
+        "d601_transport",
+        "--homelab-d601-transport",
+        _choice("ssh", "local"),
+        "ssh",
+        "how to reach the CI host D601: ssh, or local when running on D601 itself",
+        env=("HOMELAB_D601_TRANSPORT",),
+        cli="--transport",
+        metavar="ssh|local",
+        phase="e2e",
+    ),
+    Option(
+        "d601_host",
+        "--homelab-d601-host",
+        _text,
+        None,
+        "the CI host D601 (a host name or ~/.ssh/config alias; required for ssh)",
+        env=("HOMELAB_D601_HOST",),
+        cli="--d601-host",
+        metavar="HOST",
+        phase="e2e",
+    ),
+    Option(
+        "d601_port",
+        "--homelab-d601-port",
+        _port,
+        None,
+        "SSH port of D601 (default: ~/.ssh/config, else 22)",
+        env=("HOMELAB_D601_PORT",),
+        cli="--d601-port",
+        metavar="PORT",
+        phase="e2e",
+    ),
+    Option(
+        "d601_user",
+        "--homelab-d601-user",
+        _text,
+        None,
+        "SSH user on D601 (default: ~/.ssh/config, else the local user)",
+        env=("HOMELAB_D601_USER",),
+        cli="--d601-user",
+        metavar="USER",
+        phase="e2e",
+    ),
+    Option(
+        "d601_key",
+        "--homelab-d601-key",
+        _text,
+        None,
+        "SSH private key for D601 (default: ~/.ssh/config, the agent, the usual keys)",
+        env=("HOMELAB_D601_KEY",),
+        cli="--d601-key",
+        metavar="PATH",
+        phase="e2e",
+    ),
+    Option(
+        "d601_known_hosts",
+        "--homelab-d601-known-hosts",
+        _text,
+        None,
+        "known_hosts file holding D601's host key (default: ~/.ssh/known_hosts)",
+        env=("HOMELAB_D601_KNOWN_HOSTS",),
+        cli="--d601-known-hosts",
+        metavar="PATH",
+        phase="e2e",
+    ),
+    Option(
+        "e2e_env",
+        "--homelab-e2e-env",
+        _text,
+        "dev",
+        "environment of deploy.json whose ci block the dev e2e run uses",
+        env=("HOMELAB_E2E_ENV",),
+        metavar="ENV",
+        phase="e2e",
+    ),
+    Option(
+        "e2e_branch",
+        "--homelab-e2e-branch",
+        _text,
+        None,
+        "branch whose deploy.json the dev e2e run uses (default: the remote's default branch)",
+        env=("HOMELAB_E2E_BRANCH",),
+        cli="--branch",
+        metavar="BRANCH",
+        phase="e2e",
+    ),
+    Option(
+        "e2e_wait",
+        "--homelab-e2e-wait",
+        _optional_duration,
+        None,
+        "wait this long for the dev e2e result (default: dispatch and return)",
+        env=("HOMELAB_E2E_WAIT",),
+        metavar="DURATION",
+        phase="e2e",
+    ),
+    Option(
+        "e2e_keep_namespace",
+        "--homelab-e2e-keep-namespace",
+        _bool,
+        False,
+        "keep the run's temporary namespace for debugging",
+        env=("HOMELAB_E2E_KEEP_NAMESPACE",),
+        cli="--keep-namespace",
+        phase="e2e",
+        boolean=True,
+    ),
+    Option(
+        "e2e_work_root",
+        "--homelab-e2e-work-root",
+        _remote_path,
+        "/tmp/unidesk-ci",
+        "work directory root on D601 (a run uses <root>/<runId>)",
+        env=("HOMELAB_E2E_WORK_ROOT",),
+        metavar="PATH",
+        phase="e2e",
+    ),
+    Option(
+        "e2e_result_root",
+        "--homelab-e2e-result-root",
+        _remote_path,
+        "$HOME/.unidesk/runs",
+        "result directory root on D601 (a run writes <root>/<runId>)",
+        env=("HOMELAB_E2E_RESULT_ROOT",),
+        metavar="PATH",
+        phase="e2e",
+    ),
+    Option(
+        "e2e_env_file",
+        "--homelab-e2e-env-file",
+        _remote_path,
+        "$HOME/.unidesk/ci.env",
+        "D601's host settings file (proxy, kubeconfig, namespaces), sourced if it exists",
+        env=("HOMELAB_E2E_ENV_FILE",),
+        metavar="PATH",
+        phase="e2e",
+    ),
+    Option(
+        "verify_cmd",
+        "--homelab-verify-cmd",
+        _text,
+        None,
+        "shell command work land runs before pushing (e.g. pytest -q)",
+        env=("HOMELAB_VERIFY_CMD",),
+        cli="--verify-cmd",
+        metavar="CMD",
+        phase="land",
+    ),
+    Option(
+        "land_onto",
+        "--homelab-land-onto",
+        _text,
+        None,
+        "branch work land lands onto (default: the remote's default branch)",
+        env=("HOMELAB_LAND_ONTO",),
+        cli="--onto",
+        metavar="BRANCH",
+        phase="land",
+    ),
+    Option(
+        "push_retries",
+        "--homelab-push-retries",
+        _count,
+        3,
+        "how often work land re-syncs, re-verifies and pushes again after a rejection",
+        env=("HOMELAB_PUSH_RETRIES",),
+        cli="--push-retries",
+        metavar="N",
+        phase="land",
+    ),
+    Option(
         "landing_timeout",
         "--landing-timeout",
         _optional_duration,
@@ -467,6 +674,22 @@ class Settings:
     kube_context: str | None = None
     namespace: str | None = None
     targets: tuple[str, ...] = ()
+    d601_transport: str = "ssh"
+    d601_host: str | None = None
+    d601_port: int | None = None
+    d601_user: str | None = None
+    d601_key: str | None = None
+    d601_known_hosts: str | None = None
+    e2e_env: str = "dev"
+    e2e_branch: str | None = None
+    e2e_wait: float | None = None
+    e2e_keep_namespace: bool = False
+    e2e_work_root: str = "/tmp/unidesk-ci"
+    e2e_result_root: str = "$HOME/.unidesk/runs"
+    e2e_env_file: str = "$HOME/.unidesk/ci.env"
+    verify_cmd: str | None = None
+    land_onto: str | None = None
+    push_retries: int = 3
     landing_timeout: float | None = None
     sources: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
     environments: Mapping[str, Mapping[str, Any]] = field(
