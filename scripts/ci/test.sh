@@ -6,13 +6,26 @@ cd "$(dirname "$0")/../.."
 
 apt_needed=()
 command -v git >/dev/null 2>&1 || apt_needed+=(git)
+# D601 in the tests is a real OpenSSH sshd on loopback; git fetches go through a real HTTP proxy.
+[ -x /usr/sbin/sshd ] || apt_needed+=(openssh-server)
+command -v ssh-keygen >/dev/null 2>&1 || apt_needed+=(openssh-client)
+command -v tinyproxy >/dev/null 2>&1 || [ -x /usr/sbin/tinyproxy ] || apt_needed+=(tinyproxy)
+command -v shellcheck >/dev/null 2>&1 || apt_needed+=(shellcheck)
 if [ ${#apt_needed[@]} -gt 0 ]; then
   if [ "$(id -u)" != 0 ]; then
     echo "test.sh: missing ${apt_needed[*]}; install them (apt-get install ${apt_needed[*]}) or run as root" >&2
     exit 2
   fi
   apt-get update -qq
+  # Packages only: the tests start their own sshd and tinyproxy on loopback, so keep apt from
+  # starting system services (policy-rc.d 101 = "not allowed"), unless the machine has its own.
+  policy=""
+  if [ ! -e /usr/sbin/policy-rc.d ]; then
+    policy=/usr/sbin/policy-rc.d
+    printf '#!/bin/sh\nexit 101\n' >"$policy" && chmod +x "$policy"
+  fi
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${apt_needed[@]}"
+  [ -z "$policy" ] || rm -f "$policy"
 fi
 
 # Real kubectl referees the Kubernetes simulator. The machine image ships the Cloud SDK's builds
