@@ -15,6 +15,10 @@ from pathlib import Path
 import pytest
 import trustme
 
+from tests.d601 import closed_port, d601, make_ssh_key, ssh_agent
+
+__all__ = ["closed_port", "d601", "make_ssh_key", "ssh_agent"]  # fixtures from tests/d601.py
+
 
 @pytest.fixture(scope="session")
 def ca() -> trustme.CA:

@@ -12,7 +12,7 @@ import pytest
 from pytest_homelab.outcomes import AuthError
 
 if TYPE_CHECKING:
-    from tests.remote.conftest import D601
+    from tests.d601 import D601
 
 # A connection that never authenticated: sshd's pre-auth child logs its end like this.
 PREAUTH_END = r"(Connection closed by|Disconnected from|Connection reset by) .*\[preauth\]"

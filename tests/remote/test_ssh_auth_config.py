@@ -17,7 +17,7 @@ from pytest_homelab.outcomes import AuthError, BadInput, InfraError
 from pytest_homelab.remote import SSHRemote, resolve_ssh_target
 
 if TYPE_CHECKING:
-    from tests.remote.conftest import D601, SSHAgent
+    from tests.d601 import D601, SSHAgent
 
 
 def client_home(tmp_path: Path) -> Path:

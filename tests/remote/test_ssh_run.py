@@ -17,7 +17,7 @@ from pytest_homelab.outcomes import InfraError
 from pytest_homelab.remote import Remote, RemoteResult, SSHRemote, open_remote
 
 if TYPE_CHECKING:
-    from tests.remote.conftest import D601
+    from tests.d601 import D601
 
 
 def wait_for_file(path: Path, timeout: float = 10.0) -> str:
