@@ -165,7 +165,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="wait up to N milliseconds for the result (exit 124 if still running)",
     )
     _add_options(
-        e2e, ("remote", "e2e_branch", "e2e_keep_namespace", *_D601, "e2e_work_root", "e2e_env_file")
+        e2e,
+        (
+            "remote",
+            "e2e_branch",
+            "e2e_keep_namespace",
+            "e2e_poll_interval",
+            *_D601,
+            "e2e_work_root",
+            "e2e_env_file",
+        ),
     )
     _add_session_flags(e2e)
     e2e.set_defaults(handler=_ci_run_dev_e2e)
@@ -187,7 +196,7 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="N",
         help="how many lines of each log to show (default 40)",
     )
-    _add_options(logs, _D601)
+    _add_options(logs, (*_D601, "e2e_poll_interval"))
     logs.add_argument("--json", action="store_true", help="print JSON for machines")
     logs.set_defaults(handler=_ci_logs)
 

@@ -80,7 +80,7 @@ def show_run(
     as_json: bool = False,
     clock: Clock = SYSTEM_CLOCK,
     out: TextIO | None = None,
-    poll: float = 2.0,
+    poll: float | None = None,
 ) -> int:
     from pytest_homelab.remote import open_remote
 
@@ -115,7 +115,7 @@ def show_run(
                 shown = max(shown, len(log))
                 if files.state != "running":
                     break
-                clock.sleep(poll)
+                clock.sleep(s.e2e_poll_interval if poll is None else poll)
                 files = read_run(remote, s.e2e_result_root, run_id)
         if as_json:
             doc = {

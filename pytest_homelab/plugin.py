@@ -516,7 +516,12 @@ def homelab_dev_run(
     deadline = homelab_landing.deadline.sub(settings.e2e_wait)
     started = homelab_landing.clock.monotonic()
     files = wait_for_run(
-        remote, params, deadline, clock=homelab_landing.clock, progress=homelab_landing.progress
+        remote,
+        params,
+        deadline,
+        clock=homelab_landing.clock,
+        progress=homelab_landing.progress,
+        poll=settings.e2e_poll_interval,
     )
     if files.files.get("junit.xml"):
         pytestconfig.stash[_TASKRUNS] = files.files["junit.xml"]

@@ -558,6 +558,17 @@ OPTIONS: tuple[Option, ...] = (
         phase="e2e",
     ),
     Option(
+        "e2e_poll_interval",
+        "--homelab-e2e-poll-interval",
+        _positive_duration,
+        2.0,
+        "how often the CLI reads the run's files on D601 while waiting or following",
+        env=("HOMELAB_E2E_POLL_INTERVAL",),
+        cli="--poll-interval",
+        metavar="DURATION",
+        phase="e2e",
+    ),
+    Option(
         "e2e_keep_namespace",
         "--homelab-e2e-keep-namespace",
         _bool,
@@ -683,6 +694,7 @@ class Settings:
     e2e_env: str = "dev"
     e2e_branch: str | None = None
     e2e_wait: float | None = None
+    e2e_poll_interval: float = 2.0
     e2e_keep_namespace: bool = False
     e2e_work_root: str = "/tmp/unidesk-ci"
     e2e_result_root: str = "$HOME/.unidesk/runs"

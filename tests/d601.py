@@ -1,9 +1,10 @@
 """A real OpenSSH ``sshd`` on loopback playing the CI host D601 (session-scoped ``d601`` fixture).
 
 Imported by ``tests/conftest.py``, so every test directory can ask for it. The server gets its
-own host key, authorized_keys, pid file and log (``-E``, so no pipe outlives it), ``LoginGraceTime 5`` so dropped
-pre-auth connections cannot linger, and is stopped by process group (never by name); connection
-children left behind (sshd ``setsid``s them) are ended by PID at teardown.
+own host key, authorized_keys, pid file and log (``-E``, so no pipe outlives it),
+``LoginGraceTime 5`` so dropped pre-auth connections cannot linger, and is stopped by process
+group (never by name); connection children left behind (sshd ``setsid``s them) are ended by PID
+at teardown.
 
 The D601 side never sees the machine's real home: every authorized key carries
 ``environment="HOME=<tmp>"`` (allowed by ``PermitUserEnvironment HOME``) and a forced command that
