@@ -152,7 +152,7 @@ mkdir -p "$work" "$result" || exit 73
         printf '"manifestCommit": "%s", "pipelineRun": null, ' "$COMMIT"
         printf '"temporaryNamespace": null, "finishedAt": "%s", ' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
         printf '"message": "%s"}\n' "$2"
-      } >"$result/result.json"
+      } >"$result/result.json.tmp" && mv "$result/result.json.tmp" "$result/result.json"
     fi
     exit 1
   }
@@ -264,7 +264,10 @@ def read_command(result_root: str, run_id: str) -> str:
         "alive=0; for f in launcher.pid runner.pid; do "
         '[ -s "$f" ] && kill -0 "$(cat "$f")" 2>/dev/null && alive=1; done; '
         'tmp=$(mktemp -d) && echo "$alive" >"$tmp/.alive" && '
-        'tar -cf - --exclude=./repo . -C "$tmp" .alive; s=$?; rm -rf "$tmp"; exit $s'
+        'tar -cf - --exclude=./repo . -C "$tmp" .alive; s=$?; rm -rf "$tmp"; '
+        # GNU tar exits 1 when a file changed or vanished while it was read: the archive is
+        # still whole, and the next read sees the rest (result.json is replaced atomically).
+        '[ "$s" = 1 ] && s=0; exit $s'
     )
 
 

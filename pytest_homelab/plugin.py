@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pytest_homelab.landing import PHASES, Landing
-from pytest_homelab.outcomes import BadInput, HomelabError
+from pytest_homelab.outcomes import EXIT_BAD_INPUT, OUTCOME_TYPES, BadInput, HomelabError
 from pytest_homelab.settings import OPTIONS, Settings, resolve_settings
 
 if TYPE_CHECKING:  # heavy modules stay out of every pytest run that does not use them
@@ -279,11 +279,24 @@ def annotate_junit(path: Path, taskruns: bytes | None = None) -> None:
         for element in case:
             if element.tag in ("failure", "error") and outcome:
                 element.set("type", outcome)
+                cls = OUTCOME_TYPES.get(outcome)
+                if element.tag == "failure" and cls is not None and cls.exit_code == EXIT_BAD_INPUT:
+                    # Bad input, auth and unreachable infrastructure are errors wherever they were
+                    # raised: other CI systems tell "the check could not run" from "it failed".
+                    element.tag = "error"
+                    _move_count(tree, case, "failures", "errors")
     text = ET.tostring(tree.getroot(), encoding="unicode")
     for secret in known_secrets():
         if secret:
             text = text.replace(secret, "***")
     path.write_text('<?xml version="1.0" encoding="utf-8"?>' + text, encoding="utf-8")
+
+
+def _move_count(tree: ET.ElementTree[ET.Element], case: ET.Element, src: str, dst: str) -> None:
+    for suite in tree.getroot().iter("testsuite"):
+        if any(c is case for c in suite.iter("testcase")):
+            suite.set(src, str(max(0, int(suite.get(src, "0")) - 1)))
+            suite.set(dst, str(int(suite.get(dst, "0")) + 1))
 
 
 def _merge_taskruns(tree: ET.ElementTree[ET.Element], junit: bytes) -> None:
@@ -299,8 +312,12 @@ def _merge_taskruns(tree: ET.ElementTree[ET.Element], junit: bytes) -> None:
         failure = case.find("failure")
         outcome = "success" if failure is None else "CheckFailed"
         props = ET.Element("properties")
-        for name, value in (("phase", "e2e"), ("outcome", outcome), ("task", case.get("name", ""))):
+        task = case.get("name", "")
+        for name, value in (("phase", "e2e"), ("outcome", outcome), ("task", task)):
             ET.SubElement(props, "property", name=name, value=value)
+        if failure is not None and (failure.text or "").strip():
+            # The failing step's log tail, where the verdict shows it (like the ci check's).
+            ET.SubElement(props, "property", name=f"log_tail:{task}", value=failure.text or "")
         case.insert(0, props)
         if failure is not None:
             failure.set("type", "CheckFailed")

@@ -32,6 +32,15 @@ def summary(record: CheckRecord) -> str:
             ]
         parts.append(record.prop("pipeline_url"))
         return " ".join(p for p in parts if p)
+    run_id = record.prop("run_id")
+    if run_id:
+        return (
+            f"run {run_id} {record.prop('status')} ({record.prop('manifest_source')} at "
+            f"{record.prop('manifest_commit')[:8]}); results in {record.prop('result_dir')} on "
+            f"{record.prop('d601')}"
+        )
+    if record.prop("task"):
+        return f"TaskRun {record.prop('task')} ({record.time:.1f}s)"
     return record.name
 
 
@@ -52,6 +61,7 @@ def render_text(records: list[CheckRecord], junit: Path, code: int) -> list[str]
             if name.startswith("log_tail:"):
                 lines.append(f"{'':14} --- {name.removeprefix('log_tail:')} (last lines) ---")
                 lines += [f"{'':14} {text}" for text in value.splitlines()[-LOG_LINES_SHOWN:]]
+    lines += [f"next: {r.prop('next')}" for r in records if r.prop("next")]
     lines.append(f"verdict: {VERDICTS.get(code, 'ERROR')} (exit {code}) · junit: {junit}")
     return lines
 

@@ -28,7 +28,7 @@ mkdir -p "$work" "$result" || exit 73
         printf '"manifestCommit": "%s", "pipelineRun": null, ' "$COMMIT"
         printf '"temporaryNamespace": null, "finishedAt": "%s", ' "$(date -u +%Y-%m-%dT%H:%M:%SZ)"
         printf '"message": "%s"}\n' "$2"
-      } >"$result/result.json"
+      } >"$result/result.json.tmp" && mv "$result/result.json.tmp" "$result/result.json"
     fi
     exit 1
   }

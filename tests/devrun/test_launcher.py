@@ -17,6 +17,7 @@ from pytest_homelab.devrun import (
     launcher_text,
     make_run_id,
     normalize_remote_path,
+    parse_tar,
     read_command,
     shell_path,
 )
@@ -197,3 +198,30 @@ def test_read_command_quotes_the_run_id_and_refuses_bad_ones() -> None:
     assert command.startswith('d="$HOME"/.unidesk/runs/e2e-01234567-20261123101500-9f3e;')
     with pytest.raises(BadInput):
         read_command("$HOME/.unidesk/runs", "x;rm -rf /")
+
+
+@pytest.mark.parametrize(("tar_exit", "expected"), [(1, 0), (2, 2)])
+def test_reading_a_run_while_it_is_written(tmp_path: Path, tar_exit: int, expected: int) -> None:
+    """GNU tar exits 1 when a file changed as it read it: the archive is whole, so that is a
+    good read (the next poll sees the rest); any other failure stays a failure."""
+    run = tmp_path / "runs" / "e2e-01234567-20261123101500-9f3e"
+    run.mkdir(parents=True)
+    (run / "runner.log").write_text("step 1\n")
+    (run / "result.json").write_text('{"ok": true, "status": "succeeded"}\n')
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    real = shutil.which("tar")
+    (fake / "tar").write_text(f'#!/bin/sh\n"{real}" "$@" || exit $?\nexit {tar_exit}\n')
+    (fake / "tar").chmod(0o755)
+    done = subprocess.run(
+        ["sh", "-c", read_command(str(tmp_path / "runs"), run.name)],
+        capture_output=True,
+        env={"PATH": f"{fake}:/usr/bin:/bin"},
+        check=False,
+    )
+    assert done.returncode == expected, done.stderr
+    files = parse_tar(run.name, done.stdout)
+    assert files.text("runner.log") == "step 1\n" and files.result == {
+        "ok": True,
+        "status": "succeeded",
+    }
