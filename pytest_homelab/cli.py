@@ -509,8 +509,22 @@ def _work_land(args: argparse.Namespace) -> int:
             f"({landed.commits} commit{'s' if landed.commits != 1 else ''}, "
             f"attempt {landed.attempts})"
         )
+    report = {
+        "landed": {
+            "sha": landed.sha,
+            "remote": landed.remote,
+            "target": landed.target,
+            "branch": plan.branch,
+            "strategy": plan.strategy,
+            "commits": landed.commits,
+            "attempts": landed.attempts,
+            "already": landed.already,
+        }
+    }
     if args.no_ci_watch:
         say("land: --no-ci-watch: not watching CI")
+        if args.json:
+            print(json.dumps({**report, "verdict": "LANDED", "exit_code": EXIT_SUCCESS}, indent=2))
         return EXIT_SUCCESS
     from pytest_homelab.session import run_checks
 
@@ -523,6 +537,7 @@ def _work_land(args: argparse.Namespace) -> int:
         flags=flags,
         junitxml=args.junitxml,
         as_json=args.json,
+        report=report,
     )
     if code == EXIT_NOT_FOUND:
         print(

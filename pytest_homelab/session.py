@@ -70,8 +70,10 @@ def run_checks(
     junitxml: str | None = None,
     as_json: bool = False,
     extra_args: list[str] | None = None,
+    report: Mapping[str, object] | None = None,
 ) -> int:
-    """Run the ``markexpr`` checks, read the JUnit back, print the verdict, return the code."""
+    """Run the ``markexpr`` checks, read the JUnit back, print the verdict, return the code.
+    ``report`` adds the verb's own facts to the JSON document (e.g. what work land pushed)."""
     import pytest
 
     junit = Path(junitxml) if junitxml else default_junit_path(verb)
@@ -99,7 +101,7 @@ def run_checks(
             return EXIT_BAD_INPUT
     result = exit_code(records)
     if as_json:
-        print(json.dumps(render_json(records, junit, result), indent=2))
+        print(json.dumps({**(report or {}), **render_json(records, junit, result)}, indent=2))
     else:
         for line in render_text(records, junit, result):
             print(line)

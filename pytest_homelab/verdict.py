@@ -32,6 +32,17 @@ def summary(record: CheckRecord) -> str:
             ]
         parts.append(record.prop("pipeline_url"))
         return " ".join(p for p in parts if p)
+    if record.prop("expected_sha") and record.prop("deployment"):
+        parts = [
+            f"{record.prop('namespace')}/{record.prop('deployment')}",
+            f"({record.prop('kind') or 'Deployment'})",
+            record.prop("image"),
+        ]
+        if record.prop("replicas"):
+            parts.append(record.prop("replicas"))
+        if record.prop("time_to_ready"):
+            parts.append(f"in {record.prop('time_to_ready')}")
+        return " ".join(p for p in parts if p)
     run_id = record.prop("run_id")
     if run_id:
         return (

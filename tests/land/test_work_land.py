@@ -4,6 +4,7 @@ landing verified by CI against the Woodpecker simulator."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import threading
@@ -14,9 +15,13 @@ from pathlib import Path
 import pytest
 
 from pytest_homelab.cli import main
+from pytest_homelab.sim.kube import KubeSim
+from pytest_homelab.sim.kube_controllers import Timing
+from pytest_homelab.sim.kube_objects import deployment
 from pytest_homelab.sim.woodpecker import StepSpec, WoodpeckerSim
 
 TOKEN = "land-token-19ab"
+REGISTRY = "registry.example.test/homelab"
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -231,6 +236,11 @@ def test_a_rejecting_hook_is_reported_and_not_retried(
 class Ci:
     sim: WoodpeckerSim
     outcome: str = "green"  # what the next pushed commit's pipeline does: green, red, none
+    kube: KubeSim | None = None  # when set, "CD" rolls the landed sha out to apps/web
+    deploy: bool = True
+
+    def flags(self) -> list[str]:
+        return ["--woodpecker-server", self.sim.base_url, "--repo", "o/app"]
 
 
 @pytest.fixture
@@ -246,6 +256,8 @@ def ci(repos: Repos, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ci]:
         seen = repos.remote_head()
         while not stop.wait(0.05):
             head = repos.remote_head()
+            if head != seen and state.kube is not None and state.deploy:
+                state.kube.set_image("apps", "web", f"{REGISTRY}/web:{head}")
             if head != seen and state.outcome != "none":
                 sim.add_pipeline(
                     "o/app",
@@ -301,4 +313,110 @@ def test_without_a_ci_server_nothing_is_pushed(
     before = repos.remote_head()
     code, _, err = land(capsys, "--no-verify")
     assert code == 2 and "--no-ci-watch" in err
+    assert repos.remote_head() == before
+
+
+def test_json_says_what_landed_and_the_verdict(
+    repos: Repos, ci: Ci, capsys: pytest.CaptureFixture[str]
+) -> None:
+    repos.commit(repos.work, "feature.txt", "x\n", "feature")
+    code, out, err = land(
+        capsys, "--no-verify", "--json", *ci.flags(), "--ci-poll-interval", "0.2s"
+    )
+    assert code == 0, out + err
+    doc = json.loads(out)  # stdout is the JSON document only; progress went to stderr
+    head = git(repos.work, "rev-parse", "HEAD")
+    assert doc["landed"] == {
+        "sha": head,
+        "remote": "origin",
+        "target": "main",
+        "branch": "topic",
+        "strategy": "rebase",
+        "commits": 1,
+        "attempts": 1,
+        "already": False,
+    }
+    assert doc["verdict"] == "PASSED" and doc["exit_code"] == 0
+    assert [c["phase"] for c in doc["checks"]] == ["ci"]
+    assert "landed topic onto origin/main" in err
+
+
+def test_json_without_ci_watch(repos: Repos, capsys: pytest.CaptureFixture[str]) -> None:
+    repos.commit(repos.work, "feature.txt", "x\n", "feature")
+    code, out, _ = land(capsys, "--no-verify", "--no-ci-watch", "--json")
+    assert code == 0
+    doc = json.loads(out)
+    assert doc["landed"]["sha"] == repos.remote_head() and doc["verdict"] == "LANDED"
+
+
+def test_verify_command_from_the_settings_file(
+    repos: Repos, capsys: pytest.CaptureFixture[str]
+) -> None:
+    (repos.work / ".homelab.toml").write_text('verify_cmd = "echo verified-by-settings"\n')
+    git(repos.work, "add", ".homelab.toml")
+    git(repos.work, "commit", "-q", "-m", "settings")
+    code, out, err = land(capsys, "--no-ci-watch")
+    assert code == 0, out + err
+    assert repos.remote_head() == git(repos.work, "rev-parse", "HEAD")
+    assert "echo verified-by-settings" in out + err
+
+
+@pytest.fixture
+def cd(ci: Ci, repos: Repos, tmp_path: Path) -> Iterator[Path]:
+    """A cluster where apps/web runs the old image; "CD" rolls out each landed sha."""
+    with KubeSim(speed=4.0, timing=Timing(observe=0.05, terminate=0.1)) as kube:
+        kube.create_namespace("apps")
+        kube.apply(deployment("web", "apps", f"{REGISTRY}/web:{repos.remote_head()}"))
+        ci.kube = kube
+        doc = {
+            "schemaVersion": 2,
+            "environments": {
+                "prod": {
+                    "services": [{"name": "web", "namespace": "apps", "image": f"{REGISTRY}/web"}]
+                }
+            },
+        }
+        (repos.work / "deploy.json").write_text(json.dumps(doc))
+        git(repos.work, "add", "deploy.json")
+        git(repos.work, "commit", "-q", "-m", "deploy.json")
+        yield kube.kubeconfig(tmp_path / "kubeconfig")
+
+
+@pytest.mark.parametrize(("deploy", "code"), [(True, 0), (False, 124)])
+def test_deploy_wait_verifies_the_rollout_of_the_landed_sha(
+    repos: Repos,
+    ci: Ci,
+    cd: Path,
+    capsys: pytest.CaptureFixture[str],
+    deploy: bool,
+    code: int,
+) -> None:
+    ci.deploy = deploy
+    result, out, err = land(
+        capsys,
+        "--no-verify",
+        "--deploy-wait",
+        *ci.flags(),
+        "--kubeconfig",
+        str(cd),
+        "--ci-poll-interval",
+        "0.2s",
+        "--rollout-timeout",
+        "3s",
+    )
+    assert result == code, out + err
+    head = git(repos.work, "rev-parse", "HEAD")
+    phases = [line.split()[1] for line in out.splitlines() if line.startswith(("PASS", "FAIL"))]
+    assert phases == ["ci", "rollout"], out
+    if deploy:
+        assert f"PASS  rollout  apps/web (Deployment) {REGISTRY}/web:{head} 2/2 ready" in out
+    else:
+        assert "DeadlineExceeded" in out
+
+
+def test_deploy_wait_needs_the_ci_watch(repos: Repos, capsys: pytest.CaptureFixture[str]) -> None:
+    repos.commit(repos.work, "feature.txt", "x\n", "feature")
+    before = repos.remote_head()
+    code, _, err = land(capsys, "--no-verify", "--no-ci-watch", "--deploy-wait")
+    assert code == 2 and "--deploy-wait" in err
     assert repos.remote_head() == before

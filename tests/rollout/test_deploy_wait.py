@@ -112,7 +112,7 @@ def test_missing_deployment_is_not_found(cluster: Any, capsys: pytest.CaptureFix
     code, out, _ = wait(cluster, capsys, "--timeout", "30s")
     assert code == 3, out
     assert "NotFound: Deployment apps/ghost does not exist" in out
-    assert "PASS  rollout  test_rolled_out[web]" in out
+    assert "PASS  rollout  apps/web (Deployment)" in out
 
 
 def test_deleted_mid_wait_is_not_found(cluster: Any, capsys: pytest.CaptureFixture[str]) -> None:
@@ -141,7 +141,7 @@ def test_explicit_targets_and_sha(cluster: Any, capsys: pytest.CaptureFixture[st
     cluster.land("web", "apps", sha=NEW)
     code, out, err = wait(cluster, capsys, "apps/web", "--sha", NEW[:10], "--timeout", "30s")
     assert code == 0, out + err
-    assert "test_rolled_out[apps/web]" in out and "api" not in out
+    assert "apps/web (Deployment)" in out and "api" not in out
 
 
 def test_statefulset_and_daemonset(cluster: Any, capsys: pytest.CaptureFixture[str]) -> None:
@@ -152,7 +152,7 @@ def test_statefulset_and_daemonset(cluster: Any, capsys: pytest.CaptureFixture[s
     cluster.land("agent", "infra", kind="DaemonSet")
     code, out, err = wait(cluster, capsys, "--timeout", "60s")
     assert code == 0, out + err
-    assert "test_rolled_out[db]" in out and "test_rolled_out[agent]" in out
+    assert "data/db (StatefulSet)" in out and "infra/agent (DaemonSet)" in out
 
 
 def test_watch_faults_still_end_green(cluster: Any, capsys: pytest.CaptureFixture[str]) -> None:
