@@ -293,7 +293,11 @@ def build_parser() -> argparse.ArgumentParser:
     _add_session_flags(land)
     land.set_defaults(handler=_work_land, strategy="rebase")
 
-    demo = _verb(verbs, "demo", "run a landing check against the built-in simulated homelab")
+    demo = _verb(
+        verbs,
+        "demo",
+        "land a commit in the built-in simulated homelab and verify it (CI, rollouts, dev e2e)",
+    )
     demo.add_argument("--scenario", default="green", help="which story to replay (see --list)")
     demo.add_argument("--list", action="store_true", help="list the scenarios")
     _add_session_flags(demo)

@@ -14,6 +14,7 @@ import secrets
 import shlex
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from pytest_homelab.outcomes import BadInput
@@ -289,3 +290,11 @@ def parse_tar(run_id: str, data: bytes) -> RunFiles:
             else:
                 files[name] = content
     return RunFiles(run_id, True, files, alive)
+
+
+def reference_runner() -> Path:
+    """The reference runner scripts/ci/dev-e2e.sh: packaged in wheels, else the source tree's."""
+    packaged = Path(__file__).parent / "runner" / "dev-e2e.sh"
+    if packaged.is_file():
+        return packaged
+    return Path(__file__).parents[1] / "scripts" / "ci" / "dev-e2e.sh"

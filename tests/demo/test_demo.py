@@ -1,0 +1,147 @@
+"""`homelab demo`: every scenario runs the real landing session against the simulated homelab,
+and its JUnit says what the scenario promises. Nothing is left behind."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from pytest_homelab.cli import main
+from pytest_homelab.demo import SCENARIOS
+
+# scenario -> (exit code, {testcase label: outcome}); labels are "<phase>:<name>"
+EXPECTED: dict[str, tuple[int, dict[str, str]]] = {
+    "green": (
+        0,
+        {
+            "ci:test_pipeline_green": "success",
+            "rollout:test_rolled_out[web]": "success",
+            "rollout:test_rolled_out[api]": "success",
+            "rollout:test_rolled_out[worker]": "success",
+            "e2e:test_dev_e2e": "success",
+            "e2e:setup": "success",
+            "e2e:smoke": "success",
+            "e2e:teardown": "success",
+        },
+    ),
+    "red": (
+        1,
+        {
+            "ci:test_pipeline_green": "CheckFailed",
+            "rollout:test_rolled_out[web]": "PrerequisiteFailed",
+            "e2e:test_dev_e2e": "PrerequisiteFailed",
+        },
+    ),
+    "stale-image": (
+        1,
+        {
+            "rollout:test_rolled_out[web]": "DeadlineExceeded",
+            "rollout:test_rolled_out[api]": "success",
+            "e2e:test_dev_e2e": "PrerequisiteFailed",
+        },
+    ),
+    "crashloop": (
+        1,
+        {"rollout:test_rolled_out[api]": "CheckFailed", "rollout:test_rolled_out[web]": "success"},
+    ),
+    "e2e-fail": (
+        1,
+        {"e2e:test_dev_e2e": "CheckFailed", "e2e:smoke": "CheckFailed", "e2e:setup": "success"},
+    ),
+    "flaky": (0, {"ci:test_pipeline_green": "success", "e2e:test_dev_e2e": "success"}),
+    "never": (3, {"ci:test_pipeline_green": "NotFound"}),
+    "superseded": (0, {"ci:test_pipeline_green": "success"}),
+}
+
+
+def outcomes(junit: Path) -> dict[str, str]:
+    found = {}
+    for case in ET.parse(junit).getroot().iter("testcase"):
+        props = {p.get("name"): p.get("value") for p in case.iter("property")}
+        found[f"{props.get('phase')}:{case.get('name')}"] = props.get("outcome", "")
+    return found
+
+
+@pytest.fixture(autouse=True)
+def own_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The demo's temporary directory goes under tmp_path, so the test sees what is left."""
+    tmp = tmp_path / "tmp"
+    tmp.mkdir()
+    monkeypatch.setenv("TMPDIR", str(tmp))
+    monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
+    import tempfile
+
+    monkeypatch.setattr(tempfile, "tempdir", None)
+
+
+def test_every_scenario_is_expected() -> None:
+    assert {s.name for s in SCENARIOS} == set(EXPECTED)
+
+
+@pytest.mark.parametrize("name", list(EXPECTED))
+def test_scenario(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    junit = tmp_path / "demo.xml"
+    code = main(["demo", "--scenario", name, "--junitxml", str(junit)])
+    out, err = capsys.readouterr()
+    expected_code, expected = EXPECTED[name]
+    assert code == expected_code, out + err
+    seen = outcomes(junit)
+    for label, outcome in expected.items():
+        assert seen.get(label) == outcome, (label, seen)
+    assert "verdict: " in out and str(junit) in out
+    assert "Traceback" not in out + err
+    assert list((tmp_path / "tmp").iterdir()) == []  # the simulated homelab is gone
+    about = next(s.about for s in SCENARIOS if s.name == name)
+    assert f"(exit {expected_code})" in about or f"exit {expected_code})" in about
+
+
+def test_the_red_pipeline_shows_the_failing_step_log(capsys: pytest.CaptureFixture[str]) -> None:
+    main(["demo", "--scenario", "red"])
+    out = capsys.readouterr().out
+    assert "--- test (last lines) ---" in out and "FAILED tests/test_app.py::test_greeting" in out
+
+
+def test_the_green_landing_wrote_nothing_to_service_namespaces(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    assert main(["demo"]) == 0
+    err = capsys.readouterr().err
+    assert "landed greeting onto origin/main" in err
+    assert "no client wrote to jobs-dev, shop-dev" in err
+
+
+def test_json(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--scenario", "never", "--json"]) == 3
+    doc = json.loads(capsys.readouterr().out)
+    assert doc["exit_code"] == 3 and doc["checks"][0]["outcome"] == "NotFound"
+
+
+def test_unknown_scenario(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--scenario", "nope"]) == 2
+    err = capsys.readouterr().err
+    assert "unknown demo scenario 'nope'" in err and "homelab demo --list" in err
+
+
+def test_list(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["demo", "--list"]) == 0
+    out = capsys.readouterr().out
+    assert all(s.name in out for s in SCENARIOS)
+
+
+def test_the_installed_command(tmp_path: Path) -> None:
+    """The README's first command, as a user runs it: a separate process, exit 0, no leftovers."""
+    env = {**os.environ, "TMPDIR": str(tmp_path / "tmp"), "XDG_STATE_HOME": str(tmp_path)}
+    homelab = Path(sys.executable).with_name("homelab")
+    done = subprocess.run(
+        [str(homelab), "demo"], capture_output=True, text=True, env=env, timeout=120, check=False
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "verdict: PASSED (exit 0)" in done.stdout
+    assert (tmp_path / "homelab" / "demo.xml").is_file()
+    assert list((tmp_path / "tmp").iterdir()) == []
