@@ -61,9 +61,9 @@ EXPECTED: dict[str, tuple[int, dict[str, str]]] = {
 
 
 def outcomes(junit: Path) -> dict[str, str]:
-    found = {}
+    found: dict[str, str] = {}
     for case in ET.parse(junit).getroot().iter("testcase"):
-        props = {p.get("name"): p.get("value") for p in case.iter("property")}
+        props = {p.get("name", ""): p.get("value", "") for p in case.iter("property")}
         found[f"{props.get('phase')}:{case.get('name')}"] = props.get("outcome", "")
     return found
 
