@@ -89,6 +89,22 @@ def plan_dev_run(settings: Settings, *, now: datetime | None = None) -> DevRunPl
     return DevRunPlan(params, source)
 
 
+def open_d601(settings: Settings) -> Remote:
+    """The transport to D601 that the settings describe (not yet connected)."""
+    from pytest_homelab.remote import open_remote
+
+    s = settings
+    return open_remote(
+        s.d601_transport,
+        s.d601_host,
+        port=s.d601_port,
+        user=s.d601_user,
+        key_file=s.d601_key,
+        known_hosts=s.d601_known_hosts,
+        environ=s.environ,
+    )
+
+
 def dispatch(remote: Remote, params: LaunchParams) -> None:
     """Send the launcher; it starts the runner detached and returns at once."""
     result = remote.run("bash -s", stdin=launcher_text(params).encode(), timeout=60.0)

@@ -13,7 +13,7 @@ from typing import Any, TextIO
 
 from pytest_homelab.clock import SYSTEM_CLOCK, Clock
 from pytest_homelab.devrun import RunFiles, check_run_id
-from pytest_homelab.e2e import read_run
+from pytest_homelab.e2e import open_d601, read_run
 from pytest_homelab.outcomes import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_STILL_RUNNING, EXIT_SUCCESS
 from pytest_homelab.settings import Settings
 
@@ -82,20 +82,10 @@ def show_run(
     out: TextIO | None = None,
     poll: float | None = None,
 ) -> int:
-    from pytest_homelab.remote import open_remote
-
     stream = out or sys.stdout
     check_run_id(run_id)
     s = settings
-    remote = open_remote(
-        s.d601_transport,
-        s.d601_host,
-        port=s.d601_port,
-        user=s.d601_user,
-        key_file=s.d601_key,
-        known_hosts=s.d601_known_hosts,
-        environ=s.environ,
-    )
+    remote = open_d601(s)
     try:
         files = read_run(remote, s.e2e_result_root, run_id)
         if not files.exists:

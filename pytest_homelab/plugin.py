@@ -491,18 +491,9 @@ def homelab_rollouts(
 @pytest.fixture(scope="session")
 def homelab_d601(homelab_landing: Landing) -> Iterator[Remote]:
     """The transport to the CI host D601 (ssh, or local on D601 itself); one connection."""
-    from pytest_homelab.remote import open_remote
+    from pytest_homelab.e2e import open_d601
 
-    s = homelab_landing.settings
-    remote = open_remote(
-        s.d601_transport,
-        s.d601_host,
-        port=s.d601_port,
-        user=s.d601_user,
-        key_file=s.d601_key,
-        known_hosts=s.d601_known_hosts,
-        environ=s.environ,
-    )
+    remote = open_d601(homelab_landing.settings)
     try:
         yield remote
     finally:

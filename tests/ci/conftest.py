@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import os
 import ssl
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -13,6 +11,7 @@ import pytest
 import trustme
 
 from pytest_homelab.sim.woodpecker import WoodpeckerSim
+from tests.gitenv import git, hermetic_git
 
 HOSTNAME = "ci.example.test"
 TOKEN = "wp-token-3f9c2d1e"
@@ -39,32 +38,9 @@ class Lab:
         ]
 
 
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
-    ).stdout.strip()
-
-
 @pytest.fixture
 def git_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
-    home = tmp_path / "home"
-    home.mkdir()
-    values = {
-        "HOME": str(home),
-        "XDG_STATE_HOME": str(home / ".state"),
-        "GIT_CONFIG_GLOBAL": str(home / ".gitconfig"),
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@example.test",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@example.test",
-    }
-    for key, value in values.items():
-        monkeypatch.setenv(key, value)
-    for key in list(os.environ):
-        if key.startswith(("HOMELAB_", "WOODPECKER_", "VAULT_")) or key in {"WP_TOKEN"}:
-            monkeypatch.delenv(key)
-    return values
+    return hermetic_git(monkeypatch, tmp_path / "home")
 
 
 @pytest.fixture

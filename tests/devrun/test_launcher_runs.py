@@ -18,6 +18,7 @@ import pytest
 
 from pytest_homelab.devrun import LaunchParams, launcher_text, make_run_id
 from pytest_homelab.sim.gitserver import GitHttpServer
+from tests.gitenv import git, hermetic_git
 
 STUBS = {
     "ok.sh": """#!/usr/bin/env bash
@@ -38,12 +39,6 @@ printf '{"ok": true, "status": "succeeded"}\\n' >"$dir/result.json"
 }
 
 
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
-    ).stdout.strip()
-
-
 @dataclass
 class Origin:
     server: GitHttpServer
@@ -54,15 +49,7 @@ class Origin:
 
 @pytest.fixture
 def origin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Origin]:
-    for key, value in {
-        "GIT_CONFIG_GLOBAL": str(tmp_path / "gitconfig"),
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@example.test",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@example.test",
-    }.items():
-        monkeypatch.setenv(key, value)
+    hermetic_git(monkeypatch, tmp_path / "home")
     root = tmp_path / "git"
     root.mkdir()
     git(root, "init", "-q", "--bare", "app.git")

@@ -27,6 +27,7 @@ from pytest_homelab.sim.kube import KubeSim
 from pytest_homelab.sim.kube_controllers import Timing
 from pytest_homelab.sim.tekton import pipeline
 from tests.d601 import descendants, end_processes
+from tests.gitenv import git, hermetic_git
 
 if TYPE_CHECKING:
     from tests.conftest import Proxy
@@ -35,12 +36,8 @@ if TYPE_CHECKING:
 ROOT = Path(__file__).parents[2]
 RUNNER = ROOT / "scripts" / "ci" / "dev-e2e.sh"
 SERVICE_NAMESPACES = ("apps-dev", "apps")
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
-    ).stdout.strip()
+# Read before the fixtures drop HOMELAB_* from the environment.
+KUBECTL = os.environ.get("HOMELAB_KUBECTL")
 
 
 def manifest(
@@ -84,11 +81,7 @@ class Lab:
             "KUBECONFIG": str(self.tmp / "kubeconfig"),
             "KUBECACHEDIR": str(self.tmp / "kubecache"),
             "HOMELAB_E2E_POLL": "0.2",
-            **(
-                {"KUBECTL": os.environ["HOMELAB_KUBECTL"]}
-                if "HOMELAB_KUBECTL" in os.environ
-                else {}
-            ),
+            **({"KUBECTL": KUBECTL} if KUBECTL else {}),
             **extra,
         }
         path = self.d601.home / ".unidesk" / "ci.env"
@@ -173,16 +166,7 @@ def end_runs(lab: Lab) -> None:
 
 @pytest.fixture
 def lab(d601: D601, proxy: Proxy, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Lab]:
-    for key, value in {
-        "HOME": str(d601.client_home),
-        "GIT_CONFIG_GLOBAL": str(tmp_path / "gitconfig"),
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@example.test",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@example.test",
-    }.items():
-        monkeypatch.setenv(key, value)
+    hermetic_git(monkeypatch, d601.client_home)
     for key in ("SSH_AUTH_SOCK", "KUBECONFIG", "HOMELAB_D601_HOST", "WOODPECKER_TOKEN"):
         monkeypatch.delenv(key, raising=False)
     served = tmp_path / "git"

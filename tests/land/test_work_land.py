@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import os
-import subprocess
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -19,15 +18,10 @@ from pytest_homelab.sim.kube import KubeSim
 from pytest_homelab.sim.kube_controllers import Timing
 from pytest_homelab.sim.kube_objects import deployment
 from pytest_homelab.sim.woodpecker import StepSpec, WoodpeckerSim
+from tests.gitenv import git, hermetic_git
 
 TOKEN = "land-token-19ab"
 REGISTRY = "registry.example.test/homelab"
-
-
-def git(cwd: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=cwd, check=True, capture_output=True, text=True
-    ).stdout.strip()
 
 
 @dataclass
@@ -54,22 +48,7 @@ class Repos:
 
 @pytest.fixture
 def repos(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Repos:
-    home = tmp_path / "home"
-    home.mkdir()
-    for key, value in {
-        "HOME": str(home),
-        "XDG_STATE_HOME": str(home / ".state"),
-        "GIT_CONFIG_GLOBAL": str(home / ".gitconfig"),
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@example.test",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@example.test",
-    }.items():
-        monkeypatch.setenv(key, value)
-    for key in list(os.environ):
-        if key.startswith(("HOMELAB_", "WOODPECKER_")):
-            monkeypatch.delenv(key)
+    hermetic_git(monkeypatch, tmp_path / "home")
     bare = tmp_path / "remote.git"
     git(tmp_path, "init", "-q", "--bare", "-b", "main", str(bare))
     seed = tmp_path / "seed"

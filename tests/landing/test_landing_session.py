@@ -22,16 +22,11 @@ from pytest_homelab.sim.kube import KubeSim
 from pytest_homelab.sim.kube_controllers import Timing
 from pytest_homelab.sim.kube_objects import deployment
 from pytest_homelab.sim.woodpecker import StepSpec, WoodpeckerSim
+from tests.gitenv import git, hermetic_git
 
 CHECKS = Path(__file__).parents[2] / "checks"
 TOKEN = "wp-landing-token-7c1e"
 REGISTRY = "registry.example.test/homelab"
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
-    ).stdout.strip()
 
 
 @dataclass
@@ -80,18 +75,7 @@ class Homelab:
 def homelab(
     tmp_path: Path, ca: trustme.CA, ca_bundle: Path, monkeypatch: pytest.MonkeyPatch
 ) -> Iterator[Homelab]:
-    for key, value in {
-        "GIT_CONFIG_GLOBAL": str(tmp_path / "gitconfig"),
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@example.test",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@example.test",
-    }.items():
-        monkeypatch.setenv(key, value)
-    for key in list(os.environ):
-        if key.startswith(("HOMELAB_", "WOODPECKER_", "KUBE", "VAULT_")):
-            monkeypatch.delenv(key)
+    hermetic_git(monkeypatch, tmp_path / "home")
     repo = tmp_path / "app"
     repo.mkdir()
     git(repo, "init", "-q", "-b", "main")

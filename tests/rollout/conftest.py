@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -17,15 +15,10 @@ import pytest
 from pytest_homelab.sim.kube import KubeSim
 from pytest_homelab.sim.kube_controllers import Timing
 from pytest_homelab.sim.kube_objects import daemonset, deployment, statefulset
+from tests.gitenv import git, hermetic_git
 
 REGISTRY = "registry.example.test/homelab"
 OLD = "0000000a"
-
-
-def git(repo: Path, *args: str) -> str:
-    return subprocess.run(
-        ["git", *args], cwd=repo, check=True, capture_output=True, text=True
-    ).stdout.strip()
 
 
 @dataclass
@@ -114,22 +107,7 @@ class Cluster:
 
 @pytest.fixture
 def cluster(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Cluster]:
-    home = tmp_path / "home"
-    home.mkdir()
-    for key, value in {
-        "HOME": str(home),
-        "XDG_STATE_HOME": str(home / ".state"),
-        "GIT_CONFIG_GLOBAL": str(home / ".gitconfig"),
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_AUTHOR_NAME": "t",
-        "GIT_AUTHOR_EMAIL": "t@example.test",
-        "GIT_COMMITTER_NAME": "t",
-        "GIT_COMMITTER_EMAIL": "t@example.test",
-    }.items():
-        monkeypatch.setenv(key, value)
-    for key in list(os.environ):
-        if key.startswith(("HOMELAB_", "KUBE")):
-            monkeypatch.delenv(key)
+    hermetic_git(monkeypatch, tmp_path / "home")
     repo = tmp_path / "app"
     repo.mkdir()
     git(repo, "init", "-q", "-b", "main")
