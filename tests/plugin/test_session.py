@@ -132,3 +132,32 @@ def test_timeout_backstop_is_the_landing_budget_plus_a_margin(pytester: pytest.P
         "10m",
     )
     result.stdout.fnmatch_lines(["TIMEOUT test_pipeline (660.0,)", "TIMEOUT test_plain None"])
+
+
+def test_infrastructure_raised_inside_a_check_is_an_error_element(
+    pytester: pytest.Pytester,
+) -> None:
+    """An InfraError raised in the test body (not a fixture) is still an <error>, counted so."""
+    pytester.makepyfile(
+        test_e="""
+        import pytest
+        from pytest_homelab.outcomes import CheckFailed, InfraError
+
+        @pytest.mark.ci
+        def test_ci(homelab_landing):
+            raise InfraError("D601 unreachable", hint="check the proxy")
+
+        def test_plain():
+            raise CheckFailed("red")
+        """
+    )
+    junit = pytester.path / "j.xml"
+    result = pytester.runpytest(
+        "-p", "no:cacheprovider", f"--junitxml={junit}", "--woodpecker-server", "https://ci.test"
+    )
+    result.assert_outcomes(failed=2)  # pytest's own view is unchanged
+    suite = ET.parse(junit).getroot().find("testsuite")
+    assert suite is not None and (suite.get("errors"), suite.get("failures")) == ("1", "1")
+    records = {r.name: r for r in read_junit(junit)}
+    assert (records["test_ci"].kind, records["test_ci"].outcome) == ("error", "InfraError")
+    assert records["test_plain"].kind == "failure"  # not a homelab check: left as pytest wrote it
