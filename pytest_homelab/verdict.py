@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -63,7 +64,11 @@ def render_text(records: list[CheckRecord], junit: Path, code: int) -> list[str]
             lines.append(f"{label:5} {record.phase:8} {summary(record)}")
             continue
         if record.outcome == PrerequisiteFailed.__name__:
-            lines.append(f"{label:5} {record.phase:8} not checked: an earlier phase failed")
+            subject = re.sub(r"^test_\w+\[(.*)\]$", r"\1", record.name)
+            subject = "dev e2e run" if record.name == "test_dev_e2e" else subject
+            lines.append(
+                f"{label:5} {record.phase:8} {subject}: not checked, an earlier phase failed"
+            )
             continue
         first, *rest = (record.message or record.outcome).splitlines() or [""]
         lines.append(f"{label:5} {record.phase:8} {record.outcome}: {first}")
