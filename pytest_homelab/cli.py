@@ -29,10 +29,12 @@ EXIT_CODES = f"""exit codes (every verb):
   {EXIT_SUCCESS}    success: every check passed
   {EXIT_FAILED}    a check failed (red pipeline, superseded, prerequisite failed)
   {EXIT_BAD_INPUT}    bad input, configuration, auth or unreachable infrastructure
-  {EXIT_NOT_FOUND}    not found (no pipeline for the commit within the appear grace)
+  {EXIT_NOT_FOUND}    not found (no pipeline for the commit within the appear grace; a workload
+       that does not exist; an unknown dev e2e run)
   {EXIT_DEADLINE}  deadline exceeded (also: still blocked on approval)
   several outcomes fold as 2 > 1 > 124 > 3 > 0.
-  `ci status` only: 0 green, 1 red, 3 no pipeline, {EXIT_STILL_RUNNING} still running."""
+  lookups: `ci status` 0 green, 1 red, 3 no pipeline, {EXIT_STILL_RUNNING} still running;
+  `ci logs` 0 passed, 1 failed, 3 unknown run, {EXIT_STILL_RUNNING} still running."""
 
 Handler = Callable[[argparse.Namespace], int]
 
@@ -281,11 +283,12 @@ def build_parser() -> argparse.ArgumentParser:
         (
             "land_onto",
             "push_retries",
-            *_CI_CONNECTION[1:],
+            *_CI_CONNECTION,
             *_CI_WAIT,
             "env",
             "kubeconfig",
             "kube_context",
+            "namespace",
             "rollout_timeout",
         ),
         rename={"rollout_timeout": "--rollout-timeout"},

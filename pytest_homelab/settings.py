@@ -647,7 +647,7 @@ OPTIONS: tuple[Option, ...] = (
         "--landing-timeout",
         _optional_duration,
         None,
-        "one overall deadline across phases (default: the sum of the phase budgets)",
+        "one overall deadline across phases (default: CI + rollout budgets + the e2e wait)",
         env=("HOMELAB_LANDING_TIMEOUT",),
         metavar="DURATION",
     ),
@@ -721,7 +721,8 @@ class Settings:
         """The overall landing deadline in seconds."""
         if self.landing_timeout is not None:
             return self.landing_timeout
-        return self.ci_timeout + self.rollout_timeout
+        # The dev e2e wait is a phase budget too when it is asked for (else it would be cut short).
+        return self.ci_timeout + self.rollout_timeout + (self.e2e_wait or 0.0)
 
     def require(self, key: str, purpose: str) -> Any:
         """A setting ``purpose`` cannot do without; BadInput naming every place to set it."""

@@ -184,3 +184,8 @@ def test_landing_timeout_overrides_the_sum(repo: Path) -> None:
     s = resolve_settings({"landing_timeout": "1h"}, environ={}, cwd=repo)
     assert s.landing_budget == 3600
     assert resolve_settings({"landing_timeout": "0"}, environ={}, cwd=repo).landing_budget == 2700
+
+
+def test_the_e2e_wait_counts_in_the_default_landing_budget(repo: Path) -> None:
+    s = resolve_settings({"e2e_wait": "1h"}, environ={}, cwd=repo)
+    assert s.landing_budget == 2700 + 3600
