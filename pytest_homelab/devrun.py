@@ -167,6 +167,13 @@ mkdir -p "$work" "$result" || exit 73
   git init -q "$work/repo" || finish fetch-failed "git init failed"
   git -C "$work/repo" -c http.proxy="$proxy" fetch --quiet --no-tags --depth 1 "$REPO" "$COMMIT" \
     || finish fetch-failed "git fetch of the manifest commit failed (see launcher.log)"
+  # Only a regular file of the commit may run: a symlink's blob is a path that points elsewhere.
+  mode=$(git -C "$work/repo" ls-tree "$COMMIT" -- "$SCRIPT_PATH" | cut -d' ' -f1)
+  case "$mode" in
+    100644 | 100755) ;;
+    120000) finish no-runner "$SCRIPT_PATH is a symlink at $COMMIT; the runner must be a file" ;;
+    *) finish no-runner "no $SCRIPT_PATH at $COMMIT" ;;
+  esac
   git -C "$work/repo" show "$COMMIT:$SCRIPT_PATH" >"$work/runner.sh" \
     || finish no-runner "no $SCRIPT_PATH at $COMMIT"
   git -C "$work/repo" show "$COMMIT:deploy.json" >"$work/deploy.json" \

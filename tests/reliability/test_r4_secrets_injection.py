@@ -723,12 +723,6 @@ def test_a_script_path_through_a_symlinked_directory_is_refused(forge: Forge, pr
     assert not forge.canary.exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: a scriptPath that is a symlink in the commit passes validation; the "
-    "launcher's `git show` yields the link's target path, and `bash runner.sh` then executes "
-    "that file on D601 — a runner that is not in the commit",
-)
 def test_a_symlinked_runner_is_refused(forge: Forge, proxy: Proxy) -> None:
     """scripts/ci/link.sh → a script outside the repository: refused, and it never runs."""
     result = launch(forge, forge.link_commit, "scripts/ci/link.sh", proxy)
