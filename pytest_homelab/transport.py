@@ -100,6 +100,7 @@ class DialingTransport(httpx.HTTPTransport):
     """An httpx transport whose TCP connects for ``hostname`` go to ``dial``."""
 
     def __init__(self, hostname: str, dial: str, *, verify: ssl.SSLContext) -> None:
+        _require_verifying(verify)
         super().__init__(verify=verify, trust_env=False)
         dial_host, dial_port = parse_dial(dial)
         # httpx has no public hook for the network backend; the pool it builds is replaced by an
@@ -108,6 +109,12 @@ class DialingTransport(httpx.HTTPTransport):
             ssl_context=verify,
             network_backend=_DialingBackend(hostname, dial_host, dial_port),
         )
+
+
+def _require_verifying(context: ssl.SSLContext) -> None:
+    """Dialing an address while keeping the hostname is only safe if the certificate is checked."""
+    if context.verify_mode != ssl.CERT_REQUIRED or not context.check_hostname:
+        raise BadInput("refusing a TLS context that does not verify certificates and hostnames")
 
 
 def ssl_context(ca_bundle: Path | None = None) -> ssl.SSLContext:
@@ -138,8 +145,7 @@ def make_http_client(
     ``verify`` lets tests pass a context trusting their own CA; it is still a verifying context.
     """
     context = verify if verify is not None else ssl_context(ca_bundle)
-    if context.verify_mode != ssl.CERT_REQUIRED or not context.check_hostname:
-        raise BadInput("refusing a TLS context that does not verify certificates and hostnames")
+    _require_verifying(context)
     host = httpx.URL(base_url).host
     transport: httpx.BaseTransport
     if dial:

@@ -332,12 +332,6 @@ def test_no_option_or_flag_turns_verification_off() -> None:
     assert found == [("work land", "--no-verify")]  # skips the verify command, not TLS
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: DialingTransport (the --woodpecker-dial dialer) takes any SSLContext; "
-    "given one with CERT_NONE it completes requests to untrusted servers (only "
-    "make_http_client checks the context)",
-)
 def test_the_dialer_itself_refuses_a_non_verifying_context(tls_lab: TlsLab) -> None:
     server = tls_lab.servers[0]
     insecure = ssl.create_default_context()
