@@ -196,7 +196,8 @@ def render_path(parts: Sequence[PathPart]) -> str:
 def _shown(value: object) -> str:
     """A short, single-line, escaped rendering of an offending value."""
     if isinstance(value, str):
-        text = repr(value[: _GOT_LIMIT * 2])
+        # A URL's user:password is never echoed (ci.repo refuses credentials, and says so).
+        text = repr(re.sub(r"(?<=://)[^\s'\"<>/]*@", "***@", value[: _GOT_LIMIT * 2]))
     elif isinstance(value, bool) or value is None:
         text = json.dumps(value)
     elif isinstance(value, int):
