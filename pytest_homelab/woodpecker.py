@@ -392,14 +392,20 @@ class WoodpeckerEventStream:
                     for sse in source.iter_sse():
                         self._handle(sse.data)
                     self.last_error = "stream ended"
-            except (httpx.HTTPError, SSEError, _StreamUnavailable, OSError) as exc:
+            except (
+                httpx.HTTPError,
+                httpx.StreamError,
+                SSEError,
+                _StreamUnavailable,
+                OSError,
+            ) as exc:
                 self.last_error = f"{type(exc).__name__}: {exc}"
             finally:
                 self._response = None
                 if self._connected:
                     self._connected = False
                     self.wake.set()
-            self._stop.wait(next(delays))
+            self._clock.wait(self._stop, next(delays))  # the injected clock, like every wait
 
     def _handle(self, data: str) -> None:
         try:
@@ -432,10 +438,13 @@ def _shutdown_stream(response: httpx.Response) -> None:
     stream = response.extensions.get("network_stream")
     sock = stream.get_extra_info("socket") if stream is not None else None
     if isinstance(sock, socket.socket):
+        # Only shut the socket down: the reader sees EOF and closes the response itself. Closing
+        # it here would free the descriptor under the reader (which could then poll a reused fd)
+        # or make it raise StreamClosed.
         with contextlib.suppress(OSError):
             sock.shutdown(socket.SHUT_RDWR)
-    # Closing from another thread may race with the reader; whatever it raises is moot.
-    with contextlib.suppress(Exception):
+        return
+    with contextlib.suppress(Exception):  # no socket to shut down: closing is all there is
         response.close()
 
 
@@ -570,7 +579,15 @@ class PipelineWatch:
                 for hint in self.stream.drain():
                     due = self._hint(state, hint) or due
             if due:
-                result = self._check(state, start)
+                try:
+                    result = self._check(state, start)
+                except DeadlineExceeded:
+                    if state.current is None:
+                        raise  # nothing seen yet: the API's own message says why
+                    # The API cannot answer again before the deadline (e.g. a long Retry-After):
+                    # the verdict is what was last seen, given at the deadline.
+                    self.clock.sleep(self.deadline.remaining())
+                    return self._deadline_result(state, start)
                 if result is not None:
                     return result
                 interval = self._interval(state)

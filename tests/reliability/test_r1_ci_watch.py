@@ -478,12 +478,6 @@ def test_a_watch_is_reproducible_from_its_seed(seed: int) -> None:
         second.stop()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: a 429 whose Retry-After outlasts the remaining time, after the watch "
-    "saw the pipeline blocked, makes JsonApi raise DeadlineExceeded ('still failing when the "
-    "deadline passed') before the deadline; the Blocked verdict and its hint are lost",
-)
 def test_a_fault_near_the_deadline_keeps_the_blocked_verdict(tmp_path: Path) -> None:
     """Seen blocked, then a 429 (Retry-After 5 s) with seconds left: Blocked, at the deadline."""
     faults = FaultPlan(rate=0.0, kinds=(), retry_after=5)
@@ -535,13 +529,6 @@ def test_a_fault_near_the_deadline_keeps_the_blocked_verdict(tmp_path: Path) -> 
     assert waited >= 3.0  # it waited for the approval until the deadline
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: WoodpeckerEventStream.close() closes the response while the reader "
-    "thread is about to read it; httpx.StreamClosed (not an httpx.HTTPError) escapes _run as an "
-    "uncaught thread exception (and a reader already polling can block on a reused fd until "
-    "the 75 s read timeout, making close() wait its 5 s join)",
-)
 def test_closing_the_event_stream_never_raises_in_its_thread(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
