@@ -294,6 +294,7 @@ def test_pipeline_timeout(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
         .read_text()
         .lower()
     )
+    assert lab.service_namespace_writes() == []
 
 
 def test_still_running_at_the_cli_deadline_is_124(
@@ -354,6 +355,7 @@ def test_ssh_dropped_mid_run(lab: Lab, capsys: pytest.CaptureFixture[str]) -> No
     assert json.loads((run / "result.json").read_text())["status"] == "succeeded"
     # The CLI itself either reconnected and saw the pass, or said the connection broke (exit 2).
     assert done["code"] in (0, 2)
+    assert lab.service_namespace_writes() == []
 
 
 def test_unknown_host_key_refuses_before_anything_is_sent(
