@@ -12,6 +12,7 @@ import contextlib
 import json
 import os
 import random
+import re
 import threading
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
@@ -20,7 +21,7 @@ from typing import Any
 
 from pytest_homelab.clock import SYSTEM_CLOCK, Backoff, Clock, Deadline, format_duration
 from pytest_homelab.outcomes import AuthError, BadInput, HomelabError, InfraError
-from pytest_homelab.rollout import RolloutResult, ServiceWait, Target
+from pytest_homelab.rollout import COMMIT_KEYS, RolloutResult, ServiceWait, Target
 
 KIND_RESOURCES = {
     "Deployment": "deployments",
@@ -160,34 +161,257 @@ class WatchStats:
     errors: int = 0
 
 
+def _pick(data: Any, keys: Iterable[str]) -> dict[str, Any]:
+    return {k: data[k] for k in keys if k in data} if isinstance(data, dict) else {}
+
+
+def _recorded(meta: Any) -> dict[str, Any]:
+    """Metadata a workload's rules read: name, generation, labels, and of the annotations only
+    those that record a commit (not, say, kubectl's last-applied-configuration)."""
+    kept = _pick(meta, ("name", "namespace", "generation", "labels", "deletionTimestamp"))
+    annotations = meta.get("annotations") if isinstance(meta, dict) else None
+    if isinstance(annotations, dict):
+        kept["annotations"] = _pick(annotations, COMMIT_KEYS)
+    return kept
+
+
+def _containers(spec: Any) -> dict[str, Any]:
+    return {
+        key: [_pick(c, ("name", "image")) for c in spec[key]]
+        for key in ("containers", "initContainers")
+        if isinstance(spec, dict) and isinstance(spec.get(key), list)
+    }
+
+
+def _container_status(status: Any) -> dict[str, Any]:
+    kept = _pick(status, ("name", "image", "imageID", "ready"))
+    waiting = (status.get("state") or {}).get("waiting") if isinstance(status, dict) else None
+    if isinstance(waiting, dict):
+        kept["state"] = {"waiting": _pick(waiting, ("reason", "message"))}
+    return kept
+
+
+def slim(resource: str, obj: dict[str, Any]) -> dict[str, Any]:
+    """The parts of an object that the rules of :mod:`pytest_homelab.rollout` read, and nothing
+    else: a pod keeps its name, labels, deletion mark, containers' names and images, its
+    conditions' types and statuses, and its containers' image IDs and waiting reasons; a
+    workload its spec and status, minus the pod template's spec beyond containers' names and
+    images. Thousands of pods are held at once, so this is most of the tracker's memory.
+    (A rule that reads another field must be kept here too; tests/rollout pins the pair.)"""
+    meta = obj.get("metadata")
+    spec = obj.get("spec")
+    status = obj.get("status")
+    if resource == "pods":
+        kept: dict[str, Any] = {
+            "metadata": _pick(meta, ("name", "namespace", "labels", "deletionTimestamp")),
+            "spec": _containers(spec),
+        }
+        if isinstance(status, dict):
+            kept["status"] = {
+                "conditions": [
+                    _pick(c, ("type", "status")) for c in status.get("conditions") or []
+                ],
+                **{
+                    key: [_container_status(c) for c in status[key]]
+                    for key in ("containerStatuses", "initContainerStatuses")
+                    if isinstance(status.get(key), list)
+                },
+            }
+        return kept
+    kept = {k: v for k, v in obj.items() if k not in ("metadata", "spec")}
+    kept["metadata"] = _recorded(meta)
+    if not isinstance(spec, dict):
+        kept["spec"] = spec
+        return kept
+    kept["spec"] = {k: v for k, v in spec.items() if k != "template"}
+    template = spec.get("template")
+    if isinstance(template, dict):
+        kept["spec"]["template"] = {
+            "metadata": _recorded(template.get("metadata") or {}),
+            "spec": _containers(template.get("spec")),
+        }
+    return kept
+
+
+_DECODER = json.JSONDecoder()
+_SPACE = re.compile(r"[ \t\n\r]*")
+
+
+def _skip(text: str, i: int, char: str = "") -> int:
+    """Past the whitespace at ``i`` and, when given, the ``char`` that must follow it."""
+    match = _SPACE.match(text, i)
+    i = match.end() if match is not None else i
+    if char:
+        if text[i : i + 1] != char:
+            raise ValueError(f"expected {char!r} at {i}")
+        i = _skip(text, i + 1)
+    return i
+
+
+def decode_list(
+    data: bytes | str, keep: Callable[[dict[str, Any]], dict[str, Any]]
+) -> tuple[list[dict[str, Any]], dict[str, Any]]:
+    """A List response as (``keep`` of each item, the list's metadata), decoding one item at a
+    time: ``json.loads`` of a namespace's pods holds every full pod at once (ten times the
+    body's size), and what survives slimming then pins that memory. Invalid JSON raises
+    ``json.JSONDecodeError`` as ``json.loads`` would."""
+    text = data.decode("utf-8") if isinstance(data, bytes) else data
+    items: list[dict[str, Any]] = []
+    metadata: dict[str, Any] = {}
+    try:
+        i = _skip(text, 0, "{")
+        while text[i : i + 1] != "}":
+            key, i = _DECODER.raw_decode(text, i)
+            if not isinstance(key, str):
+                raise ValueError(f"a key that is not a string at {i}")
+            i = _skip(text, i, ":")
+            if key == "items" and text[i : i + 1] == "[":
+                i = _skip(text, i + 1)
+                while text[i : i + 1] != "]":
+                    item, i = _DECODER.raw_decode(text, i)
+                    if isinstance(item, dict):
+                        items.append(keep(item))
+                    i = _skip(text, i)
+                    if text[i : i + 1] == ",":
+                        i = _skip(text, i + 1)
+                        if text[i : i + 1] == "]":
+                            raise ValueError(f"a trailing ',' before {i}")
+                    elif text[i : i + 1] != "]":
+                        raise ValueError(f"expected ',' or ']' at {i}")
+                i += 1
+            else:
+                value, i = _DECODER.raw_decode(text, i)
+                if key == "metadata" and isinstance(value, dict):
+                    metadata = value
+            i = _skip(text, i)
+            if text[i : i + 1] == ",":
+                i = _skip(text, i + 1)
+                if text[i : i + 1] == "}":
+                    raise ValueError(f"a trailing ',' before {i}")
+            elif text[i : i + 1] != "}":
+                raise ValueError(f"expected ',' or '}}' at {i}")
+        if _skip(text, i + 1) != len(text):
+            raise ValueError("extra data")
+    except ValueError:  # anything unexpected (JSONDecodeError is one): the strict parser judges
+        body = json.loads(text)
+        if not isinstance(body, dict):
+            raise ValueError(f"a List response that is not an object: {text[:80]!r}") from None
+        items = [keep(x) for x in body.get("items") or [] if isinstance(x, dict)]
+        meta = body.get("metadata")
+        metadata = meta if isinstance(meta, dict) else {}
+    return items, metadata
+
+
+def _label_pairs(obj: dict[str, Any]) -> list[tuple[str, str]]:
+    labels = (obj.get("metadata") or {}).get("labels") or {}
+    return [(str(k), str(v)) for k, v in labels.items()] if isinstance(labels, dict) else []
+
+
+@dataclass
+class Touched:
+    """What changed in one namespace since the tracker last looked."""
+
+    everything: bool = False  # a (re)list replaced what was known
+    workloads: set[tuple[str, str]] = field(default_factory=set)  # (resource, name)
+    pod_labels: set[tuple[str, str]] = field(default_factory=set)  # labels of changed pods
+    unlabeled_pod: bool = False
+
+    def concerns(self, resource: str, workload: dict[str, Any] | None, name: str) -> bool:
+        """Whether a target's workload, or a pod its selector can match, may have changed."""
+        if self.everything or (resource, name) in self.workloads:
+            return True
+        if workload is None:
+            return False
+        selector = (workload.get("spec") or {}).get("selector") or {}
+        match = selector.get("matchLabels") if isinstance(selector, dict) else None
+        if not isinstance(match, dict) or not match:
+            return bool(self.pod_labels) or self.unlabeled_pod
+        # A pod the selector matches carries every one of these labels.
+        return all((str(k), str(v)) in self.pod_labels for k, v in match.items())
+
+
 @dataclass
 class ClusterView:
-    """The objects the watches have seen, per (resource, namespace); shared under one condition."""
+    """The objects the watches have seen, per (resource, namespace); shared under one condition.
+
+    Pods are also indexed by label (namespace, key, value), so the pods a selector can match
+    are found without scanning the namespace's every pod for each workload; and what changed
+    is kept per namespace (``touched``), so the tracker looks only at targets it concerns.
+    """
 
     changed: threading.Condition = field(default_factory=threading.Condition)
     objects: dict[tuple[str, str], dict[str, dict[str, Any]]] = field(default_factory=dict)
     synced: set[tuple[str, str]] = field(default_factory=set)
-    dirty: set[str] = field(default_factory=set)  # namespaces with news since the last look
+    touched: dict[str, Touched] = field(default_factory=dict)  # namespaces with news
     fatal: HomelabError | None = None
     stats: WatchStats = field(default_factory=WatchStats)
+    pods_by_label: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = field(
+        default_factory=dict
+    )
 
     def replace(self, resource: str, namespace: str, items: Iterable[dict[str, Any]]) -> None:
+        """What a LIST found, already slimmed (:func:`slim`)."""
         with self.changed:
-            self.objects[(resource, namespace)] = {i["metadata"]["name"]: i for i in items}
+            if resource == "pods":
+                for pod in self.objects.get((resource, namespace), {}).values():
+                    self._unindex(namespace, pod)
+            bucket = {i["metadata"]["name"]: i for i in items}
+            self.objects[(resource, namespace)] = bucket
+            if resource == "pods":
+                for pod in bucket.values():
+                    self._index(namespace, pod)
             self.synced.add((resource, namespace))
-            self.dirty.add(namespace)
+            self.touched.setdefault(namespace, Touched()).everything = True
             self.changed.notify_all()
 
     def apply(self, resource: str, namespace: str, kind: str, obj: dict[str, Any]) -> None:
+        kept = slim(resource, obj)  # outside the lock: the tracker reads meanwhile
         with self.changed:
             bucket = self.objects.setdefault((resource, namespace), {})
             name = obj["metadata"]["name"]
-            if kind == "DELETED":
-                bucket.pop(name, None)
+            old = bucket.pop(name, None) if kind == "DELETED" else bucket.get(name)
+            if kind != "DELETED":
+                bucket[name] = kept
+            touched = self.touched.setdefault(namespace, Touched())
+            if resource == "pods":
+                if old is not None:
+                    self._unindex(namespace, old)
+                if kind != "DELETED":
+                    self._index(namespace, kept)
+                pairs = _label_pairs(kept) + (_label_pairs(old) if old is not None else [])
+                touched.pod_labels.update(pairs)
+                touched.unlabeled_pod = touched.unlabeled_pod or not pairs
             else:
-                bucket[name] = obj
-            self.dirty.add(namespace)
+                touched.workloads.add((resource, name))
             self.changed.notify_all()
+
+    def _index(self, namespace: str, pod: dict[str, Any]) -> None:
+        name = pod["metadata"]["name"]
+        for key, value in _label_pairs(pod):
+            self.pods_by_label.setdefault((namespace, key, value), {})[name] = pod
+
+    def _unindex(self, namespace: str, pod: dict[str, Any]) -> None:
+        name = pod["metadata"]["name"]
+        for key, value in _label_pairs(pod):
+            found = self.pods_by_label.get((namespace, key, value))
+            if found is not None:
+                found.pop(name, None)
+                if not found:
+                    del self.pods_by_label[(namespace, key, value)]
+
+    def candidate_pods(
+        self, namespace: str, workload: dict[str, Any] | None
+    ) -> list[dict[str, Any]]:
+        """Every pod of ``namespace`` the workload's selector could match (a superset: the rules
+        still apply the whole selector). Call with the lock held."""
+        if workload is None:
+            return []
+        selector = (workload.get("spec") or {}).get("selector") or {}
+        match = selector.get("matchLabels") if isinstance(selector, dict) else None
+        if not isinstance(match, dict) or not match:
+            return list(self.objects.get(("pods", namespace), {}).values())
+        groups = [self.pods_by_label.get((namespace, str(k), str(v)), {}) for k, v in match.items()]
+        return list(min(groups, key=len).values())
 
     def fail(self, error: HomelabError) -> None:
         with self.changed:
@@ -216,6 +440,7 @@ class ResourceWatch(threading.Thread):
         retry_budget: float = 120.0,
         clock: Clock = SYSTEM_CLOCK,
         rng: random.Random | None = None,
+        list_gate: threading.Lock | None = None,
     ) -> None:
         super().__init__(name=f"kube-watch-{namespace}-{resource}", daemon=True)
         self.resource = resource
@@ -229,6 +454,10 @@ class ResourceWatch(threading.Thread):
         self._stopping = threading.Event()
         self._watch: Any = None
         self._list = list_request(api_client, resource)
+        # Watches sharing a gate decode one LIST at a time: a namespace's pods decode to ten
+        # times their JSON size until they are slimmed, and all lists arrive at once.
+        self._list_gate = list_gate or threading.Lock()
+        self.listed: str | None = None  # a resourceVersion when list_first() already listed
 
     def stop(self) -> None:
         self._stopping.set()
@@ -241,14 +470,28 @@ class ResourceWatch(threading.Thread):
                 with contextlib.suppress(Exception):  # racing the reader; moot either way
                     shutdown()
 
+    def list_first(self) -> None:
+        """LIST now, in the calling thread, so that the thread only watches (from that list's
+        resourceVersion). The tracker lists every watch this way, one after the other: big
+        responses are then read and decoded in one thread, whose malloc arena reuses the
+        memory, instead of in eight threads' arenas that each keep some. A failure is left
+        to the thread, which lists again with its backoff."""
+        try:
+            self.listed = self._list_once()
+        except Exception:
+            self.listed = None
+
     def _list_once(self) -> str:
         response = self._list(
             self.namespace, _preload_content=False, _request_timeout=self.request_timeout
         )
         self.view.stats.lists += 1
-        body = json.loads(response.data)
-        self.view.replace(self.resource, self.namespace, body.get("items") or [])
-        return str(body.get("metadata", {}).get("resourceVersion", ""))
+        data = response.data
+        with self._list_gate:
+            items, metadata = decode_list(data, lambda item: slim(self.resource, item))
+            del data
+            self.view.replace(self.resource, self.namespace, items)
+            return str(metadata.get("resourceVersion", ""))
 
     def _stream(self, namespace: str, **kwargs: Any) -> Any:
         # A plain wrapper: without the generated docstring the Watch yields raw dicts.
@@ -258,7 +501,7 @@ class ResourceWatch(threading.Thread):
         from kubernetes import watch
         from kubernetes.client.exceptions import ApiException
 
-        rv: str | None = None
+        rv: str | None = self.listed
         delays = Backoff(initial=0.2, maximum=10.0, rng=self.rng).delays()
         failing_since: float | None = None
         while not self._stopping.is_set():
@@ -333,7 +576,10 @@ class ResourceWatch(threading.Thread):
 
 
 class RolloutTracker:
-    """Wait for many targets at once: the wall time is the slowest rollout, not the sum."""
+    """Wait for many targets at once: the wall time is the slowest rollout, not the sum.
+
+    ``progress`` gets the lines of each look at the cluster at once, joined by newlines.
+    """
 
     def __init__(
         self,
@@ -353,6 +599,7 @@ class RolloutTracker:
         self.view = ClusterView()
         self._rng = rng or random.Random()
         self._watches: list[ResourceWatch] = []
+        self._list_gate = threading.Lock()
         self._watch_timeout = watch_timeout
         self._request_timeout = request_timeout
         self.results: dict[str, RolloutResult] = {}
@@ -372,7 +619,9 @@ class RolloutTracker:
                 request_timeout=self._request_timeout,
                 clock=self.clock,
                 rng=random.Random(self._rng.random()),
+                list_gate=self._list_gate,
             )
+            watcher.list_first()
             self._watches.append(watcher)
             watcher.start()
 
@@ -386,35 +635,56 @@ class RolloutTracker:
             by_namespace.setdefault(t.namespace, []).append(t)
         self._start()
         view = self.view
+        looked: set[str] = set()  # targets observed at least once
         while True:
             with view.changed:
-                if not view.dirty and view.fatal is None:
+                if not view.touched and view.fatal is None:
                     view.changed.wait(timeout=min(0.5, max(0.01, deadline.remaining())))
-                dirty, view.dirty = view.dirty, set()
+                touched, view.touched = view.touched, {}
                 fatal = view.fatal
-                snapshot = {
-                    ns: self._snapshot(ns, by_namespace[ns]) for ns in dirty if ns in by_namespace
-                }
+                snapshots = []
+                for ns, targets in by_namespace.items():
+                    news = touched.get(ns, Touched())
+                    # A target is looked at when something it depends on changed, before its
+                    # first look, and while its verdict waits only for time (the pods' grace).
+                    due = [
+                        t
+                        for t in targets
+                        if t.name not in self.results
+                        and (
+                            ns in touched
+                            or t.name not in looked
+                            or waits[t.name].done_at is not None
+                        )
+                    ]
+                    if due:
+                        snapshots.append(self._snapshot(ns, due, news, looked, waits))
             if fatal is not None:
                 raise fatal
             now = self.clock.monotonic()
-            for namespace, (objects, pods) in snapshot.items():
-                if objects is None:
+            lines: list[str] = []
+            for snapshot in snapshots:
+                if snapshot is None:
                     continue  # not synced yet: absence means nothing
-                for target in by_namespace[namespace]:
+                for target, (workload, pods) in snapshot.items():
                     if target.name in self.results:
                         continue
+                    looked.add(target.name)
                     wait = waits[target.name]
-                    result = wait.observe(objects.get(target), pods, now)
+                    result = wait.observe(workload, pods, now)
                     if result is not None:
                         self.results[target.name] = result
-                        self._report(target, result)
+                        lines.append(self._report(target, result))
                     elif wait.message != messages.get(target.name):
                         messages[target.name] = wait.message
-                        self.progress(
+                        lines.append(
                             f"rollout: {target.ref} {wait.message} "
                             f"({format_duration(now - started)})"
                         )
+            if lines:
+                # One write per look, not per line: under pytest each write suspends and
+                # resumes output capturing (four dup2 calls), 0.2 ms that thousands of lines add up.
+                self.progress("\n".join(lines))
             if len(self.results) == len(self.targets):
                 return self.results
             if deadline.expired():
@@ -424,29 +694,42 @@ class RolloutTracker:
                 return self.results
 
     def _snapshot(
-        self, namespace: str, targets: list[Target]
-    ) -> tuple[dict[Target, dict[str, Any] | None] | None, list[dict[str, Any]]]:
+        self,
+        namespace: str,
+        targets: list[Target],
+        news: Touched,
+        looked: set[str],
+        waits: Mapping[str, ServiceWait],
+    ) -> dict[Target, tuple[dict[str, Any] | None, list[dict[str, Any]]]] | None:
+        """For each of ``targets`` that ``news`` concerns (or not looked at yet, or in its
+        grace), its workload and the pods its selector could match; None until every watch of
+        the namespace has listed. Called with the view's lock held."""
         view = self.view
         resources = {KIND_RESOURCES[t.kind] for t in targets} | {"pods"}
         if not all((r, namespace) in view.synced for r in resources):
-            return None, []
-        objects = {
-            t: view.objects.get((KIND_RESOURCES[t.kind], namespace), {}).get(t.object_name)
-            for t in targets
-        }
-        pods = list(view.objects.get(("pods", namespace), {}).values())
-        return objects, pods
+            return None
+        snapshot = {}
+        for t in targets:
+            resource = KIND_RESOURCES[t.kind]
+            workload = view.objects.get((resource, namespace), {}).get(t.object_name)
+            if (
+                t.name in looked
+                and waits[t.name].done_at is None
+                and not news.concerns(resource, workload, t.object_name)
+            ):
+                continue
+            snapshot[t] = (workload, view.candidate_pods(namespace, workload))
+        return snapshot
 
-    def _report(self, target: Target, result: RolloutResult) -> None:
+    def _report(self, target: Target, result: RolloutResult) -> str:
         if result.landed:
-            self.progress(
+            return (
                 f"rollout: {target.ref} rolled out {', '.join(result.images)} "
                 f"({result.ready_replicas} ready, {format_duration(result.waited)})"
             )
-        else:
-            outcome = result.outcome
-            text = outcome.message if outcome is not None else ""
-            self.progress(f"rollout: {target.ref} {type(outcome).__name__}: {text}")
+        outcome = result.outcome
+        text = outcome.message if outcome is not None else ""
+        return f"rollout: {target.ref} {type(outcome).__name__}: {text}"
 
     def close(self) -> None:
         for watcher in self._watches:

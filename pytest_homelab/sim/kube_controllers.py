@@ -189,12 +189,8 @@ class Controllers:
     # -- helpers ----------------------------------------------------------------------------------
 
     def _owned(self, resource: str, owner: Obj) -> list[Obj]:
-        uid = owner["metadata"]["uid"]
-        return [
-            o
-            for o in self.store.live(resource, owner["metadata"]["namespace"])
-            if any(r.get("uid") == uid for r in o["metadata"].get("ownerReferences") or [])
-        ]
+        meta = owner["metadata"]
+        return self.store.owned(resource, meta["namespace"], meta["uid"])
 
     def _observed(self, obj: Obj, now: float) -> bool:
         """True once the controller has 'seen' the current generation (after a short delay)."""
@@ -222,6 +218,7 @@ class Controllers:
             lambda o: o.__setitem__("status", status),
             actor="controller",
             status=True,
+            detached=False,
         )
 
     def _create_pod(
@@ -246,7 +243,9 @@ class Controllers:
             o["metadata"]["deletionTimestamp"] = self.store.clock.iso(now)
             o["metadata"]["deletionGracePeriodSeconds"] = 30
 
-        self.store.mutate("pods", meta["namespace"], meta["name"], mark, actor="controller")
+        self.store.mutate(
+            "pods", meta["namespace"], meta["name"], mark, actor="controller", detached=False
+        )
 
     # -- kubelet ----------------------------------------------------------------------------------
 
@@ -458,6 +457,7 @@ class Controllers:
             d["metadata"]["name"],
             annotate,
             actor="controller",
+            detached=False,
         )
         return created
 
@@ -470,6 +470,7 @@ class Controllers:
             rs["metadata"]["name"],
             lambda o: o["spec"].__setitem__("replicas", replicas),
             actor="controller",
+            detached=False,
         )
 
     def _roll(self, d: Obj, new: Obj, olds: list[Obj], wanted: int) -> None:

@@ -526,6 +526,25 @@ class WoodpeckerSim:
     def _state(self, p: _Pipeline) -> _State:
         return _evaluate(p, self.clock.now(), self.naming)
 
+    def finished_at(self, repo: str, number: int) -> float | None:
+        """The scenario time at which the pipeline's script ends (its last step, or the first
+        failing one, finishes; or it was cancelled), visible yet or not; None while it waits
+        for approval. For measuring how long a watcher takes to notice."""
+        with self._lock:
+            rid = self.repo(repo).id
+            p = next((x for x in self._pipelines[rid] if x.number == number), None)
+            if p is None:
+                raise KeyError(f"{repo}#{number}")
+            if p.blocked and (p.approved_at is None or p.declined_at is not None):
+                return p.declined_at
+            start = (p.approved_at if p.blocked else p.appear_at) or 0.0
+            end = start + p.pending_for
+            for step in p.steps:
+                end += step.spec.duration
+                if step.spec.exit_code != 0:
+                    break
+            return end if p.cancelled_at is None else min(end, p.cancelled_at)
+
     def approve(self, repo: str, number: int) -> None:
         with self._lock:
             self._approve(self._find(repo, number))

@@ -653,12 +653,6 @@ def test_the_planned_counts() -> None:
     assert sum(long for _, long in COUNTS.values()) >= 500
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: error messages echo credentials embedded in URLs (deploy.json "
-    "ci.repo and --woodpecker-server/WOODPECKER_SERVER show 'user:password@'), while git "
-    "remote URLs and VAULT_ADDR are masked",
-)
 @pytest.mark.parametrize("where", ["deploy.json ci.repo", "--woodpecker-server"])
 def test_a_credential_in_a_bad_url_is_not_echoed(
     where: str, workspace: Workspace, capsys: pytest.CaptureFixture[str]

@@ -1,0 +1,1 @@
+"""Benchmarks of pytest-homelab against its simulators: ``python -m benchmarks --help``."""

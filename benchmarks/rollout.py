@@ -1,0 +1,379 @@
+"""P3 and P6: ``homelab deploy wait`` against the Kubernetes simulator, and a kubectl loop.
+
+The cluster holds N Deployments (2 replicas, full-size pod templates) over up to 4 namespaces,
+rolled out on an old image. ``deploy wait`` starts first; once it watches, every Deployment's
+image is bumped to the commit at once, and the simulator's controllers roll them out with pods
+becoming ready after 0.3–1.5 s (five groups). The simulator records when each Deployment
+finished rolling out by kubectl's rules; the figure is the wall time from the slowest of those to
+the ``deploy wait`` process being reaped. Requests and watch connections are the simulator's own
+counts; CPU seconds and peak RSS come from the child's ``wait4`` rusage.
+
+The baseline is what a script does today: after the same landing, ``kubectl rollout status
+deployment/X -n NS`` for each Deployment in turn (kubectl 1.33 from the machine image), against
+a fresh simulator with the same cluster.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from benchmarks.common import (
+    Child,
+    Row,
+    Sandbox,
+    Section,
+    children_cpu,
+    find_kubectl,
+    homelab_command,
+    progress,
+    ratio,
+    run,
+    seconds,
+    wait_until,
+)
+
+REGISTRY = "registry.example.test/homelab"
+OLD_TAG = "0000000a"
+GROUPS = 5  # readiness groups: pods of group g become ready after 0.3 + 0.3 g seconds
+NAMESPACES = 4
+SCALES = (1, 10, 100, 200, 1000)
+KUBECTL_SCALES = (1, 10, 100, 200)  # 1000 kubectl processes would take minutes on their own
+
+
+@dataclass
+class Measured:
+    n: int
+    namespaces: int
+    wall: float  # landing → process reaped (ours) or loop end (kubectl)
+    beyond: float  # after the slowest rollout finished
+    requests: int
+    watches: int
+    cpu: float
+    rss_mb: float | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+class Cluster:
+    """A simulated cluster with N Deployments on the old image, fully rolled out."""
+
+    def __init__(self, n: int, sha: str) -> None:
+        from pytest_homelab.sim.kube import KubeSim
+
+        self.n = n
+        self.sha = sha
+        self.namespaces = [f"team-{k}" for k in range(min(NAMESPACES, n))]
+        self.services = [
+            (f"g{i % GROUPS}-svc-{i:04d}", self.namespaces[i % len(self.namespaces)])
+            for i in range(n)
+        ]
+        # A history long enough that a watch never falls out of it (a real API server keeps
+        # minutes of events), so 410 relists do not blur the figures.
+        self.sim = KubeSim(history=max(5000, 40 * n))
+        self.finished: dict[str, float] = {}
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> Cluster:
+        from pytest_homelab.sim.kube_objects import deployment
+
+        self.sim.start()
+        for g in range(GROUPS):
+            self.sim.image_behavior(f"{REGISTRY}/g{g}-*:main-*", pull=0.05, ready=0.3 + 0.3 * g)
+        for ns in self.namespaces:
+            self.sim.create_namespace(ns)
+        for name, ns in self.services:
+            self.sim.apply(deployment(name, ns, f"{REGISTRY}/{name}:{OLD_TAG}", replicas=2))
+        wait_until(
+            lambda: all(self._complete(name, ns, OLD_TAG) for name, ns in self.services),
+            120,
+            f"{self.n} deployments to roll out the old image",
+            step=0.05,
+        )
+        self.sim.store.on_change(self._watch_rollouts)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.sim.stop()
+
+    def image(self, name: str) -> str:
+        return f"{REGISTRY}/{name}:main-{self.sha[:8]}"
+
+    def _done(self, obj: dict[str, Any], tag: str) -> bool:
+        """kubectl's rule for a Deployment, on the template that runs ``tag``."""
+        spec, status, meta = obj.get("spec", {}), obj.get("status", {}), obj.get("metadata", {})
+        image = spec.get("template", {}).get("spec", {}).get("containers", [{}])[0].get("image")
+        wanted = spec.get("replicas", 1)
+        return (
+            str(image).endswith(f":{tag}")
+            and status.get("observedGeneration", 0) >= meta.get("generation", 0)
+            and status.get("updatedReplicas", 0) == wanted
+            and status.get("replicas", 0) == wanted
+            and status.get("availableReplicas", 0) == wanted
+        )
+
+    def _complete(self, name: str, ns: str, tag: str) -> bool:
+        return self._done(self.sim.get("deployments", ns, name), tag)
+
+    def _watch_rollouts(self, event: Any) -> None:
+        """Store hook (under the store's lock): the moment each rollout of the new image ends."""
+        if event.resource != "deployments" or event.type == "DELETED":
+            return
+        name = event.obj["metadata"]["name"]
+        if name not in self.finished and self._done(event.obj, f"main-{self.sha[:8]}"):
+            with self._lock:
+                self.finished.setdefault(name, time.monotonic())
+
+    def land(self) -> float:
+        """Bump every Deployment's image to the commit, as one GitOps sync would."""
+        started = time.monotonic()
+        with self.sim.store.lock:  # one sync: the controllers see every change at once
+            for name, ns in self.services:
+                self.sim.set_image(ns, name, self.image(name))
+        return started
+
+    def slowest(self) -> float:
+        missing = [name for name, _ in self.services if name not in self.finished]
+        if missing:
+            raise RuntimeError(f"{len(missing)} rollouts never finished, e.g. {missing[0]}")
+        return max(self.finished.values())
+
+    def manifest(self, path: Path) -> Path:
+        services = [
+            {"name": name, "namespace": ns, "image": f"{REGISTRY}/{name}"}
+            for name, ns in self.services
+        ]
+        doc = {"schemaVersion": 2, "environments": {"dev": {"services": services}}}
+        path.write_text(json.dumps(doc, indent=1))
+        return path
+
+
+def _sha(rng: random.Random) -> str:
+    return "".join(rng.choice("0123456789abcdef") for _ in range(40))
+
+
+@contextmanager
+def _cluster(n: int, rng: random.Random) -> Iterator[Cluster]:
+    with Cluster(n, _sha(rng)) as cluster:
+        yield cluster
+
+
+def ours(n: int, box: Sandbox, rng: random.Random, label: str) -> Measured:
+    """``homelab deploy wait`` for N services; the landing happens once it watches."""
+    work = box.path(label)
+    work.mkdir()
+    with _cluster(n, rng) as cluster:
+        kubeconfig = cluster.sim.kubeconfig(work / "kubeconfig")
+        manifest = cluster.manifest(work / "deploy.json")
+        mark = len(cluster.sim.requests)
+        child = Child(
+            [
+                *homelab_command(),
+                *("deploy", "wait", "--kubeconfig", str(kubeconfig)),
+                *("--deploy-json", str(manifest), "--sha", cluster.sha, "--timeout", "10m"),
+                *("--junitxml", str(work / "rollout.xml")),
+            ],
+            env=box.env,
+            cwd=work,
+            measured=True,
+        )
+        try:
+            wanted = 2 * len(cluster.namespaces)  # deployments and pods, per namespace
+            wait_until(
+                lambda: cluster.sim.watches_opened >= wanted or not child.running(),
+                120,
+                "deploy wait to watch",
+            )
+            time.sleep(0.3)
+            landed = cluster.land()
+        except BaseException:
+            child.kill()
+            child.wait()
+            raise
+        done = child.wait(600)
+        if done.code != 0:
+            raise RuntimeError(
+                f"homelab deploy wait exited {done.code}: {done.stdout[-600:]}{done.stderr[-600:]}"
+            )
+        slowest = cluster.slowest()
+        return Measured(
+            n,
+            len(cluster.namespaces),
+            done.ended - landed,
+            done.ended - slowest,
+            len(cluster.sim.requests) - mark,
+            cluster.sim.watches_opened,
+            done.cpu,
+            done.max_rss_mb,
+            {"process_wall_s": done.wall, "slowest_after_landing_s": slowest - landed},
+        )
+
+
+def kubectl_loop(kubectl: str, n: int, box: Sandbox, rng: random.Random, label: str) -> Measured:
+    """``for d in …; do kubectl rollout status deployment/$d -n $ns; done`` after the landing."""
+    work = box.path(label)
+    work.mkdir()
+    with _cluster(n, rng) as cluster:
+        kubeconfig = cluster.sim.kubeconfig(work / "kubeconfig")
+        env = {**box.env, "KUBECONFIG": str(kubeconfig)}
+        # kubectl caches discovery under $HOME/.kube/cache, as it would on a workstation.
+        run([kubectl, "version"], env=env, cwd=work, timeout=60)
+        mark = len(cluster.sim.requests)
+        watches = cluster.sim.watches_opened
+        cpu = children_cpu()
+        landed = cluster.land()
+        for name, ns in cluster.services:
+            done = run(
+                [kubectl, "rollout", "status", f"deployment/{name}", "-n", ns, "--timeout=5m"],
+                env=env,
+                cwd=work,
+                timeout=400,
+            )
+            if done.code != 0:
+                raise RuntimeError(f"kubectl rollout status exited {done.code}: {done.stderr}")
+        ended = time.monotonic()
+        return Measured(
+            n,
+            len(cluster.namespaces),
+            ended - landed,
+            ended - cluster.slowest(),
+            len(cluster.sim.requests) - mark,
+            cluster.sim.watches_opened - watches,
+            children_cpu() - cpu,
+        )
+
+
+# -- P3 and P6 ------------------------------------------------------------------------------------
+
+_RESULTS: dict[tuple[bool, int], Measured] = {}  # (quick, N) → ours, shared by P3 and P6
+
+
+def _ours_at(n: int, box: Sandbox, quick: bool, rng: random.Random) -> Measured:
+    if (quick, n) not in _RESULTS:
+        progress(f"  deploy wait, N = {n}")
+        _RESULTS[(quick, n)] = ours(n, box, rng, f"ours-{n}-{len(_RESULTS)}")
+    return _RESULTS[(quick, n)]
+
+
+def warm(box: Sandbox) -> None:
+    """Compile what ``deploy wait`` imports into the sandbox's bytecode cache, so that no
+    measured run pays for it (the first one would, in CPU seconds)."""
+    modules = "kubernetes, pytest, pytest_homelab.kube, pytest_homelab.plan, pytest_homelab.plugin"
+    run([sys.executable, "-c", f"import {modules}"], env=box.env, cwd=box.root, timeout=120)
+
+
+def p3(ca: Any, box: Sandbox, quick: bool, rng: random.Random) -> Section:
+    headline = 40 if quick else 200
+    scales = (1, 40) if quick else SCALES
+    kubectl_scales = (40,) if quick else KUBECTL_SCALES
+    progress(f"P3: deploy wait over N services at once (N = {', '.join(map(str, scales))})")
+    warm(box)
+    measured = {n: _ours_at(n, box, quick, rng) for n in scales}
+    kubectl = find_kubectl()
+    loops: dict[int, Measured] = {}
+    if kubectl is not None:
+        for n in kubectl_scales:
+            progress(f"  kubectl rollout status loop, N = {n}")
+            loops[n] = kubectl_loop(kubectl, n, box, rng, f"kubectl-{n}")
+    ours_h, base = measured[headline], loops.get(headline)
+    missing = "n/a (kubectl not found)"
+    section = Section()
+    section.rows.append(
+        Row(
+            "P3",
+            f"`deploy wait`, {headline} services / {ours_h.namespaces} ns at once: wall beyond "
+            "the slowest rollout",
+            seconds(ours_h.beyond),
+            f"{seconds(base.beyond)} (kubectl loop)" if base else missing,
+            ratio(ours_h.beyond, base.beyond) if base else "—",
+            "≤ 500 ms",
+            ours_h.beyond <= 0.5,
+            {"ours_s": ours_h.beyond, "baseline_s": base.beyond if base else None},
+        )
+    )
+    section.rows.append(
+        Row(
+            "P3",
+            f"`deploy wait`, {headline} services / {ours_h.namespaces} ns: watch connections",
+            f"{ours_h.watches} ({ours_h.watches / ours_h.namespaces:g} per ns)",
+            f"{base.watches} (kubectl loop)" if base else missing,
+            ratio(ours_h.watches, base.watches) if base else "—",
+            "≤ 2 per ns",
+            ours_h.watches <= 2 * ours_h.namespaces,
+            {"ours": ours_h.watches, "baseline": base.watches if base else None},
+        )
+    )
+    headers = [
+        "N",
+        "ns",
+        "tool",
+        "landing → done",
+        "beyond slowest",
+        "requests",
+        "watches",
+        "CPU s",
+        "peak RSS",
+    ]
+    table: list[list[str]] = []
+    for n in sorted(set(scales) | set(loops)):
+        for tool, m in (("deploy wait", measured.get(n)), ("kubectl loop", loops.get(n))):
+            if m is None:
+                if tool == "kubectl loop":
+                    why = "kubectl not found" if kubectl is None else "not run (minutes)"
+                    table.append([str(n), "", tool, why, "", "", "", "", ""])
+                continue
+            table.append(
+                [
+                    str(n),
+                    str(m.namespaces),
+                    tool,
+                    seconds(m.wall),
+                    seconds(m.beyond),
+                    str(m.requests),
+                    str(m.watches),
+                    f"{m.cpu:.2f}",
+                    f"{m.rss_mb:.0f} MB" if m.rss_mb is not None else "—",
+                ]
+            )
+    section.tables.append(
+        (
+            "P3 cost growth (wall clock; requests and watches counted by the simulator)",
+            headers,
+            table,
+        )
+    )
+    section.notes.append(
+        "P3: `landing → done` runs from the first image bump to the process being reaped "
+        "(ours) or the last `kubectl rollout status` returning (loop); `beyond slowest` from "
+        "the moment the simulator saw the last Deployment finish rolling out. The kubectl loop "
+        "starts right after the landing; `deploy wait` was already watching. kubectl checks "
+        "only the rollout, not which image runs."
+    )
+    return section
+
+
+def p6(ca: Any, box: Sandbox, quick: bool, rng: random.Random) -> Section:
+    n = 200 if quick else 1000
+    progress(f"P6: deploy wait with {n} services, peak RSS")
+    warm(box)
+    m = _ours_at(n, box, quick, rng)
+    rss = m.rss_mb or 0.0
+    section = Section()
+    section.rows.append(
+        Row(
+            "P6",
+            f"`deploy wait`, {n} services: peak RSS",
+            f"{rss:.0f} MB",
+            goal="≤ 120 MB" + (" (at 1000)" if quick else ""),
+            met=rss <= 120,
+            values={"n": n, "rss_mb": rss, "cpu_s": m.cpu, "wall_s": m.wall},
+        )
+    )
+    return section

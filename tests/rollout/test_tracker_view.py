@@ -1,0 +1,190 @@
+"""The tracker's view of the cluster: slimmed objects give the same verdicts as full ones, the
+label index finds every pod a selector matches, and LIST bodies decode item by item exactly as
+``json.loads`` would."""
+
+from __future__ import annotations
+
+import copy
+import json
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+
+from pytest_homelab.kube import ClusterView, Touched, decode_list, slim
+from pytest_homelab.rollout import COMMIT_KEYS, ServiceWait, Target, selector_matches
+from pytest_homelab.sim.kube import KubeSim
+from pytest_homelab.sim.kube_controllers import Timing
+from pytest_homelab.sim.kube_objects import daemonset, deployment, statefulset
+
+SHA = "5c4b3a2f1e0d9e8d7c6b5a4f3e2d1c0b9a8f7e6d"
+OLD = "0a1b2c3d4e5f60718293a4b5c63f9c2a1b7d4e8f"
+REGISTRY = "registry.example.test/homelab"
+KIND_RESOURCE = {
+    "Deployment": "deployments",
+    "StatefulSet": "statefulsets",
+    "DaemonSet": "daemonsets",
+}
+
+
+@pytest.fixture
+def cluster() -> Iterator[KubeSim]:
+    """Workloads mid-landing: rolled out, rolling, stuck, digest-pinned, superseded."""
+    with KubeSim(speed=4.0, timing=Timing(observe=0.05, terminate=0.1)) as sim:
+        sim.create_namespace("apps")
+        image = f"{REGISTRY}/{{}}:main-{{}}".format
+        for name in ("web", "api", "stuck", "gone-soon", "pinned", "moved"):
+            sim.apply(deployment(name, "apps", image(name, OLD[:8]), replicas=2))
+        sim.apply(statefulset("db", "apps", image("db", OLD[:8]), replicas=2))
+        sim.apply(daemonset("agent", "apps", image("agent", OLD[:8])))
+        sim.image_behavior(image("stuck", SHA[:8]), fail="CrashLoopBackOff")
+        sim.image_behavior(image("api", SHA[:8]), ready=1000)  # still rolling
+        sim.wait_until(lambda: len(sim.store.live("pods", "apps")) >= 13, seconds=20)
+        time.sleep(1.0)
+        for name in ("web", "api", "stuck", "gone-soon"):
+            sim.set_image("apps", name, image(name, SHA[:8]))
+        sim.set_image("apps", "db", image("db", SHA[:8]), kind="StatefulSet")
+        sim.set_image("apps", "agent", image("agent", SHA[:8]), kind="DaemonSet")
+        sim.set_image("apps", "moved", image("moved", "9" * 8))
+
+        def pin(obj: dict[str, Any]) -> None:
+            template = obj["spec"]["template"]
+            template["spec"]["containers"][0]["image"] = f"{REGISTRY}/pinned@sha256:{'e' * 64}"
+            template["metadata"]["annotations"] = {
+                COMMIT_KEYS[0]: SHA,
+                "kubectl.kubernetes.io/last-applied-configuration": "{" + "x" * 4000 + "}",
+            }
+
+        sim.patch_spec("apps", "pinned", pin)
+        time.sleep(1.5)
+        sim.delete("deployments", "apps", "gone-soon")
+        time.sleep(0.3)
+        yield sim
+
+
+def targets() -> list[Target]:
+    names = [("web", "Deployment"), ("api", "Deployment"), ("stuck", "Deployment")]
+    names += [("gone-soon", "Deployment"), ("pinned", "Deployment"), ("moved", "Deployment")]
+    names += [("db", "StatefulSet"), ("agent", "DaemonSet")]
+    return [Target(n, "apps", n, SHA, kind, repository=f"{REGISTRY}/{n}") for n, kind in names]
+
+
+def on_old_image(workload: dict[str, Any]) -> dict[str, Any]:
+    old = copy.deepcopy(workload)
+    container = old["spec"]["template"]["spec"]["containers"][0]
+    container["image"] = f"{REGISTRY}/{old['metadata']['name']}:main-{OLD[:8]}"
+    return old
+
+
+def summary(result: Any) -> Any:
+    if result is None:
+        return None
+    outcome = result.outcome
+    shown = None if outcome is None else (type(outcome).__name__, str(outcome))
+    return (shown, result.images, result.generation, result.pods, result.image_ids)
+
+
+def test_slim_objects_give_the_same_verdicts_as_full_ones(cluster: KubeSim) -> None:
+    with cluster.store.lock:
+        pods = [dict(p) for p in cluster.store.live("pods", "apps")]
+        workloads = {
+            t.name: cluster.store.find(KIND_RESOURCE[t.kind], "apps", t.object_name)
+            for t in targets()
+        }
+    view = ClusterView()
+    view.replace("pods", "apps", [slim("pods", p) for p in pods])
+    outcomes = set()
+    for t in targets():
+        full = workloads[t.name]
+        thin = None if full is None else slim(KIND_RESOURCE[t.kind], full)
+        with view.changed:
+            candidates = view.candidate_pods("apps", thin)
+        for now in (1.0, 2.0, 9.0):  # the pods view's grace included
+            expected = ServiceWait(t, 0).observe(full, pods, now)
+            seen = ServiceWait(t, 0).observe(thin, candidates, now)
+            assert summary(seen) == summary(expected), t.name
+            outcomes.add(None if expected is None else type(expected.outcome).__name__)
+        if full is not None and thin is not None:  # first seen on the old image, then now
+            before = ServiceWait(t, 0)
+            after = ServiceWait(t, 0)
+            assert before.observe(on_old_image(full), pods, 0.5) is None
+            assert after.observe(on_old_image(thin), candidates, 0.5) is None
+            expected = before.observe(full, pods, 1.0)
+            assert summary(after.observe(thin, candidates, 1.0)) == summary(expected), t.name
+            outcomes.add(None if expected is None else type(expected.outcome).__name__)
+    # the scenario covers every kind of verdict
+    assert {None, "NoneType", "CheckFailed", "NotFound", "Superseded"} <= outcomes
+    pinned = slim("deployments", workloads["pinned"] or {})
+    assert pinned["spec"]["template"]["metadata"]["annotations"] == {COMMIT_KEYS[0]: SHA}
+    assert len(json.dumps(slim("pods", pods[0]))) * 3 < len(json.dumps(pods[0]))
+
+
+def test_candidate_pods_hold_every_pod_a_selector_matches(cluster: KubeSim) -> None:
+    view = ClusterView()
+    with cluster.store.lock:
+        pods = [slim("pods", p) for p in cluster.store.live("pods", "apps")]
+        workloads = [slim("deployments", d) for d in cluster.store.live("deployments", "apps")]
+    view.replace("pods", "apps", pods[: len(pods) // 2])
+    for pod in pods[len(pods) // 2 :]:
+        view.apply("pods", "apps", "ADDED", pod)
+    view.apply("pods", "apps", "DELETED", pods[0])
+    present = pods[1:]
+    for workload in workloads:
+        selector = workload["spec"]["selector"]
+        with view.changed:
+            candidates = {p["metadata"]["name"] for p in view.candidate_pods("apps", workload)}
+        matching = {
+            p["metadata"]["name"]
+            for p in present
+            if selector_matches(selector, p["metadata"].get("labels") or {})
+        }
+        assert matching <= candidates
+        assert pods[0]["metadata"]["name"] not in candidates
+
+
+def test_touched_concerns_a_target_only_for_its_own_pods_and_workload() -> None:
+    workload = {"spec": {"selector": {"matchLabels": {"app": "web", "tier": "fe"}}}}
+    news = Touched(pod_labels={("app", "web"), ("tier", "fe"), ("app", "api")})
+    assert news.concerns("deployments", workload, "web")
+    assert not Touched(pod_labels={("app", "web")}).concerns("deployments", workload, "web")
+    assert Touched(workloads={("deployments", "web")}).concerns("deployments", workload, "web")
+    assert not Touched(workloads={("deployments", "api")}).concerns("deployments", None, "web")
+    assert Touched(everything=True).concerns("deployments", None, "web")
+    expressions = {"spec": {"selector": {"matchExpressions": [{"key": "app"}]}}}
+    assert Touched(unlabeled_pod=True).concerns("deployments", expressions, "web")
+
+
+LISTS = [
+    {"kind": "PodList", "metadata": {"resourceVersion": "7"}, "items": []},
+    {"items": [{"metadata": {"name": "a"}}, {"metadata": {"name": "b"}}], "metadata": {}},
+    {"apiVersion": "v1", "items": None, "metadata": {"resourceVersion": "1", "continue": ""}},
+    {"metadata": {"resourceVersion": "3"}, "items": [{"metadata": {"name": 'é\u2028"x'}}]},
+    {},
+]
+
+
+@pytest.mark.parametrize("indent", [None, 2])
+@pytest.mark.parametrize("doc", LISTS)
+def test_decode_list_matches_json_loads(doc: dict[str, Any], indent: int | None) -> None:
+    text = json.dumps(doc, indent=indent, ensure_ascii=indent is None)
+    items, metadata = decode_list(text.encode(), lambda item: item)
+    assert items == (doc.get("items") or []) and metadata == doc.get("metadata", {})
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        '{"items":[{"a":1},]}',
+        '{"items":[1 2]}',
+        '{"a":1}x',
+        "",
+        '{"a":1,}',
+        '{"items":[',
+        "[1]",
+        '{1:"a"}',
+    ],
+)
+def test_decode_list_refuses_what_json_refuses(text: str) -> None:
+    with pytest.raises(ValueError):
+        decode_list(text.encode(), lambda item: item)
