@@ -7,12 +7,9 @@ so ``homelab --help`` starts fast.
 from __future__ import annotations
 
 import argparse
-import json
 import sys
-from collections.abc import Callable, Sequence
-from pathlib import Path
-from typing import Any
 
+from pytest_homelab.options import OPTIONS_BY_KEY
 from pytest_homelab.outcomes import (
     EXIT_BAD_INPUT,
     EXIT_DEADLINE,
@@ -23,7 +20,16 @@ from pytest_homelab.outcomes import (
     BadInput,
     HomelabError,
 )
-from pytest_homelab.settings import OPTIONS_BY_KEY, Settings, resolve_settings
+
+TYPE_CHECKING = False  # typing.TYPE_CHECKING would import typing (~5 ms at start)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Sequence
+    from pathlib import Path
+    from typing import Any
+
+    from pytest_homelab.settings import Settings
+
+    Handler = Callable[[argparse.Namespace], int]
 
 EXIT_CODES = f"""exit codes (every verb):
   {EXIT_SUCCESS}    success: every check passed
@@ -35,8 +41,6 @@ EXIT_CODES = f"""exit codes (every verb):
   several outcomes fold as 2 > 1 > 124 > 3 > 0.
   lookups: `ci status` 0 green, 1 red, 3 no pipeline, {EXIT_STILL_RUNNING} still running;
   `ci logs` 0 passed, 1 failed, 3 unknown run, {EXIT_STILL_RUNNING} still running."""
-
-Handler = Callable[[argparse.Namespace], int]
 
 
 def _add_options(
@@ -102,21 +106,74 @@ _ROLLOUT = (
 )
 
 
-def _verbs(parser: argparse.ArgumentParser, dest: str) -> Any:
-    group = parser.add_subparsers(dest=dest, metavar="VERB")
+class _Formatter(argparse.RawDescriptionHelpFormatter):
+    """argparse's formatter at the width argparse would pick, found without ``shutil`` (which
+    imports bz2, lzma and zlib: 5 ms of every ``--help`` and usage error)."""
+
+    def __init__(self, prog: str) -> None:
+        super().__init__(prog, width=_help_width())
+
+
+def _help_width() -> int:
+    """``shutil.get_terminal_size().columns - 2``: COLUMNS, else the terminal, else 80."""
+    import os
+
+    try:
+        columns = int(os.environ.get("COLUMNS", ""))
+    except ValueError:
+        columns = 0
+    if columns <= 0:
+        try:
+            columns = os.get_terminal_size(sys.__stdout__.fileno()).columns  # type: ignore[union-attr]
+        except (AttributeError, ValueError, OSError):  # no terminal: argparse's fallback
+            columns = 0
+    return (columns or 80) - 2
+
+
+class _Unused:
+    """Stands in for the parser of a verb the command line does not name: every call on it is
+    ignored. Adding the ~150 arguments of all verbs costs ~10 ms of every start; ``--help``
+    and argparse's errors need only the other verbs' names and help lines."""
+
+    def __getattr__(self, name: str) -> Any:
+        return self._ignore
+
+    def _ignore(self, *args: object, **kwargs: object) -> Any:
+        return self
+
+
+def _verbs(parser: argparse.ArgumentParser | Any, dest: str) -> Any:
+    if isinstance(parser, _Unused):
+        return parser
+    group: Any = parser.add_subparsers(dest=dest, metavar="VERB")
     group.required = True
+    group.homelab_path = getattr(parser, "homelab_path", ())
+    group.homelab_wanted = getattr(parser, "homelab_wanted", None)
     return group
 
 
-def _verb(group: Any, name: str, help_text: str) -> argparse.ArgumentParser:
+def _verb(group: Any, name: str, help_text: str) -> argparse.ArgumentParser | Any:
+    if isinstance(group, _Unused):
+        return group
+    path = (*group.homelab_path, name)
+    wanted = group.homelab_wanted
     parser: argparse.ArgumentParser = group.add_parser(
         name,
         help=help_text,
         description=help_text,
         epilog=EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_Formatter,
     )
+    if wanted is not None and tuple(wanted[: len(path)]) != path:
+        return _Unused()  # listed by name; its own arguments are never needed
+    parser.homelab_path = path  # type: ignore[attr-defined]
+    parser.homelab_wanted = wanted  # type: ignore[attr-defined]
     return parser
+
+
+def _verb_words(argv: Sequence[str]) -> tuple[str, ...]:
+    """The leading words of a command line that can name a verb (``ci status``)."""
+    return tuple(word for word in argv if not word.startswith("-"))[:2]
 
 
 def _add_commit(parser: argparse.ArgumentParser) -> None:
@@ -129,13 +186,16 @@ def _add_commit(parser: argparse.ArgumentParser) -> None:
     )
 
 
-def build_parser() -> argparse.ArgumentParser:
+def build_parser(words: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The ``homelab`` parser; given the command line's verb ``words``, only that verb gets its
+    arguments (the others are listed), which is all that parsing that command line needs."""
     parser = argparse.ArgumentParser(
         prog="homelab",
         description="Verify a software landing in a homelab: CI green, rollouts done, e2e passed.",
         epilog=EXIT_CODES,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=_Formatter,
     )
+    parser.homelab_wanted = None if words is None else tuple(words)  # type: ignore[attr-defined]
     verbs = _verbs(parser, "verb")
 
     ci_verbs = _verbs(_verb(verbs, "ci", "Woodpecker CI of a commit"), "ci_verb")
@@ -334,6 +394,8 @@ def _settings(args: argparse.Namespace, cwd: Path | None = None) -> Settings:
 
     A deploy.json that is configured must exist; the default one is validated when present.
     """
+    from pytest_homelab.settings import resolve_settings
+
     settings = resolve_settings(_flags(args), cwd=cwd)
     path = settings.deploy_json_path
     if settings.sources.get("deploy_json", "default") != "default" or path.exists():
@@ -347,6 +409,8 @@ def _settings(args: argparse.Namespace, cwd: Path | None = None) -> Settings:
 
 
 def _ci_status(args: argparse.Namespace) -> int:
+    import json
+
     from pytest_homelab.ci import open_client, resolve_target, woodpecker_token
     from pytest_homelab.clock import Deadline, format_duration
     from pytest_homelab.woodpecker import classify
@@ -455,6 +519,8 @@ def _ci_run_dev_e2e(args: argparse.Namespace) -> int:
         if args.wait_ms < 0:
             raise BadInput("--wait-ms must be zero or more milliseconds")
         flags["e2e_wait"] = f"{args.wait_ms}ms"
+    from pytest_homelab.settings import resolve_settings
+
     settings = resolve_settings(flags)
     if settings.d601_transport == "ssh":
         settings.require("d601_host", "ci run-dev-e2e")
@@ -472,6 +538,7 @@ def _ci_run_dev_e2e(args: argparse.Namespace) -> int:
 
 def _ci_logs(args: argparse.Namespace) -> int:
     from pytest_homelab.logs import show_run
+    from pytest_homelab.settings import resolve_settings
 
     settings = resolve_settings(_flags(args))
     if settings.d601_transport == "ssh":
@@ -480,6 +547,8 @@ def _ci_logs(args: argparse.Namespace) -> int:
 
 
 def _work_land(args: argparse.Namespace) -> int:
+    import json
+
     from pytest_homelab.gitrepo import GitRepo
     from pytest_homelab.land import land, plan_landing, shell_verify
 
@@ -556,7 +625,10 @@ def _work_land(args: argparse.Namespace) -> int:
 
 
 def _manifest_check(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
     from pytest_homelab.manifest import check_manifest
+    from pytest_homelab.settings import resolve_settings
 
     path = Path(args.path) if args.path is not None else resolve_settings({}).deploy_json_path
     code: int
@@ -580,7 +652,8 @@ def _demo(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    argv = sys.argv[1:] if argv is None else list(argv)
+    parser = build_parser(_verb_words(argv))
     try:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse has printed usage and the error: bad input
