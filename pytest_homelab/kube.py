@@ -707,6 +707,12 @@ class RolloutTracker:
         view = self.view
         resources = {KIND_RESOURCES[t.kind] for t in targets} | {"pods"}
         if not all((r, namespace) in view.synced for r in resources):
+            for t in targets:  # the workloads may be listed already: remember what they ran
+                resource = KIND_RESOURCES[t.kind]
+                if (resource, namespace) in view.synced:
+                    workload = view.objects.get((resource, namespace), {}).get(t.object_name)
+                    if workload is not None:
+                        waits[t.name].note(workload)
             return None
         snapshot = {}
         for t in targets:

@@ -443,11 +443,21 @@ class ServiceWait:
         self.generation: int | None = None  # generation at which the image first matched
         self.matched_at: float | None = None
         self._first_images: tuple[str, ...] | None = None
+        self._matched_once = False  # our image was in the template at some point
         self._images: tuple[str, ...] = ()
         self._seen = False
         self._looks = 0
         self._replicas = (0, 0)
         self.done_at: float | None = None
+
+    def note(self, workload: Mapping[str, Any]) -> None:
+        """Remember the template's images before the first full look (pods not listed yet), so
+        an image of ours replaced in that window still counts as superseded."""
+        t = self.target
+        current = template_images(workload, t.sha, container=t.container, repository=t.repository)
+        if self._first_images is None:
+            self._first_images = current.images
+        self._matched_once = self._matched_once or current.matches
 
     def observe(
         self, workload: Mapping[str, Any] | None, pods: Iterable[Mapping[str, Any]], now: float
@@ -476,7 +486,11 @@ class ServiceWait:
         if self._first_images is None:
             self._first_images = current.images
         if not current.matches:
-            if self.generation is not None or current.images != self._first_images:
+            if (
+                self.generation is not None
+                or self._matched_once
+                or current.images != self._first_images
+            ):
                 return self._superseded(now, current)
             self.message = self._not_matching(current)
             return None

@@ -329,13 +329,6 @@ def test_rollout_under_faults(soak: bool, mode: str, tmp_path: Path) -> None:
     assert set(FAULT_KINDS) <= set(fig.faults) and in_stream > 0, fig.faults
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="product bug: while the namespace's pods list is still syncing the tracker does not "
-    "judge its workloads, and then only sees their latest state; an image of ours applied and "
-    "replaced by another commit's in that window is reported as DeadlineExceeded ('the new "
-    "image was never applied') after the whole deadline instead of Superseded",
-)
 def test_an_image_replaced_before_the_first_look_is_superseded(tmp_path: Path) -> None:
     """Ours lands, then another commit's image replaces it, while the pods list still fails."""
     faults = FaultPlan(rate=0.0, kinds=())
