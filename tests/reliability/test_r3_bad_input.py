@@ -488,7 +488,7 @@ def test_bad_flag_values(workspace: Workspace, soak: bool) -> None:
 # -- git remote URLs ----------------------------------------------------------------------------
 
 segment = st.from_regex(r"\A[a-z][a-z0-9_.-]{0,6}[a-z0-9]\Z", fullmatch=True)
-hosts = st.sampled_from(["git.example.test", "github.com", "10.0.0.5", "h"])
+hosts = st.sampled_from(["git.example.test", "github.com", "127.0.0.5", "h"])
 PASSWORD = "r3-remote-pw-93f1c2"
 
 

@@ -211,7 +211,7 @@ def test_explicit_config_path_and_include(d601: D601, configured_home: Path) -> 
 
 def test_proxy_jump_is_refused_not_bypassed(tmp_path: Path) -> None:
     home = client_home(tmp_path)
-    (home / ".ssh" / "config").write_text("Host d601\n  HostName 10.0.0.1\n  ProxyJump bastion\n")
+    (home / ".ssh" / "config").write_text("Host d601\n  HostName 127.0.0.9\n  ProxyJump bastion\n")
     with pytest.raises(BadInput, match="ProxyJump"):
         SSHRemote("d601", environ={"HOME": str(home)})
 
