@@ -4,18 +4,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from pytest_homelab.sim.kube import KubeSim
 from pytest_homelab.sim.kube_controllers import Timing
-
-SDK = Path("/usr/lib/google-cloud-sdk/bin")
+from tests.kubectl import SDK, Kubectl, kubectl_for
 
 
 def kubectl_binaries() -> dict[str, str]:
@@ -42,38 +39,11 @@ def sim() -> Iterator[KubeSim]:
         yield k
 
 
-@dataclass
-class Kubectl:
-    binary: str
-    kubeconfig: Path
-    cache: Path
-
-    def __call__(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        env = {
-            "PATH": os.environ.get("PATH", ""),
-            "HOME": str(self.cache),
-            "KUBECONFIG": str(self.kubeconfig),
-            "KUBECACHEDIR": str(self.cache),
-        }
-        return subprocess.run(
-            [self.binary, "--cache-dir", str(self.cache), *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-
-
 @pytest.fixture(params=sorted(KUBECTLS) or ["missing"])
 def kubectl(request: pytest.FixtureRequest, sim: KubeSim, tmp_path: Path) -> Kubectl:
     if request.param == "missing":
         pytest.fail("no kubectl found: install it, or set HOMELAB_KUBECTL to a kubectl binary")
-    cache = tmp_path / "kube-cache"
-    cache.mkdir()
-    return Kubectl(
-        KUBECTLS[request.param], sim.kubeconfig(tmp_path / "kubeconfig", "sim", "apps"), cache
-    )
+    return kubectl_for(KUBECTLS[request.param], sim, tmp_path, "apps")
 
 
 def settle(sim: KubeSim, seconds: float = 0.3) -> None:

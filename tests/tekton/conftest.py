@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import os
-import subprocess
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -16,8 +14,8 @@ import pytest
 from pytest_homelab.sim.kube import KubeSim
 from pytest_homelab.sim.kube_controllers import Timing
 from pytest_homelab.sim.tekton import pipeline, succeeded
+from tests.kubectl import SDK, Kubectl, kubectl_for
 
-SDK = Path("/usr/lib/google-cloud-sdk/bin")
 PRS = "/apis/tekton.dev/v1/namespaces/ci/pipelineruns"
 TRS = "/apis/tekton.dev/v1/namespaces/ci/taskruns"
 
@@ -107,35 +105,8 @@ def api(sim: KubeSim) -> Iterator[Api]:
     client.client.close()
 
 
-@dataclass
-class Kubectl:
-    binary: str
-    kubeconfig: Path
-    cache: Path
-
-    def __call__(self, *args: str, timeout: float = 60) -> subprocess.CompletedProcess[str]:
-        env = {
-            "PATH": os.environ.get("PATH", ""),
-            "HOME": str(self.cache),
-            "KUBECONFIG": str(self.kubeconfig),
-            "KUBECACHEDIR": str(self.cache),
-        }
-        return subprocess.run(
-            [self.binary, "--cache-dir", str(self.cache), *args],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=timeout,
-            check=False,
-        )
-
-
 @pytest.fixture(params=list(KUBECTLS) or ["missing"])
 def kubectl(request: pytest.FixtureRequest, sim: KubeSim, tmp_path: Path) -> Kubectl:
     if request.param == "missing":
         pytest.fail("no kubectl found under /usr/lib/google-cloud-sdk/bin nor HOMELAB_KUBECTL")
-    cache = tmp_path / "kube-cache"
-    cache.mkdir()
-    return Kubectl(
-        KUBECTLS[request.param], sim.kubeconfig(tmp_path / "kubeconfig", "sim", "ci"), cache
-    )
+    return kubectl_for(KUBECTLS[request.param], sim, tmp_path, "ci")

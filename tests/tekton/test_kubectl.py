@@ -12,7 +12,8 @@ from pytest_homelab.sim.kube import KubeSim
 from pytest_homelab.sim.tekton import succeeded
 
 if TYPE_CHECKING:
-    from tests.tekton.conftest import Api, Kubectl
+    from tests.kubectl import Kubectl
+    from tests.tekton.conftest import Api
 
 RUN = """\
 apiVersion: tekton.dev/v1
