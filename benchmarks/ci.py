@@ -66,7 +66,7 @@ class PollLoop:
     repo lookup) is separate so that many loops can be set up before the clock matters."""
 
     def __init__(self, wp: Woodpecker, clock: SimTime) -> None:
-        from pytest_homelab.transport import make_http_client
+        from pytest_homelab.core.transport import make_http_client
 
         self.clock = clock
         self.requests = 0
@@ -174,9 +174,9 @@ class OurWatch:
     ``watch_ci``), on the simulator's clock instead of the system's."""
 
     def __init__(self, wp: Woodpecker, cwd: Path, clock: SimTime) -> None:
-        from pytest_homelab.ci import open_client
-        from pytest_homelab.secrets import Secret
-        from pytest_homelab.settings import resolve_settings
+        from pytest_homelab.ci.phase import open_client
+        from pytest_homelab.core.secrets import Secret
+        from pytest_homelab.core.settings import resolve_settings
 
         self.clock = clock
         self.settings = resolve_settings(
@@ -187,15 +187,15 @@ class OurWatch:
         self.repo: Any = None
 
     def connect(self) -> OurWatch:
-        from pytest_homelab.clock import Deadline
+        from pytest_homelab.core.clock import Deadline
 
         self.repo = self.client.lookup_repo(SLUG, deadline=Deadline.after(60, self.clock))
         return self
 
     def watch(self, sha: str) -> Any:
         """Watch the pipeline of ``sha`` to its verdict; the CiResult."""
-        from pytest_homelab.ci import CiTarget, watch_ci
-        from pytest_homelab.clock import Deadline
+        from pytest_homelab.ci.phase import CiTarget, watch_ci
+        from pytest_homelab.core.clock import Deadline
 
         try:
             return watch_ci(
@@ -462,7 +462,7 @@ def p2(ca: CertificateAuthority, box: Sandbox, quick: bool, rng: random.Random) 
 def p5(ca: CertificateAuthority, box: Sandbox, quick: bool, rng: random.Random) -> Section:
     import sys
 
-    from pytest_homelab.session import PACKAGED_SUITE
+    from pytest_homelab.report.session import PACKAGED_SUITE
     from pytest_homelab.sim.woodpecker import StepSpec
 
     runs = 3 if quick else 7

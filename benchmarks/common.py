@@ -355,7 +355,7 @@ def wait_until(predicate: Any, seconds: float, what: str, step: float = 0.005) -
 
 
 class SimTime:
-    """A :class:`pytest_homelab.clock.Clock` on a simulator's scenario clock: ``monotonic`` is
+    """A :class:`pytest_homelab.core.clock.Clock` on a simulator's scenario clock: ``monotonic`` is
     scenario seconds, and sleeping or waiting ``s`` scenario seconds takes ``s / speed`` real
     ones. Product code given this clock lives in the simulator's (faster) time."""
 

@@ -66,7 +66,7 @@ class Cluster:
     """A simulated cluster with N Deployments on the old image, fully rolled out."""
 
     def __init__(self, n: int, sha: str) -> None:
-        from pytest_homelab.sim.kube import KubeSim
+        from pytest_homelab.sim.kube.api import KubeSim
 
         self.n = n
         self.sha = sha
@@ -82,7 +82,7 @@ class Cluster:
         self._lock = threading.Lock()
 
     def __enter__(self) -> Cluster:
-        from pytest_homelab.sim.kube_objects import deployment
+        from pytest_homelab.sim.kube.objects import deployment
 
         self.sim.start()
         for g in range(GROUPS):
@@ -265,7 +265,15 @@ def _ours_at(n: int, box: Sandbox, quick: bool, rng: random.Random) -> Measured:
 def warm(box: Sandbox) -> None:
     """Compile what ``deploy wait`` imports into the sandbox's bytecode cache, so that no
     measured run pays for it (the first one would, in CPU seconds)."""
-    modules = "kubernetes, pytest, pytest_homelab.kube, pytest_homelab.plan, pytest_homelab.plugin"
+    modules = ", ".join(
+        [
+            "kubernetes",
+            "pytest",
+            "pytest_homelab.rollout.tracker",
+            "pytest_homelab.rollout.plan",
+            "pytest_homelab.plugin",
+        ]
+    )
     run([sys.executable, "-c", f"import {modules}"], env=box.env, cwd=box.root, timeout=120)
 
 

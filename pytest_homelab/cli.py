@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
-from pytest_homelab.options import OPTIONS_BY_KEY
-from pytest_homelab.outcomes import (
+from pytest_homelab.core.options import OPTIONS_BY_KEY
+from pytest_homelab.core.outcomes import (
     EXIT_BAD_INPUT,
     EXIT_DEADLINE,
     EXIT_FAILED,
@@ -27,7 +27,7 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any
 
-    from pytest_homelab.settings import Settings
+    from pytest_homelab.core.settings import Settings
 
     Handler = Callable[[argparse.Namespace], int]
 
@@ -394,12 +394,12 @@ def _settings(args: argparse.Namespace, cwd: Path | None = None) -> Settings:
 
     A deploy.json that is configured must exist; the default one is validated when present.
     """
-    from pytest_homelab.settings import resolve_settings
+    from pytest_homelab.core.settings import resolve_settings
 
     settings = resolve_settings(_flags(args), cwd=cwd)
     path = settings.deploy_json_path
     if settings.sources.get("deploy_json", "default") != "default" or path.exists():
-        from pytest_homelab.manifest import load_manifest
+        from pytest_homelab.core.manifest import load_manifest
 
         load_manifest(path)
     return settings
@@ -411,9 +411,9 @@ def _settings(args: argparse.Namespace, cwd: Path | None = None) -> Settings:
 def _ci_status(args: argparse.Namespace) -> int:
     import json
 
-    from pytest_homelab.ci import open_client, resolve_target, woodpecker_token
-    from pytest_homelab.clock import Deadline, format_duration
-    from pytest_homelab.woodpecker import classify
+    from pytest_homelab.ci.phase import open_client, resolve_target, woodpecker_token
+    from pytest_homelab.ci.woodpecker import classify
+    from pytest_homelab.core.clock import Deadline, format_duration
 
     settings = _settings(args)
     settings.require("woodpecker_server", "ci status")
@@ -478,7 +478,7 @@ def _ci_status(args: argparse.Namespace) -> int:
 def _ci_watch(args: argparse.Namespace) -> int:
     settings = _settings(args)
     settings.require("woodpecker_server", "ci watch")
-    from pytest_homelab.session import run_checks
+    from pytest_homelab.report.session import run_checks
 
     return run_checks(
         settings,
@@ -492,13 +492,13 @@ def _ci_watch(args: argparse.Namespace) -> int:
 
 def _deploy_wait(args: argparse.Namespace) -> int:
     settings = _settings(args)
-    from pytest_homelab.plan import rollout_plan
+    from pytest_homelab.rollout.plan import rollout_plan
 
     plan = rollout_plan(settings)  # validates deploy.json, environment, commit and targets
     if not plan.targets:
         print(f"nothing to wait for: environment {plan.environment} has no services")
         return EXIT_SUCCESS
-    from pytest_homelab.session import run_checks
+    from pytest_homelab.report.session import run_checks
 
     flags = _flags(args)
     if plan.environment is not None:
@@ -519,12 +519,12 @@ def _ci_run_dev_e2e(args: argparse.Namespace) -> int:
         if args.wait_ms < 0:
             raise BadInput("--wait-ms must be zero or more milliseconds")
         flags["e2e_wait"] = f"{args.wait_ms}ms"
-    from pytest_homelab.settings import resolve_settings
+    from pytest_homelab.core.settings import resolve_settings
 
     settings = resolve_settings(flags)
     if settings.d601_transport == "ssh":
         settings.require("d601_host", "ci run-dev-e2e")
-    from pytest_homelab.session import run_checks
+    from pytest_homelab.report.session import run_checks
 
     return run_checks(
         settings,
@@ -537,8 +537,8 @@ def _ci_run_dev_e2e(args: argparse.Namespace) -> int:
 
 
 def _ci_logs(args: argparse.Namespace) -> int:
-    from pytest_homelab.logs import show_run
-    from pytest_homelab.settings import resolve_settings
+    from pytest_homelab.core.settings import resolve_settings
+    from pytest_homelab.e2e.logs import show_run
 
     settings = resolve_settings(_flags(args))
     if settings.d601_transport == "ssh":
@@ -549,7 +549,7 @@ def _ci_logs(args: argparse.Namespace) -> int:
 def _work_land(args: argparse.Namespace) -> int:
     import json
 
-    from pytest_homelab.gitrepo import GitRepo
+    from pytest_homelab.core.gitrepo import GitRepo
     from pytest_homelab.land import land, plan_landing, shell_verify
 
     if args.deploy_wait and args.no_ci_watch:
@@ -602,7 +602,7 @@ def _work_land(args: argparse.Namespace) -> int:
         if args.json:
             print(json.dumps({**report, "verdict": "LANDED", "exit_code": EXIT_SUCCESS}, indent=2))
         return EXIT_SUCCESS
-    from pytest_homelab.session import run_checks
+    from pytest_homelab.report.session import run_checks
 
     flags = _flags(args)
     flags["commit"] = landed.sha
@@ -627,8 +627,8 @@ def _work_land(args: argparse.Namespace) -> int:
 def _manifest_check(args: argparse.Namespace) -> int:
     from pathlib import Path
 
-    from pytest_homelab.manifest import check_manifest
-    from pytest_homelab.settings import resolve_settings
+    from pytest_homelab.core.manifest import check_manifest
+    from pytest_homelab.core.settings import resolve_settings
 
     path = Path(args.path) if args.path is not None else resolve_settings({}).deploy_json_path
     code: int

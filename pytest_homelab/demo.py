@@ -25,10 +25,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pytest_homelab.outcomes import BadInput, InfraError
+from pytest_homelab.core.outcomes import BadInput, InfraError
 
 if TYPE_CHECKING:
-    from pytest_homelab.sim.kube import KubeSim
+    from pytest_homelab.sim.kube.api import KubeSim
     from pytest_homelab.sim.woodpecker import StepSpec, WoodpeckerSim
 
 SLUG = "homelab/app"
@@ -253,16 +253,16 @@ def run_demo(name: str, *, junitxml: str | None = None, as_json: bool = False) -
 def _run(scenario: Scenario, root: Path, *, junitxml: str | None, as_json: bool) -> int:
     import trustme
 
-    from pytest_homelab.devrun import reference_runner
-    from pytest_homelab.session import run_checks
-    from pytest_homelab.settings import resolve_settings
+    from pytest_homelab.core.settings import resolve_settings
+    from pytest_homelab.e2e.launcher import reference_runner
+    from pytest_homelab.report.session import run_checks
     from pytest_homelab.sim.faults import FaultPlan
     from pytest_homelab.sim.gitserver import GitHttpServer
-    from pytest_homelab.sim.kube import KubeSim
-    from pytest_homelab.sim.kube_controllers import Timing
-    from pytest_homelab.sim.kube_objects import deployment
+    from pytest_homelab.sim.kube.api import KubeSim
+    from pytest_homelab.sim.kube.controllers import Timing
+    from pytest_homelab.sim.kube.objects import deployment
+    from pytest_homelab.sim.kube.tekton import pipeline
     from pytest_homelab.sim.proxy import ForwardProxy
-    from pytest_homelab.sim.tekton import pipeline
     from pytest_homelab.sim.woodpecker import WoodpeckerSim
 
     name = scenario.name
@@ -422,7 +422,7 @@ def _make_repo(root: Path, bare: Path, url: str, runner: str) -> tuple[Path, str
 
 def _land(repo: Path, say: Callable[[str], None]) -> str:
     """``homelab work land``'s code: rebase onto origin/main, verify, push."""
-    from pytest_homelab.gitrepo import GitRepo
+    from pytest_homelab.core.gitrepo import GitRepo
     from pytest_homelab.land import land, plan_landing, shell_verify
 
     with _isolated_env(_git_env_only()):

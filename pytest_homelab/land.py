@@ -13,8 +13,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Literal
 
-from pytest_homelab.gitrepo import GitRepo
-from pytest_homelab.outcomes import BadInput, CheckFailed, InfraError
+from pytest_homelab.core.gitrepo import GitRepo
+from pytest_homelab.core.outcomes import BadInput, CheckFailed, InfraError
 
 Strategy = Literal["rebase", "merge"]
 Verify = Callable[[str], int]  # runs the verify command, returns its exit code

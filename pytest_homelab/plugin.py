@@ -16,18 +16,18 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_homelab.landing import PHASES, Landing
-from pytest_homelab.outcomes import EXIT_BAD_INPUT, OUTCOME_TYPES, BadInput, HomelabError
-from pytest_homelab.settings import OPTIONS, Settings, resolve_settings
+from pytest_homelab.core.landing import PHASES, Landing
+from pytest_homelab.core.outcomes import EXIT_BAD_INPUT, OUTCOME_TYPES, BadInput, HomelabError
+from pytest_homelab.core.settings import OPTIONS, Settings, resolve_settings
 
 if TYPE_CHECKING:  # heavy modules stay out of every pytest run that does not use them
-    from pytest_homelab.ci import CiTarget
-    from pytest_homelab.e2e import DevRunResult
-    from pytest_homelab.plan import RolloutPlan
-    from pytest_homelab.remote import Remote
-    from pytest_homelab.rollout import RolloutResult, Target
-    from pytest_homelab.secrets import Secret
-    from pytest_homelab.woodpecker import CiResult, Repo, WoodpeckerClient
+    from pytest_homelab.ci.phase import CiTarget
+    from pytest_homelab.ci.woodpecker import CiResult, Repo, WoodpeckerClient
+    from pytest_homelab.core.secrets import Secret
+    from pytest_homelab.e2e.phase import DevRunResult
+    from pytest_homelab.e2e.remote import Remote
+    from pytest_homelab.rollout.plan import RolloutPlan
+    from pytest_homelab.rollout.rules import RolloutResult, Target
 
 _SETTINGS = pytest.StashKey[Settings]()
 _LANDING = pytest.StashKey[Landing]()
@@ -120,7 +120,7 @@ def _rollout_plan(config: pytest.Config) -> RolloutPlan | BadInput:
     """The rollout phase's plan, computed once; a configuration problem becomes a value that
     the ``homelab_service`` fixture raises, so each check reports it as an error."""
     if _PLAN not in config.stash:
-        from pytest_homelab.plan import rollout_plan
+        from pytest_homelab.rollout.plan import rollout_plan
 
         try:
             config.stash[_PLAN] = rollout_plan(_resolve(config))
@@ -267,7 +267,7 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
 def annotate_junit(path: Path, taskruns: bytes | None = None) -> None:
     """Type every failure and error by its outcome, add the dev e2e run's TaskRun testcases,
     and scrub known secrets from the file."""
-    from pytest_homelab.secrets import known_secrets
+    from pytest_homelab.core.secrets import known_secrets
 
     tree = ET.parse(path)
     if taskruns:
@@ -362,7 +362,7 @@ def homelab_landing(pytestconfig: pytest.Config, homelab_settings: Settings) -> 
 @pytest.fixture(scope="session")
 def homelab_ci_target(homelab_settings: Settings) -> CiTarget:
     """The Woodpecker repo OWNER/NAME and the full sha of the commit under test."""
-    from pytest_homelab.ci import resolve_target
+    from pytest_homelab.ci.phase import resolve_target
 
     return resolve_target(homelab_settings)
 
@@ -370,7 +370,7 @@ def homelab_ci_target(homelab_settings: Settings) -> CiTarget:
 @pytest.fixture(scope="session")
 def woodpecker_token(homelab_settings: Settings) -> Secret:
     """The Woodpecker API token (from WOODPECKER_TOKEN or Vault); it never prints."""
-    from pytest_homelab.ci import woodpecker_token as resolve
+    from pytest_homelab.ci.phase import woodpecker_token as resolve
 
     return resolve(homelab_settings)
 
@@ -378,7 +378,7 @@ def woodpecker_token(homelab_settings: Settings) -> Secret:
 @pytest.fixture(scope="session")
 def woodpecker(homelab_landing: Landing, woodpecker_token: Secret) -> Iterator[WoodpeckerClient]:
     """A Woodpecker API client built from the settings (dialing, CA, retries)."""
-    from pytest_homelab.ci import open_client
+    from pytest_homelab.ci.phase import open_client
 
     client = open_client(
         homelab_landing.settings,
@@ -411,7 +411,7 @@ def homelab_ci(
     woodpecker_token: Secret,
 ) -> CiResult:
     """The ci phase's result: the watch of the commit's pipeline, run once per session."""
-    from pytest_homelab.ci import watch_ci
+    from pytest_homelab.ci.phase import watch_ci
 
     return watch_ci(
         homelab_landing.settings,
@@ -449,7 +449,7 @@ def homelab_service(request: pytest.FixtureRequest, homelab_landing: Landing) ->
 @pytest.fixture(scope="session")
 def homelab_kube(homelab_landing: Landing) -> Iterator[object]:
     """A Kubernetes ApiClient from --kubeconfig/KUBECONFIG/~/.kube/config or in-cluster config."""
-    from pytest_homelab.kube import connect
+    from pytest_homelab.rollout.tracker import connect
 
     settings = homelab_landing.settings
     client = connect(
@@ -472,7 +472,7 @@ def homelab_rollouts(
     plan = _rollout_plan(pytestconfig)
     if isinstance(plan, BadInput):
         raise plan
-    from pytest_homelab.kube import RolloutTracker
+    from pytest_homelab.rollout.tracker import RolloutTracker
 
     client = request.getfixturevalue("homelab_kube")  # only now: a red CI never needs kube
     tracker = RolloutTracker(
@@ -491,7 +491,7 @@ def homelab_rollouts(
 @pytest.fixture(scope="session")
 def homelab_d601(homelab_landing: Landing) -> Iterator[Remote]:
     """The transport to the CI host D601 (ssh, or local on D601 itself); one connection."""
-    from pytest_homelab.e2e import open_d601
+    from pytest_homelab.e2e.phase import open_d601
 
     remote = open_d601(homelab_landing.settings)
     try:
@@ -508,7 +508,7 @@ def homelab_dev_run(
     (with --homelab-e2e-wait) waited for."""
     if homelab_landing.prerequisite_failure("e2e") is not None:
         return None  # the check fails at once, naming the failed phase
-    from pytest_homelab.e2e import DevRunResult, dispatch, judge, plan_dev_run, wait_for_run
+    from pytest_homelab.e2e.phase import DevRunResult, dispatch, judge, plan_dev_run, wait_for_run
 
     settings = homelab_landing.settings
     plan = plan_dev_run(settings)

@@ -3,8 +3,8 @@
 
 Reads ``300-pipelinerun.yaml`` and ``300-taskrun.yaml`` (byte-for-byte copies of tektoncd/pipeline
 ``config/300-crds/``) from ``../shared/reference/tekton/`` and writes
-``pytest_homelab/sim/schemas/tekton-v1.json``: the ``v1`` ``openAPIV3Schema`` of each kind without
-its ``description`` texts, plus names, scope, subresources and printer columns.
+``pytest_homelab/sim/kube/schemas/tekton-v1.json``: the ``v1`` ``openAPIV3Schema`` of each kind
+without its ``description`` texts, plus names, scope, subresources and printer columns.
 
     python scripts/gen_tekton_schemas.py [--check]
 """
@@ -22,7 +22,7 @@ import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED = ROOT.parent / "shared" / "reference" / "tekton"
-OUTPUT = ROOT / "pytest_homelab" / "sim" / "schemas" / "tekton-v1.json"
+OUTPUT = ROOT / "pytest_homelab" / "sim" / "kube" / "schemas" / "tekton-v1.json"
 FILES = ("300-pipelinerun.yaml", "300-taskrun.yaml")
 VERSION = "v1"
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import pytest
 
-from pytest_homelab.remote import SSHRemote
+from pytest_homelab.e2e.remote import SSHRemote
 
 SSHD = "/usr/sbin/sshd"
 D601_HOST = "127.0.0.2"

@@ -7,7 +7,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from pytest_homelab.sim.kube import KubeSim
+from pytest_homelab.sim.kube.api import KubeSim
 
 SDK = Path("/usr/lib/google-cloud-sdk/bin")  # the machine image's versioned kubectl builds
 

@@ -8,12 +8,12 @@ from collections.abc import Iterator
 
 import pytest
 
-from pytest_homelab.clock import Backoff, Deadline
-from pytest_homelab.secrets import Secret
+from pytest_homelab.ci.woodpecker import PipelineWatch, WoodpeckerClient, WoodpeckerEventStream
+from pytest_homelab.core.clock import Backoff, Deadline
+from pytest_homelab.core.secrets import Secret
+from pytest_homelab.core.transport import JsonApi, make_http_client
 from pytest_homelab.sim.faults import FaultPlan
 from pytest_homelab.sim.woodpecker import StepSpec, WoodpeckerSim
-from pytest_homelab.transport import JsonApi, make_http_client
-from pytest_homelab.woodpecker import PipelineWatch, WoodpeckerClient, WoodpeckerEventStream
 
 SHA = "d" * 40
 TOKEN = "tok-events"

@@ -7,17 +7,7 @@ from dataclasses import replace
 
 import pytest
 
-from pytest_homelab.clock import Deadline, FakeClock
-from pytest_homelab.outcomes import (
-    BadInput,
-    Blocked,
-    CheckFailed,
-    DeadlineExceeded,
-    InfraError,
-    NotFound,
-    Superseded,
-)
-from pytest_homelab.woodpecker import (
+from pytest_homelab.ci.woodpecker import (
     Pipeline,
     PipelineWatch,
     Repo,
@@ -25,6 +15,16 @@ from pytest_homelab.woodpecker import (
     classify,
     commit_matches,
     newest_candidate,
+)
+from pytest_homelab.core.clock import Deadline, FakeClock
+from pytest_homelab.core.outcomes import (
+    BadInput,
+    Blocked,
+    CheckFailed,
+    DeadlineExceeded,
+    InfraError,
+    NotFound,
+    Superseded,
 )
 
 SHA = "a" * 40

@@ -11,9 +11,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from pytest_homelab.clock import Backoff, Deadline, FakeClock, format_duration, parse_duration
-from pytest_homelab.junit import exit_code, read_junit
-from pytest_homelab.outcomes import (
+from pytest_homelab.core.clock import Backoff, Deadline, FakeClock, format_duration, parse_duration
+from pytest_homelab.core.outcomes import (
     OUTCOME_TYPES,
     AuthError,
     BadInput,
@@ -27,6 +26,7 @@ from pytest_homelab.outcomes import (
     Superseded,
     fold_exit_codes,
 )
+from pytest_homelab.report.junit import exit_code, read_junit
 
 
 @pytest.mark.parametrize(
@@ -134,10 +134,10 @@ JUNIT = """<?xml version="1.0" encoding="utf-8"?>
   <properties><property name="phase" value="rollout"/>
   <property name="outcome" value="PrerequisiteFailed"/></properties>
   <failure type="PrerequisiteFailed"
-   message="pytest_homelab.outcomes.PrerequisiteFailed: not checked&#10;  next: fix it">tb</failure>
+   message="pytest_homelab.core.outcomes.PrerequisiteFailed: not run&#10;  next: fix">tb</failure>
 </testcase>
 <testcase classname="test_x" name="test_auth" time="0">
-  <error message='failed on setup with "pytest_homelab.outcomes.AuthError: 401 Unauthorized"'>tb
+  <error message='failed on setup with "pytest_homelab.core.outcomes.AuthError: 401 Denied"'>tb
   </error></testcase>
 <testcase classname="test_x" name="test_plain_assert" time="0">
   <failure message="AssertionError: assert 1 == 2">tb</failure></testcase>
@@ -153,9 +153,9 @@ def test_read_junit(tmp_path: Path) -> None:
     assert (ok.kind, ok.outcome, ok.phase, ok.exit_code) == ("passed", "success", "ci", 0)
     assert ok.prop("pipeline_number") == "12" and ok.time == 1.5
     assert (prereq.outcome, prereq.exit_code, prereq.phase) == ("PrerequisiteFailed", 1, "rollout")
-    assert prereq.message == "not checked\n  next: fix it"
+    assert prereq.message == "not run\n  next: fix"
     assert (auth.kind, auth.outcome, auth.exit_code) == ("error", "error", 2)
-    assert auth.message == "401 Unauthorized"
+    assert auth.message == "401 Denied"
     assert (plain.exit_code, plain.message) == (1, "assert 1 == 2")
     assert (skipped.kind, skipped.exit_code) == ("skipped", 1)  # a skip is never green
     assert exit_code([ok, prereq, auth]) == 2

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from pytest_homelab.clock import FakeClock
-from pytest_homelab.landing import Landing
-from pytest_homelab.outcomes import PrerequisiteFailed
-from pytest_homelab.settings import Settings
+from pytest_homelab.core.clock import FakeClock
+from pytest_homelab.core.landing import Landing
+from pytest_homelab.core.outcomes import PrerequisiteFailed
+from pytest_homelab.core.settings import Settings
 
 
 def test_phase_budgets_start_once_and_never_pass_the_landing_deadline() -> None:

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 
 from pytest_homelab.cli import build_parser
-from pytest_homelab.settings import OPTIONS
+from pytest_homelab.core.settings import OPTIONS
 
 README = (Path(__file__).parents[2] / "README.md").read_text()
 

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_homelab.outcomes import BadInput
-from pytest_homelab.settings import OPTIONS, Settings, resolve_settings
+from pytest_homelab.core.outcomes import BadInput
+from pytest_homelab.core.settings import OPTIONS, Settings, resolve_settings
 
 
 @pytest.fixture

@@ -11,17 +11,17 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pytest_homelab.devrun import (
+from pytest_homelab.core.outcomes import BadInput
+from pytest_homelab.core.refs import normalize_remote_path
+from pytest_homelab.e2e.launcher import (
     LaunchParams,
     check_run_id,
     launcher_text,
     make_run_id,
-    normalize_remote_path,
     parse_tar,
     read_command,
     shell_path,
 )
-from pytest_homelab.outcomes import BadInput
 
 GOLDEN = Path(__file__).parent / "launcher.golden.sh"
 SHA = "0123456789abcdef0123456789abcdef01234567"

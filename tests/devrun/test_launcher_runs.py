@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from pytest_homelab.devrun import LaunchParams, launcher_text, make_run_id
+from pytest_homelab.e2e.launcher import LaunchParams, launcher_text, make_run_id
 from pytest_homelab.sim.gitserver import GitHttpServer
 from tests.gitenv import git, hermetic_git
 

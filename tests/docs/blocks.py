@@ -12,7 +12,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pytest_homelab.docgen import anchor
+from scripts.docgen import anchor
 
 ROOT = Path(__file__).parents[2]
 DOCS = ROOT / "docs"

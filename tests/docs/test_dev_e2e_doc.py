@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import re
 
-from pytest_homelab import devrun
-from pytest_homelab.e2e import CONFIG_STATUSES, INFRA_STATUSES
+from pytest_homelab.e2e import launcher as devrun
+from pytest_homelab.e2e.phase import CONFIG_STATUSES, INFRA_STATUSES
 from tests.docs.blocks import DOCS, ROOT, blocks, section, table_column
 
 PAGE = DOCS / "dev-e2e.md"

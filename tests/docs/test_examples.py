@@ -28,8 +28,8 @@ from pathlib import Path
 import pytest
 
 from pytest_homelab.cli import build_parser
-from pytest_homelab.manifest import validate_document
-from pytest_homelab.settings import resolve_settings
+from pytest_homelab.core.manifest import validate_document
+from pytest_homelab.core.settings import resolve_settings
 from tests.docs.blocks import DOCS, LANGUAGES, Block, blocks, pages
 from tests.docs.guard import only_loopback, write_sitecustomize
 

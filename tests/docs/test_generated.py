@@ -16,14 +16,14 @@ from typing import Any
 
 import pytest
 
-from pytest_homelab import docgen
 from pytest_homelab.cli import build_parser
-from pytest_homelab.manifest import schema
-from pytest_homelab.outcomes import OUTCOME_TYPES
-from pytest_homelab.settings import OPTIONS
+from pytest_homelab.core.manifest import schema
+from pytest_homelab.core.outcomes import OUTCOME_TYPES
+from pytest_homelab.core.settings import OPTIONS
+from scripts import docgen
 from tests.docs.blocks import DOCS, section, unescape
 
-FIX = "run `python -m pytest_homelab.docgen` and commit the result"
+FIX = "run `python -m scripts.docgen` and commit the result"
 
 
 def test_generated_sections_are_up_to_date() -> None:
@@ -33,7 +33,7 @@ def test_generated_sections_are_up_to_date() -> None:
 
 def run_docgen(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "pytest_homelab.docgen", *args],
+        [sys.executable, "-m", "scripts.docgen", *args],
         capture_output=True,
         text=True,
         timeout=120,
@@ -66,7 +66,7 @@ def test_a_page_without_its_markers_is_an_error(tmp_path: Path) -> None:
 
 
 def test_docgen_imports_no_pytest() -> None:
-    code = "import sys, pytest_homelab.docgen; sys.exit('pytest' in sys.modules)"
+    code = "import sys, scripts.docgen; sys.exit('pytest' in sys.modules)"
     assert subprocess.run([sys.executable, "-c", code], timeout=60, check=False).returncode == 0
 
 

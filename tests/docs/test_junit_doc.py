@@ -12,12 +12,12 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from pytest_homelab.devrun import LaunchParams, RunFiles
-from pytest_homelab.e2e import DevRunResult
-from pytest_homelab.outcomes import OUTCOME_TYPES, CheckFailed
+from pytest_homelab.ci.woodpecker import CiResult, FailedStep, Pipeline, Repo
+from pytest_homelab.core.outcomes import OUTCOME_TYPES, CheckFailed
+from pytest_homelab.e2e.launcher import LaunchParams, RunFiles
+from pytest_homelab.e2e.phase import DevRunResult
 from pytest_homelab.plugin import _merge_taskruns
-from pytest_homelab.rollout import RolloutResult, Target
-from pytest_homelab.woodpecker import CiResult, FailedStep, Pipeline, Repo
+from pytest_homelab.rollout.rules import RolloutResult, Target
 from tests.docs.blocks import DOCS, blocks, section, table_column
 
 SHA = "9f3c2a1b7d4e5f60718293a4b5c6d7e8f9012345"

@@ -7,7 +7,7 @@ from urllib.parse import unquote
 
 import pytest
 
-from pytest_homelab.docgen import anchor
+from scripts.docgen import anchor
 from tests.docs.blocks import DOCS, OTHERS, anchors, blocks, headings, links, pages, prose
 
 

@@ -23,9 +23,9 @@ import pytest
 
 from pytest_homelab.cli import main
 from pytest_homelab.sim.gitserver import GitHttpServer
-from pytest_homelab.sim.kube import KubeSim
-from pytest_homelab.sim.kube_controllers import Timing
-from pytest_homelab.sim.tekton import pipeline
+from pytest_homelab.sim.kube.api import KubeSim
+from pytest_homelab.sim.kube.controllers import Timing
+from pytest_homelab.sim.kube.tekton import pipeline
 from tests.d601 import descendants, end_processes
 from tests.gitenv import git, hermetic_git
 

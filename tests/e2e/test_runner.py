@@ -14,9 +14,9 @@ from typing import Any
 
 import pytest
 
-from pytest_homelab.sim.kube import KubeSim
-from pytest_homelab.sim.kube_controllers import Timing
-from pytest_homelab.sim.tekton import pipeline
+from pytest_homelab.sim.kube.api import KubeSim
+from pytest_homelab.sim.kube.controllers import Timing
+from pytest_homelab.sim.kube.tekton import pipeline
 
 RUNNER = Path(__file__).parents[2] / "scripts" / "ci" / "dev-e2e.sh"
 SHA = "0123456789abcdef0123456789abcdef01234567"

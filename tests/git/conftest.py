@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from pytest_homelab.gitrepo import GitRepo
+from pytest_homelab.core.gitrepo import GitRepo
 
 EPOCH = 1_700_000_000
 EMPTY_TREE = "4b825dc642cb6eb9a060e54bf8d69288fbee4904"

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from pytest_homelab.gitrepo import GitRepo
-from pytest_homelab.outcomes import BadInput
+from pytest_homelab.core.gitrepo import GitRepo
+from pytest_homelab.core.outcomes import BadInput
 
 
 def test_discover_from_a_subdirectory_and_a_file(repo: GitRepo) -> None:

@@ -8,8 +8,8 @@ from typing import Any
 
 import pytest
 
-from pytest_homelab.gitrepo import GitRepo
-from pytest_homelab.outcomes import BadInput, InfraError, NotFound
+from pytest_homelab.core.gitrepo import GitRepo
+from pytest_homelab.core.outcomes import BadInput, InfraError, NotFound
 
 # -- ancestry ------------------------------------------------------------------------------------
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from pytest_homelab.gitrepo import GitRepo, parse_repo_slug
-from pytest_homelab.outcomes import BadInput
+from pytest_homelab.core.gitrepo import GitRepo, parse_repo_slug
+from pytest_homelab.core.outcomes import BadInput
 
 
 def add_remotes(repo: GitRepo, git: Any, names: list[str]) -> None:

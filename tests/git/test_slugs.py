@@ -8,8 +8,8 @@ import pytest
 from hypothesis import assume, example, given, settings
 from hypothesis import strategies as st
 
-from pytest_homelab.gitrepo import mask_credentials, parse_repo_flag, parse_repo_slug
-from pytest_homelab.outcomes import BadInput
+from pytest_homelab.core.gitrepo import mask_credentials, parse_repo_flag, parse_repo_slug
+from pytest_homelab.core.outcomes import BadInput
 
 SLUG = re.compile(r"[A-Za-z0-9_.][A-Za-z0-9_.-]*(/[A-Za-z0-9_.][A-Za-z0-9_.-]*)+")
 

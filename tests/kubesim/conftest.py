@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_homelab.sim.kube import KubeSim
-from pytest_homelab.sim.kube_controllers import Timing
+from pytest_homelab.sim.kube.api import KubeSim
+from pytest_homelab.sim.kube.controllers import Timing
 from tests.kubectl import SDK, Kubectl, kubectl_for
 
 

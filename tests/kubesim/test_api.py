@@ -13,9 +13,9 @@ import httpx
 import pytest
 
 from pytest_homelab.sim.faults import FaultPlan
-from pytest_homelab.sim.kube import KubeSim
-from pytest_homelab.sim.kube_controllers import Timing
-from pytest_homelab.sim.kube_objects import deployment
+from pytest_homelab.sim.kube.api import KubeSim
+from pytest_homelab.sim.kube.controllers import Timing
+from pytest_homelab.sim.kube.objects import deployment
 
 IMAGE = "registry.example.test/homelab/web"
 DEPLOYS = "/apis/apps/v1/namespaces/apps/deployments"

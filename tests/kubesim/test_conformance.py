@@ -9,9 +9,9 @@ from typing import Any
 
 import pytest
 
-from pytest_homelab.rollout import rollout_state
-from pytest_homelab.sim.kube import KubeSim
-from pytest_homelab.sim.kube_objects import daemonset, deployment, statefulset
+from pytest_homelab.rollout.rules import rollout_state
+from pytest_homelab.sim.kube.api import KubeSim
+from pytest_homelab.sim.kube.objects import daemonset, deployment, statefulset
 
 IMAGE = "registry.example.test/homelab/web"
 

@@ -17,10 +17,10 @@ from pathlib import Path
 import pytest
 import trustme
 
-from pytest_homelab.junit import exit_code, read_junit
-from pytest_homelab.sim.kube import KubeSim
-from pytest_homelab.sim.kube_controllers import Timing
-from pytest_homelab.sim.kube_objects import deployment
+from pytest_homelab.report.junit import exit_code, read_junit
+from pytest_homelab.sim.kube.api import KubeSim
+from pytest_homelab.sim.kube.controllers import Timing
+from pytest_homelab.sim.kube.objects import deployment
 from pytest_homelab.sim.woodpecker import StepSpec, WoodpeckerSim
 from tests.gitenv import git, hermetic_git
 

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from jsonschema import Draft202012Validator
 
-from pytest_homelab.manifest import (
+from pytest_homelab.core.manifest import (
     CiSpec,
     Manifest,
     ManifestInvalid,
@@ -22,7 +22,7 @@ from pytest_homelab.manifest import (
     schema,
     validate_document,
 )
-from pytest_homelab.outcomes import BadInput
+from pytest_homelab.core.outcomes import BadInput
 
 ROOT = Path(__file__).parents[2]
 SHA = "0123456789abcdef0123456789abcdef01234567"

@@ -11,7 +11,12 @@ from typing import Any
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pytest_homelab.manifest import Manifest, ManifestInvalid, parse_manifest, validate_document
+from pytest_homelab.core.manifest import (
+    Manifest,
+    ManifestInvalid,
+    parse_manifest,
+    validate_document,
+)
 
 MakeDoc = Callable[..., dict[str, Any]]
 SCRIPT = ["environments", "dev", "ci", "scriptPath"]

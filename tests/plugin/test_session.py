@@ -7,11 +7,11 @@ from pathlib import Path
 
 import pytest
 
-from pytest_homelab.junit import exit_code, read_junit
+from pytest_homelab.report.junit import exit_code, read_junit
 
 CHECKS = """
 import pytest
-from pytest_homelab.outcomes import CheckFailed, InfraError
+from pytest_homelab.core.outcomes import CheckFailed, InfraError
 
 @pytest.mark.rollout
 def test_web_rolled_out(homelab_landing, homelab_record):
@@ -82,7 +82,7 @@ def test_errors_are_error_elements_with_their_type(pytester: pytest.Pytester) ->
     pytester.makeconftest(
         """
         import pytest
-        from pytest_homelab.outcomes import AuthError
+        from pytest_homelab.core.outcomes import AuthError
 
         @pytest.fixture(scope="session")
         def broken(homelab_landing):
@@ -141,7 +141,7 @@ def test_infrastructure_raised_inside_a_check_is_an_error_element(
     pytester.makepyfile(
         test_e="""
         import pytest
-        from pytest_homelab.outcomes import CheckFailed, InfraError
+        from pytest_homelab.core.outcomes import CheckFailed, InfraError
 
         @pytest.mark.ci
         def test_ci(homelab_landing):

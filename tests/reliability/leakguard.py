@@ -4,7 +4,7 @@ It looks at everything a test leaves behind: stdout and stderr (also what the te
 ``capsys.readouterr()``), log records, the failure text, ``record_property`` values (they go to
 JUnit), files written under the test's ``tmp_path`` (JUnit, logs) and any text the test hands to
 :meth:`LeakGuard.record`. The secrets are every value wrapped in a
-:class:`~pytest_homelab.secrets.Secret` in this process, the values of ``WOODPECKER_TOKEN``,
+:class:`~pytest_homelab.core.secrets.Secret` in this process, the values of ``WOODPECKER_TOKEN``,
 ``WP_TOKEN`` and ``VAULT_TOKEN`` while the test ran, and what the test registers with
 :meth:`LeakGuard.watch`. Values shorter than 8 characters are ignored (too many false hits).
 
@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 
-from pytest_homelab.secrets import known_secrets
+from pytest_homelab.core.secrets import known_secrets
 
 SECRET_ENV = ("WOODPECKER_TOKEN", "WP_TOKEN", "VAULT_TOKEN")
 MIN_LENGTH = 8

@@ -24,15 +24,15 @@ from pathlib import Path
 
 import pytest
 
-from pytest_homelab.ci import CiTarget, open_client, watch_ci
-from pytest_homelab.clock import Deadline
-from pytest_homelab.outcomes import HomelabError
-from pytest_homelab.secrets import Secret
-from pytest_homelab.settings import resolve_settings
+from pytest_homelab.ci.phase import CiTarget, open_client, watch_ci
+from pytest_homelab.ci.woodpecker import CiResult, Repo, WoodpeckerEventStream
+from pytest_homelab.core.clock import Deadline
+from pytest_homelab.core.outcomes import HomelabError
+from pytest_homelab.core.secrets import Secret
+from pytest_homelab.core.settings import resolve_settings
+from pytest_homelab.core.transport import make_http_client
 from pytest_homelab.sim.faults import FaultPlan
 from pytest_homelab.sim.woodpecker import Naming, StepSpec, WoodpeckerSim
-from pytest_homelab.transport import make_http_client
-from pytest_homelab.woodpecker import CiResult, Repo, WoodpeckerEventStream
 from tests.reliability.figures import Figure, figure
 from tests.reliability.leakguard import LeakGuard
 
@@ -425,7 +425,7 @@ def test_ci_watch_under_faults(
     count = SOAK_WATCHES if soak else CI_WATCHES
     fig = figure("R1 CI watch under faults", mode)
     leak_guard.watch(TOKEN)
-    monkeypatch.setattr("pytest_homelab.ci.WoodpeckerEventStream", RecordingStream)
+    monkeypatch.setattr("pytest_homelab.ci.phase.WoodpeckerEventStream", RecordingStream)
     escaped: list[tuple[str, str]] = []  # (thread name, exception) of uncaught thread errors
     monkeypatch.setattr(
         threading,
@@ -533,7 +533,7 @@ def test_closing_the_event_stream_never_raises_in_its_thread(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """close() while the reader is between connecting and its first read: it ends quietly."""
-    import pytest_homelab.woodpecker as woodpecker
+    import pytest_homelab.ci.woodpecker as woodpecker
 
     escaped: list[str] = []
     monkeypatch.setattr(threading, "excepthook", lambda args: escaped.append(repr(args.exc_value)))

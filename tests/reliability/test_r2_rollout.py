@@ -20,17 +20,15 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
-import pytest
-
-from pytest_homelab.clock import Deadline
-from pytest_homelab.kube import RolloutTracker, connect
-from pytest_homelab.outcomes import HomelabError
-from pytest_homelab.rollout import STUCK_REASONS, Target
+from pytest_homelab.core.clock import Deadline
+from pytest_homelab.core.outcomes import HomelabError
+from pytest_homelab.rollout.rules import STUCK_REASONS, Target
+from pytest_homelab.rollout.tracker import RolloutTracker, connect
 from pytest_homelab.sim.faults import FaultPlan
-from pytest_homelab.sim.kube import KubeSim
-from pytest_homelab.sim.kube_controllers import Timing
-from pytest_homelab.sim.kube_objects import daemonset, deployment, statefulset
-from pytest_homelab.sim.kube_store import WatchEvent
+from pytest_homelab.sim.kube.api import KubeSim
+from pytest_homelab.sim.kube.controllers import Timing
+from pytest_homelab.sim.kube.objects import daemonset, deployment, statefulset
+from pytest_homelab.sim.kube.store import WatchEvent
 from tests.reliability.figures import Figure, figure
 
 REGISTRY = "registry.example.test/homelab"

@@ -451,7 +451,7 @@ def flag_cases(space: Workspace) -> list[FlagCase]:
 
 
 def setting_names(flag: str) -> set[str]:
-    from pytest_homelab.settings import OPTIONS
+    from pytest_homelab.core.settings import OPTIONS
 
     names = {flag}
     for option in OPTIONS:

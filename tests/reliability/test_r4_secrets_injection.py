@@ -36,14 +36,14 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from pytest_homelab.cli import build_parser, main
-from pytest_homelab.clock import Deadline
-from pytest_homelab.devrun import LaunchParams, launcher_text, make_run_id
-from pytest_homelab.manifest import validate_document
-from pytest_homelab.outcomes import BadInput, HomelabError, InfraError
-from pytest_homelab.secrets import Secret
-from pytest_homelab.settings import OPTIONS
+from pytest_homelab.core.clock import Deadline
+from pytest_homelab.core.manifest import validate_document
+from pytest_homelab.core.outcomes import BadInput, HomelabError, InfraError
+from pytest_homelab.core.secrets import Secret
+from pytest_homelab.core.settings import OPTIONS
+from pytest_homelab.core.transport import DialingTransport, JsonApi, make_http_client
+from pytest_homelab.e2e.launcher import LaunchParams, launcher_text, make_run_id
 from pytest_homelab.sim.gitserver import GitHttpServer
-from pytest_homelab.transport import DialingTransport, JsonApi, make_http_client
 from tests.manifest.test_properties import hostile_paths
 from tests.reliability.figures import figure
 from tests.reliability.leakguard import LeakGuard
@@ -82,7 +82,7 @@ def _guard(leak_guard):
 
 INNER_TESTS = """
 import logging, sys
-from pytest_homelab.secrets import Secret
+from pytest_homelab.core.secrets import Secret
 
 TOKEN = Secret("inner-token-" + "4d2f9a61c0")
 

@@ -9,7 +9,7 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_homelab.outcomes import AuthError
+from pytest_homelab.core.outcomes import AuthError
 
 if TYPE_CHECKING:
     from tests.d601 import D601
@@ -114,7 +114,7 @@ def test_hashed_known_hosts_entry_is_accepted(d601: D601, tmp_path: Path) -> Non
 
 
 def test_broken_known_hosts_is_bad_input(d601: D601, tmp_path: Path) -> None:
-    from pytest_homelab.outcomes import BadInput
+    from pytest_homelab.core.outcomes import BadInput
 
     known = tmp_path / "known_hosts"
     known.write_text(f"[{d601.host}]:{d601.port} ssh-ed25519 not*base64\n")

@@ -10,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pytest_homelab.outcomes import BadInput, InfraError
-from pytest_homelab.remote import LocalRemote, Remote, RemoteResult, SSHRemote, open_remote
+from pytest_homelab.core.outcomes import BadInput, InfraError
+from pytest_homelab.e2e.remote import LocalRemote, Remote, RemoteResult, SSHRemote, open_remote
 
 
 def env(**extra: str) -> dict[str, str]:
@@ -108,7 +108,7 @@ def test_open_remote_choices(closed_port: int) -> None:
 
 def test_importing_remote_does_not_import_paramiko() -> None:
     code = (
-        "import sys, pytest_homelab.remote as r; "
+        "import sys, pytest_homelab.e2e.remote as r; "
         "r.LocalRemote().run('true'); "
         "assert 'paramiko' not in sys.modules, sorted(m for m in sys.modules if 'paramiko' in m)"
     )

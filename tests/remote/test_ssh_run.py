@@ -13,8 +13,8 @@ from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_homelab.outcomes import InfraError
-from pytest_homelab.remote import Remote, RemoteResult, SSHRemote, open_remote
+from pytest_homelab.core.outcomes import InfraError
+from pytest_homelab.e2e.remote import Remote, RemoteResult, SSHRemote, open_remote
 
 if TYPE_CHECKING:
     from tests.d601 import D601

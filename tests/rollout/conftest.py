@@ -12,9 +12,9 @@ from typing import Any
 
 import pytest
 
-from pytest_homelab.sim.kube import KubeSim
-from pytest_homelab.sim.kube_controllers import Timing
-from pytest_homelab.sim.kube_objects import daemonset, deployment, statefulset
+from pytest_homelab.sim.kube.api import KubeSim
+from pytest_homelab.sim.kube.controllers import Timing
+from pytest_homelab.sim.kube.objects import daemonset, deployment, statefulset
 from tests.gitenv import git, hermetic_git
 
 REGISTRY = "registry.example.test/homelab"

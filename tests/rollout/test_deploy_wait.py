@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 
 from pytest_homelab.cli import main
-from pytest_homelab.junit import read_junit
+from pytest_homelab.report.junit import read_junit
 from pytest_homelab.sim.faults import FaultPlan
 
 NEW = "9e8d7c6b5a4f3e2d1c0b9a8f7e6d5c4b3a2f1e0d"

@@ -9,9 +9,9 @@ from pathlib import Path
 import pytest
 import trustme
 
-from pytest_homelab.kube import ClusterView, ResourceWatch, connect
-from pytest_homelab.outcomes import BadInput
-from pytest_homelab.sim.kube import KubeSim
+from pytest_homelab.core.outcomes import BadInput
+from pytest_homelab.rollout.tracker import ClusterView, ResourceWatch, connect
+from pytest_homelab.sim.kube.api import KubeSim
 
 
 def list_apps(client: object) -> int:

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from pytest_homelab.outcomes import CheckFailed, DeadlineExceeded, NotFound, Superseded
-from pytest_homelab.rollout import (
+from pytest_homelab.core.outcomes import CheckFailed, DeadlineExceeded, NotFound, Superseded
+from pytest_homelab.rollout.rules import (
     ServiceWait,
     Target,
     image_references,

@@ -12,11 +12,11 @@ from typing import Any
 
 import pytest
 
-from pytest_homelab.kube import ClusterView, Touched, decode_list, slim
-from pytest_homelab.rollout import COMMIT_KEYS, ServiceWait, Target, selector_matches
-from pytest_homelab.sim.kube import KubeSim
-from pytest_homelab.sim.kube_controllers import Timing
-from pytest_homelab.sim.kube_objects import daemonset, deployment, statefulset
+from pytest_homelab.rollout.rules import COMMIT_KEYS, ServiceWait, Target, selector_matches
+from pytest_homelab.rollout.tracker import ClusterView, Touched, decode_list, slim
+from pytest_homelab.sim.kube.api import KubeSim
+from pytest_homelab.sim.kube.controllers import Timing
+from pytest_homelab.sim.kube.objects import daemonset, deployment, statefulset
 
 SHA = "5c4b3a2f1e0d9e8d7c6b5a4f3e2d1c0b9a8f7e6d"
 OLD = "0a1b2c3d4e5f60718293a4b5c63f9c2a1b7d4e8f"

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from pytest_homelab.outcomes import BadInput
-from pytest_homelab.secrets import Secret, VaultLocation, known_secrets, scrub
+from pytest_homelab.core.outcomes import BadInput
+from pytest_homelab.core.secrets import Secret, VaultLocation, known_secrets, scrub
 
 
 def value() -> str:
@@ -87,7 +87,7 @@ def test_registry_and_scrub() -> None:
 
 def test_importing_does_not_import_hvac() -> None:
     code = (
-        "import sys, pytest_homelab.secrets, pytest_homelab.gitrepo\n"
+        "import sys, pytest_homelab.core.secrets, pytest_homelab.core.gitrepo\n"
         "heavy = {'hvac', 'requests', 'pytest'}\n"
         "bad = sorted(m for m in sys.modules if m.split('.')[0] in heavy)\n"
         "print(bad)\n"

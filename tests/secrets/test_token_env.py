@@ -10,8 +10,8 @@ from typing import Any
 
 import pytest
 
-from pytest_homelab.outcomes import AuthError
-from pytest_homelab.secrets import (
+from pytest_homelab.core.outcomes import AuthError
+from pytest_homelab.core.secrets import (
     TOKEN_ENV,
     Secret,
     VaultConfig,

@@ -11,8 +11,8 @@ from typing import Any
 
 import pytest
 
-from pytest_homelab.outcomes import AuthError
-from pytest_homelab.secrets import VaultLocation, resolve_token
+from pytest_homelab.core.outcomes import AuthError
+from pytest_homelab.core.secrets import VaultLocation, resolve_token
 
 ENV_MISSING = "no Woodpecker token: WOODPECKER_TOKEN (or WP_TOKEN) is not set; Vault "
 

@@ -11,9 +11,9 @@ from typing import Any
 import httpx
 import pytest
 
-from pytest_homelab.sim.kube import KubeSim
-from pytest_homelab.sim.kube_controllers import Timing
-from pytest_homelab.sim.tekton import pipeline, succeeded
+from pytest_homelab.sim.kube.api import KubeSim
+from pytest_homelab.sim.kube.controllers import Timing
+from pytest_homelab.sim.kube.tekton import pipeline, succeeded
 from tests.kubectl import SDK, Kubectl, kubectl_for
 
 PRS = "/apis/tekton.dev/v1/namespaces/ci/pipelineruns"

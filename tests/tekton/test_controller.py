@@ -9,9 +9,9 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from pytest_homelab.sim.kube import KubeSim
-from pytest_homelab.sim.kube_openapi import admit
-from pytest_homelab.sim.tekton import RESOURCES, pipeline_run, succeeded
+from pytest_homelab.sim.kube.api import KubeSim
+from pytest_homelab.sim.kube.openapi import admit
+from pytest_homelab.sim.kube.tekton import RESOURCES, pipeline_run, succeeded
 
 if TYPE_CHECKING:
     from tests.tekton.conftest import Api

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import TYPE_CHECKING
 
-from pytest_homelab.sim.tekton import pipeline_run
+from pytest_homelab.sim.kube.tekton import pipeline_run
 
 if TYPE_CHECKING:
     from tests.tekton.conftest import Api

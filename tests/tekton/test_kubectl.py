@@ -8,8 +8,8 @@ import json
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pytest_homelab.sim.kube import KubeSim
-from pytest_homelab.sim.tekton import succeeded
+from pytest_homelab.sim.kube.api import KubeSim
+from pytest_homelab.sim.kube.tekton import succeeded
 
 if TYPE_CHECKING:
     from tests.kubectl import Kubectl

@@ -11,15 +11,15 @@ from typing import Any
 import pytest
 
 from pytest_homelab.sim.clock import ScenarioClock
-from pytest_homelab.sim.kube_openapi import (
+from pytest_homelab.sim.kube.openapi import (
     OpenAPI,
     _fields,
     admit,
     decode_kubernetes_protobuf,
     tekton_crds,
 )
-from pytest_homelab.sim.kube_store import ApiError, Store
-from pytest_homelab.sim.tekton import (
+from pytest_homelab.sim.kube.store import ApiError, Store
+from pytest_homelab.sim.kube.tekton import (
     RESOURCES,
     child_name,
     format_duration,
@@ -29,7 +29,7 @@ from pytest_homelab.sim.tekton import (
 
 REPO = Path(__file__).parents[2]
 SHARED = REPO / "../shared/reference/tekton"
-SHIPPED = REPO / "pytest_homelab/sim/schemas/tekton-v1.json"
+SHIPPED = REPO / "pytest_homelab/sim/kube/schemas/tekton-v1.json"
 PR_INFO, TR_INFO, PIPELINE_INFO = RESOURCES
 
 

@@ -10,10 +10,10 @@ from typing import Any
 import httpx
 import pytest
 
-from pytest_homelab.clock import SYSTEM_CLOCK, Deadline, FakeClock
-from pytest_homelab.outcomes import AuthError, BadInput, DeadlineExceeded, InfraError, NotFound
-from pytest_homelab.secrets import Secret
-from pytest_homelab.transport import HttpNotFound, JsonApi, make_http_client, parse_dial
+from pytest_homelab.core.clock import SYSTEM_CLOCK, Deadline, FakeClock
+from pytest_homelab.core.outcomes import AuthError, BadInput, DeadlineExceeded, InfraError, NotFound
+from pytest_homelab.core.secrets import Secret
+from pytest_homelab.core.transport import HttpNotFound, JsonApi, make_http_client, parse_dial
 
 HOSTNAME = "ci.example.test"
 

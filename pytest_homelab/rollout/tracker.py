@@ -1,5 +1,5 @@
 """Kubernetes access, and the tracker: one LIST+WATCH per namespace and kind, shared by every
-service there, feeding the pure rules of :mod:`pytest_homelab.rollout`.
+service there, feeding the pure rules of :mod:`pytest_homelab.rollout.rules`.
 
 Watches use the official client's ``Watch`` (raw dicts, no model decoding) and handle what a
 reflector handles: resume from the last resourceVersion, skip bookmarks, relist after 410 Gone,
@@ -19,9 +19,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from pytest_homelab.clock import SYSTEM_CLOCK, Backoff, Clock, Deadline, format_duration
-from pytest_homelab.outcomes import AuthError, BadInput, HomelabError, InfraError
-from pytest_homelab.rollout import COMMIT_KEYS, RolloutResult, ServiceWait, Target
+from pytest_homelab.core.clock import SYSTEM_CLOCK, Backoff, Clock, Deadline, format_duration
+from pytest_homelab.core.outcomes import AuthError, BadInput, HomelabError, InfraError
+from pytest_homelab.rollout.rules import COMMIT_KEYS, RolloutResult, ServiceWait, Target
 
 KIND_RESOURCES = {
     "Deployment": "deployments",
@@ -192,9 +192,9 @@ def _container_status(status: Any) -> dict[str, Any]:
 
 
 def slim(resource: str, obj: dict[str, Any]) -> dict[str, Any]:
-    """The parts of an object that the rules of :mod:`pytest_homelab.rollout` read, and nothing
-    else: a pod keeps its name, labels, deletion mark, containers' names and images, its
-    conditions' types and statuses, and its containers' image IDs and waiting reasons; a
+    """The parts of an object that the rollout rules (:mod:`pytest_homelab.rollout.rules`)
+    read, and nothing else: a pod keeps its name, labels, deletion mark, containers' names and
+    images, its conditions' types and statuses, and its containers' image IDs and waiting reasons; a
     workload its spec and status, minus the pod template's spec beyond containers' names and
     images. Thousands of pods are held at once, so this is most of the tracker's memory.
     (A rule that reads another field must be kept here too; tests/rollout pins the pair.)"""

@@ -1,8 +1,8 @@
 """The generated parts of docs/: the options, deploy.json's fields and the CLI, from the code.
 
 Each generated section sits between two marker comments in a hand-written page. Run
-``python -m pytest_homelab.docgen`` to rewrite them, or ``--check`` to list stale pages.
-No pytest here: this module only reads :data:`~pytest_homelab.settings.OPTIONS`, the shipped
+``python -m scripts.docgen`` to rewrite them, or ``--check`` to list stale pages.
+No pytest here: this module only reads :data:`~pytest_homelab.core.settings.OPTIONS`, the shipped
 JSON Schema and :func:`~pytest_homelab.cli.build_parser`.
 """
 
@@ -18,19 +18,19 @@ from pathlib import Path
 from typing import Any
 
 from pytest_homelab.cli import EXIT_CODES, build_parser
-from pytest_homelab.manifest import schema
-from pytest_homelab.outcomes import (
+from pytest_homelab.core.manifest import schema
+from pytest_homelab.core.outcomes import (
     EXIT_SUCCESS,
     OUTCOME_TYPES,
     SUCCESS_OUTCOMES,
     HomelabError,
     fold_exit_codes,
 )
-from pytest_homelab.settings import OPTIONS, OPTIONS_BY_KEY, Option
-from pytest_homelab.verdict import VERDICTS
+from pytest_homelab.core.settings import OPTIONS, OPTIONS_BY_KEY, Option
+from pytest_homelab.report.verdict import VERDICTS
 
 DOCS = Path(__file__).resolve().parents[1] / "docs"
-COMMAND = "python -m pytest_homelab.docgen"
+COMMAND = "python -m scripts.docgen"
 PHASE_TITLES = {
     "general": "General",
     "ci": "The ci phase (Woodpecker)",
@@ -455,7 +455,7 @@ def render_deploy_json() -> str:
     lines = [
         _sentence(str(root.get("description", ""))),
         "",
-        f"Schema: `pytest_homelab/deploy.schema.json` (JSON Schema {_dialect(root)}).",
+        f"Schema: `pytest_homelab/core/deploy.schema.json` (JSON Schema {_dialect(root)}).",
         "",
         f"- Type: {type_text(root)}",
         f"- Rule: {_prose(str(root.get('x-rule', '')))}",

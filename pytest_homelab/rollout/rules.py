@@ -13,15 +13,15 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from pytest_homelab.manifest import Service
-from pytest_homelab.outcomes import (
-    BadInput,
+from pytest_homelab.core.manifest import Service
+from pytest_homelab.core.outcomes import (
     CheckFailed,
     DeadlineExceeded,
     HomelabError,
     NotFound,
     Superseded,
 )
+from pytest_homelab.core.refs import parse_target
 
 # Where a digest-pinned image records the commit it was built from: on the pod template (or the
 # workload) as an annotation or label. The OCI key is what `docker buildx --label`/`--annotation`
@@ -608,39 +608,6 @@ class ServiceWait:
             ready_replicas=self._replicas[1],
             waited=now - self.started,
         )
-
-
-_KIND_ALIASES = {
-    "deployment": "Deployment",
-    "deployments": "Deployment",
-    "deploy": "Deployment",
-    "statefulset": "StatefulSet",
-    "statefulsets": "StatefulSet",
-    "sts": "StatefulSet",
-    "daemonset": "DaemonSet",
-    "daemonsets": "DaemonSet",
-    "ds": "DaemonSet",
-}
-_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
-_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?")
-
-
-def parse_target(text: str) -> tuple[str, str, str]:
-    """``NS/NAME`` or ``NS/KIND/NAME`` (kind: deployment, statefulset, daemonset or their short
-    names) → (namespace, kind, name). Raises BadInput."""
-    parts = text.strip().split("/")
-    if len(parts) == 2:
-        namespace, kind, name = parts[0], "Deployment", parts[1]
-    elif len(parts) == 3 and parts[1].lower() in _KIND_ALIASES:
-        namespace, kind, name = parts[0], _KIND_ALIASES[parts[1].lower()], parts[2]
-    else:
-        raise BadInput(
-            f"target {text!r} is not NS/NAME or NS/KIND/NAME",
-            hint="e.g. apps/web or apps/statefulset/db",
-        )
-    if not _LABEL.fullmatch(namespace) or not _SUBDOMAIN.fullmatch(name):
-        raise BadInput(f"target {text!r}: namespace must be a DNS label and name a DNS subdomain")
-    return namespace, kind, name
 
 
 def targets_for(

@@ -21,8 +21,8 @@ from typing import Any, Literal, Protocol
 
 import httpx
 
-from pytest_homelab.clock import SYSTEM_CLOCK, Backoff, Clock, Deadline, format_duration
-from pytest_homelab.outcomes import (
+from pytest_homelab.core.clock import SYSTEM_CLOCK, Backoff, Clock, Deadline, format_duration
+from pytest_homelab.core.outcomes import (
     BadInput,
     Blocked,
     CheckFailed,
@@ -32,8 +32,8 @@ from pytest_homelab.outcomes import (
     NotFound,
     Superseded,
 )
-from pytest_homelab.secrets import Secret
-from pytest_homelab.transport import HttpNotFound, JsonApi
+from pytest_homelab.core.secrets import Secret
+from pytest_homelab.core.transport import HttpNotFound, JsonApi
 
 PER_PAGE = 50  # the server's hard cap
 LOG_TAIL_LINES = 50

@@ -5,20 +5,20 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pytest_homelab.clock import SYSTEM_CLOCK, Clock, Deadline
-from pytest_homelab.gitrepo import GitRepo, parse_repo_slug
-from pytest_homelab.landing import commit_under_test
-from pytest_homelab.outcomes import BadInput
-from pytest_homelab.secrets import Secret, VaultLocation, resolve_token
-from pytest_homelab.settings import Settings
-from pytest_homelab.transport import JsonApi, make_http_client
-from pytest_homelab.woodpecker import (
+from pytest_homelab.ci.woodpecker import (
     CiResult,
     PipelineWatch,
     Repo,
     WoodpeckerClient,
     WoodpeckerEventStream,
 )
+from pytest_homelab.core.clock import SYSTEM_CLOCK, Clock, Deadline
+from pytest_homelab.core.gitrepo import GitRepo, parse_repo_slug
+from pytest_homelab.core.landing import commit_under_test
+from pytest_homelab.core.outcomes import BadInput
+from pytest_homelab.core.secrets import Secret, VaultLocation, resolve_token
+from pytest_homelab.core.settings import Settings
+from pytest_homelab.core.transport import JsonApi, make_http_client
 
 
 @dataclass(frozen=True)

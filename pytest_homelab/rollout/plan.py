@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pytest_homelab.landing import commit_under_test
-from pytest_homelab.manifest import Service, load_manifest
-from pytest_homelab.rollout import Target, targets_for
-from pytest_homelab.settings import Settings
+from pytest_homelab.core.landing import commit_under_test
+from pytest_homelab.core.manifest import Service, load_manifest
+from pytest_homelab.core.settings import Settings
+from pytest_homelab.rollout.rules import Target, targets_for
 
 
 @dataclass(frozen=True)

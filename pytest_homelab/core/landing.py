@@ -7,10 +7,10 @@ import sys
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pytest_homelab.clock import SYSTEM_CLOCK, Clock, Deadline
-from pytest_homelab.gitrepo import GitRepo
-from pytest_homelab.outcomes import BadInput, PrerequisiteFailed
-from pytest_homelab.settings import Settings, find_repo_root
+from pytest_homelab.core.clock import SYSTEM_CLOCK, Clock, Deadline
+from pytest_homelab.core.gitrepo import GitRepo
+from pytest_homelab.core.outcomes import BadInput, PrerequisiteFailed
+from pytest_homelab.core.settings import Settings, find_repo_root
 
 PHASES = ("ci", "rollout", "e2e")
 

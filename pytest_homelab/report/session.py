@@ -12,12 +12,12 @@ import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from pytest_homelab.junit import CheckRecord, exit_code, read_junit
-from pytest_homelab.outcomes import EXIT_BAD_INPUT, BadInput
-from pytest_homelab.settings import OPTIONS_BY_KEY, Settings
-from pytest_homelab.verdict import render_json, render_text
+from pytest_homelab.core.outcomes import EXIT_BAD_INPUT, BadInput
+from pytest_homelab.core.settings import OPTIONS_BY_KEY, Settings
+from pytest_homelab.report.junit import CheckRecord, exit_code, read_junit
+from pytest_homelab.report.verdict import render_json, render_text
 
-PACKAGED_SUITE = Path(__file__).parent / "checks"
+PACKAGED_SUITE = Path(__file__).parents[1] / "checks"
 
 
 def suite_dir(repo_root: Path) -> Path:

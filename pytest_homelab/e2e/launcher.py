@@ -17,7 +17,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from pytest_homelab.outcomes import BadInput
+from pytest_homelab.core.outcomes import BadInput
+from pytest_homelab.core.refs import HOME_PREFIX, normalize_remote_path
 
 RUN_ID_MAX = 40  # so <prefix>-<runId> namespaces and PipelineRun names stay 63-char labels
 RUN_ID = re.compile(r"[a-z]([-a-z0-9]{0,38}[a-z0-9])?")
@@ -27,8 +28,6 @@ ENVIRONMENT = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 REPO = re.compile(
     r"((https?|ssh)://[A-Za-z0-9._~%@:/+-]+|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[A-Za-z0-9._~%/+-]+)"
 )
-PATH_PART = re.compile(r"[A-Za-z0-9._-]+")
-HOME_PREFIX = "$HOME/"
 RUN_FILES = (
     "result.json",
     "launcher.log",
@@ -58,24 +57,6 @@ def check_run_id(run_id: str) -> str:
             "e2e-1a2b3c4d-20261123101500-9f3e)",
         )
     return run_id
-
-
-def normalize_remote_path(text: str) -> str:
-    """An absolute path, or ``$HOME/…`` (``~/…`` is accepted and rewritten): D601 expands
-    ``$HOME`` itself. Parts are plain names; ``..``, empty parts, shell characters are refused."""
-    value = text.strip()
-    if value.startswith("~/"):
-        value = HOME_PREFIX + value[2:]
-    if value.startswith(HOME_PREFIX):
-        parts = value[len(HOME_PREFIX) :].split("/")
-    elif value.startswith("/"):
-        parts = value[1:].split("/")
-    else:
-        raise BadInput(f"remote path {text!r} must be absolute or start with ~/ or $HOME/")
-    parts = [p for p in parts if p != ""] if value.endswith("/") else parts
-    if not parts or any(not PATH_PART.fullmatch(p) or p in {".", ".."} for p in parts):
-        raise BadInput(f"remote path {text!r}: use plain names (letters, digits, . _ -), no '..'")
-    return (HOME_PREFIX if value.startswith(HOME_PREFIX) else "/") + "/".join(parts)
 
 
 def shell_path(path: str) -> str:
@@ -301,7 +282,7 @@ def parse_tar(run_id: str, data: bytes) -> RunFiles:
 
 def reference_runner() -> Path:
     """The reference runner scripts/ci/dev-e2e.sh: packaged in wheels, else the source tree's."""
-    packaged = Path(__file__).parent / "runner" / "dev-e2e.sh"
+    packaged = Path(__file__).parents[1] / "runner" / "dev-e2e.sh"
     if packaged.is_file():
         return packaged
-    return Path(__file__).parents[1] / "scripts" / "ci" / "dev-e2e.sh"
+    return Path(__file__).parents[2] / "scripts" / "ci" / "dev-e2e.sh"

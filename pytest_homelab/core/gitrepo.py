@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 from urllib.parse import unquote, urlsplit
 
-from pytest_homelab.outcomes import BadInput, InfraError, NotFound
+from pytest_homelab.core.outcomes import BadInput, InfraError, NotFound
 
 PREFERRED_REMOTES = ("forgejo", "origin")
 """Picked in this order when no remote is named: the Go CLI's ``forgejo``, then ``origin``."""

@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pytest_homelab.junit import CheckRecord
-from pytest_homelab.outcomes import PrerequisiteFailed
+from pytest_homelab.core.outcomes import PrerequisiteFailed
+from pytest_homelab.report.junit import CheckRecord
 
 VERDICTS = {0: "PASSED", 1: "FAILED", 2: "ERROR", 3: "NOT FOUND", 124: "DEADLINE EXCEEDED"}
 _LABEL = {"passed": "PASS", "failure": "FAIL", "error": "ERROR", "skipped": "SKIP"}

@@ -11,11 +11,16 @@ import sys
 import xml.etree.ElementTree as ET
 from typing import Any, TextIO
 
-from pytest_homelab.clock import SYSTEM_CLOCK, Clock
-from pytest_homelab.devrun import RunFiles, check_run_id
-from pytest_homelab.e2e import open_d601, read_run
-from pytest_homelab.outcomes import EXIT_FAILED, EXIT_NOT_FOUND, EXIT_STILL_RUNNING, EXIT_SUCCESS
-from pytest_homelab.settings import Settings
+from pytest_homelab.core.clock import SYSTEM_CLOCK, Clock
+from pytest_homelab.core.outcomes import (
+    EXIT_FAILED,
+    EXIT_NOT_FOUND,
+    EXIT_STILL_RUNNING,
+    EXIT_SUCCESS,
+)
+from pytest_homelab.core.settings import Settings
+from pytest_homelab.e2e.launcher import RunFiles, check_run_id
+from pytest_homelab.e2e.phase import open_d601, read_run
 
 EXIT_BY_STATE = {
     "passed": EXIT_SUCCESS,

@@ -7,8 +7,19 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
 
-from pytest_homelab.clock import SYSTEM_CLOCK, Clock, Deadline, format_duration
-from pytest_homelab.devrun import (
+from pytest_homelab.core.clock import SYSTEM_CLOCK, Clock, Deadline, format_duration
+from pytest_homelab.core.gitrepo import GitRepo
+from pytest_homelab.core.manifest import parse_manifest
+from pytest_homelab.core.outcomes import (
+    BadInput,
+    CheckFailed,
+    DeadlineExceeded,
+    HomelabError,
+    InfraError,
+    NotFound,
+)
+from pytest_homelab.core.settings import Settings
+from pytest_homelab.e2e.launcher import (
     LaunchParams,
     RunFiles,
     check_run_id,
@@ -17,18 +28,7 @@ from pytest_homelab.devrun import (
     parse_tar,
     read_command,
 )
-from pytest_homelab.gitrepo import GitRepo
-from pytest_homelab.manifest import parse_manifest
-from pytest_homelab.outcomes import (
-    BadInput,
-    CheckFailed,
-    DeadlineExceeded,
-    HomelabError,
-    InfraError,
-    NotFound,
-)
-from pytest_homelab.remote import Remote
-from pytest_homelab.settings import Settings
+from pytest_homelab.e2e.remote import Remote
 
 # result.json statuses that mean D601 itself (proxy, git, cluster, Tekton) was not usable, or
 # the manifest or host settings are wrong: an error, not a red e2e run.
@@ -91,7 +91,7 @@ def plan_dev_run(settings: Settings, *, now: datetime | None = None) -> DevRunPl
 
 def open_d601(settings: Settings) -> Remote:
     """The transport to D601 that the settings describe (not yet connected)."""
-    from pytest_homelab.remote import open_remote
+    from pytest_homelab.e2e.remote import open_remote
 
     s = settings
     return open_remote(

@@ -20,7 +20,7 @@ from typing import Any, Literal, cast
 from jsonschema import Draft202012Validator, ValidationError, validators
 from jsonschema.protocols import Validator
 
-from pytest_homelab.outcomes import EXIT_BAD_INPUT, EXIT_SUCCESS, BadInput
+from pytest_homelab.core.outcomes import EXIT_BAD_INPUT, EXIT_SUCCESS, BadInput
 
 SUPPORTED_VERSIONS: tuple[int, ...] = (2,)
 SCHEMA_FILE = "deploy.schema.json"
@@ -151,7 +151,7 @@ class Manifest:
 @cache
 def schema() -> dict[str, Any]:
     """The shipped JSON Schema (draft 2020-12), parsed."""
-    text = resources.files("pytest_homelab").joinpath(SCHEMA_FILE).read_text("utf-8")
+    text = resources.files("pytest_homelab.core").joinpath(SCHEMA_FILE).read_text("utf-8")
     return cast(dict[str, Any], json.loads(text))
 
 

@@ -25,9 +25,9 @@ from typing import Any
 import httpcore
 import httpx
 
-from pytest_homelab.clock import SYSTEM_CLOCK, Backoff, Clock, Deadline, format_duration
-from pytest_homelab.outcomes import AuthError, BadInput, DeadlineExceeded, InfraError, NotFound
-from pytest_homelab.secrets import Secret
+from pytest_homelab.core.clock import SYSTEM_CLOCK, Backoff, Clock, Deadline, format_duration
+from pytest_homelab.core.outcomes import AuthError, BadInput, DeadlineExceeded, InfraError, NotFound
+from pytest_homelab.core.secrets import Secret
 
 # -- dialing ------------------------------------------------------------------------------------
 

@@ -33,10 +33,10 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 from pytest_homelab.sim.clock import ScenarioClock
 from pytest_homelab.sim.faults import FaultPlan, no_faults
-from pytest_homelab.sim.kube_controllers import Controllers, ImageBehavior, Timing
-from pytest_homelab.sim.kube_objects import namespace as namespace_object
-from pytest_homelab.sim.kube_openapi import OpenAPI, admit, decode_kubernetes_protobuf
-from pytest_homelab.sim.kube_store import (
+from pytest_homelab.sim.kube.controllers import Controllers, ImageBehavior, Timing
+from pytest_homelab.sim.kube.objects import namespace as namespace_object
+from pytest_homelab.sim.kube.openapi import OpenAPI, admit, decode_kubernetes_protobuf
+from pytest_homelab.sim.kube.store import (
     ApiError,
     Obj,
     ResourceInfo,
@@ -45,8 +45,8 @@ from pytest_homelab.sim.kube_store import (
     field_selector,
     label_selector,
 )
+from pytest_homelab.sim.kube.tekton import Tekton
 from pytest_homelab.sim.server import SimHTTPServer, reset_connection
-from pytest_homelab.sim.tekton import Tekton
 
 KUBE_FAULTS = ("watch_drop", "gone410", "5xx", "reset")
 RESOURCE_OF_KIND = {

@@ -1,7 +1,7 @@
 """The table of settings: every option's names (flag, CLI flag, environment, file key), default,
 help and converter. Kept light to import: ``homelab --help`` needs this table and nothing else
 of the settings, so heavier modules are imported inside the converters that use them.
-:mod:`pytest_homelab.settings` resolves the values.
+:mod:`pytest_homelab.core.settings` resolves the values.
 """
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ def _duration(value: object) -> float:
             raise ValueError("a duration cannot be negative")
         return float(value)
     if isinstance(value, str):
-        from pytest_homelab.clock import parse_duration
+        from pytest_homelab.core.clock import parse_duration
 
         return parse_duration(value)
     raise ValueError("expected a duration like 90s, 10m or 1h30m")
@@ -106,7 +106,7 @@ def _url(value: object) -> str:
 def _dial(value: object) -> str:
     text = _text(value)
     # Validated fully by transport.parse_dial; keep a cheap syntax check here.
-    from pytest_homelab.transport import parse_dial
+    from pytest_homelab.core.transport import parse_dial
 
     parse_dial(text)
     return text
@@ -140,7 +140,7 @@ def _label(value: object) -> str:
 
 
 def _targets(value: object) -> tuple[str, ...]:
-    from pytest_homelab.rollout import parse_target
+    from pytest_homelab.core.refs import parse_target
 
     items = value if isinstance(value, list | tuple) else str(value).split(",")
     targets = tuple(str(item).strip() for item in items if str(item).strip())
@@ -179,13 +179,13 @@ def _port(value: object) -> int:
 
 def _remote_path(value: object) -> str:
     """An absolute path, or one under the remote user's home (``~/x`` or ``$HOME/x``)."""
-    from pytest_homelab.devrun import normalize_remote_path
+    from pytest_homelab.core.refs import normalize_remote_path
 
     return normalize_remote_path(_text(value))
 
 
 def _repo_slug(value: object) -> str:
-    from pytest_homelab.gitrepo import parse_repo_flag
+    from pytest_homelab.core.gitrepo import parse_repo_flag
 
     return parse_repo_flag(_text(value))
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any, NoReturn
 from urllib.parse import urlsplit
 
-from pytest_homelab.outcomes import AuthError, BadInput
+from pytest_homelab.core.outcomes import AuthError, BadInput
 
 TOKEN_ENV = ("WOODPECKER_TOKEN", "WP_TOKEN")
 """Checked in this order; ``WP_TOKEN`` is the Go CLI's alias."""

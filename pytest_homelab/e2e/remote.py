@@ -33,7 +33,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
-from pytest_homelab.outcomes import AuthError, BadInput, InfraError
+from pytest_homelab.core.outcomes import AuthError, BadInput, InfraError
 
 if TYPE_CHECKING:
     import paramiko

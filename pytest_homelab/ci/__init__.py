@@ -1,0 +1,1 @@
+"""The ci phase: the Woodpecker pipeline of the landed commit."""

@@ -1,0 +1,1 @@
+"""The e2e phase: the dev end-to-end run on D601, its launcher, transports and logs."""

@@ -1,0 +1,1 @@
+"""Running the landing session, reading its JUnit back, and the verdict lines."""

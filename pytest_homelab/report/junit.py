@@ -1,0 +1,108 @@
+"""Reading a landing session's JUnit XML back into one verdict and an exit code."""
+
+from __future__ import annotations
+
+import re
+import xml.etree.ElementTree as ET
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+
+from pytest_homelab.core.outcomes import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_SUCCESS,
+    OUTCOME_TYPES,
+    SUCCESS_OUTCOMES,
+    BadInput,
+    fold_exit_codes,
+)
+
+Kind = Literal["passed", "failure", "error", "skipped"]
+_KINDS: dict[str, Kind] = {"failure": "failure", "error": "error", "skipped": "skipped"}
+_WRAPPED = re.compile(r'^failed on (?:setup|teardown) with "(.*)"$', re.DOTALL)
+_PREFIX = re.compile(r"^(?:[A-Za-z_][\w]*\.)*([A-Za-z_]\w*): ", re.DOTALL)
+
+
+@dataclass(frozen=True)
+class CheckRecord:
+    """One testcase as the CLI sees it."""
+
+    classname: str
+    name: str
+    kind: Kind
+    outcome: str
+    message: str = ""
+    time: float = 0.0
+    properties: tuple[tuple[str, str], ...] = field(default=())
+
+    @property
+    def exit_code(self) -> int:
+        cls = OUTCOME_TYPES.get(self.outcome)
+        if cls is not None:
+            return cls.exit_code
+        if self.kind == "passed":
+            return EXIT_SUCCESS if self.outcome in SUCCESS_OUTCOMES | {"passed"} else EXIT_FAILED
+        if self.kind == "error":
+            return EXIT_BAD_INPUT
+        return EXIT_FAILED  # failures of plain asserts, and skips: not verified, not green
+
+    def prop(self, name: str, default: str = "") -> str:
+        return next((v for k, v in self.properties if k == name), default)
+
+    @property
+    def phase(self) -> str:
+        return self.prop("phase") or self.classname.rsplit(".", 1)[-1].removeprefix("test_")
+
+
+def _clean_message(raw: str) -> str:
+    text = raw.strip()
+    wrapped = _WRAPPED.match(text)
+    if wrapped:
+        text = wrapped.group(1)
+    text = re.sub(r"\n\[[^\]]*full report in element text\]$", "", text)
+    match = _PREFIX.match(text)
+    return text[match.end() :] if match else text
+
+
+def read_junit(path: Path) -> list[CheckRecord]:
+    """Every testcase of the file. Raises BadInput if it is missing or not JUnit XML."""
+    try:
+        root = ET.parse(path).getroot()
+    except FileNotFoundError:
+        raise BadInput(f"no JUnit file at {path}: the session did not run") from None
+    except ET.ParseError as exc:
+        raise BadInput(f"{path} is not valid JUnit XML: {exc}") from None
+    records = []
+    for case in root.iter("testcase"):
+        props = tuple(
+            (p.get("name", ""), p.get("value", "")) for p in case.iter("property") if p.get("name")
+        )
+        outcome = next((v for k, v in props if k == "outcome"), "")
+        kind: Kind = "passed"
+        message = ""
+        for element in case:
+            if element.tag in _KINDS:
+                kind = _KINDS[element.tag]
+                message = _clean_message(element.get("message") or element.text or "")
+                outcome = outcome or element.get("type", "") or element.tag
+                break
+        records.append(
+            CheckRecord(
+                classname=case.get("classname", ""),
+                name=case.get("name", ""),
+                kind=kind,
+                outcome=outcome or ("success" if kind == "passed" else kind),
+                message=message,
+                time=float(case.get("time") or 0.0),
+                properties=props,
+            )
+        )
+    return records
+
+
+def exit_code(records: list[CheckRecord]) -> int:
+    """The one exit code for a session: 2 > 1 > 124 > 3 > 0; no checks at all is bad input."""
+    if not records:
+        return EXIT_BAD_INPUT
+    return fold_exit_codes([r.exit_code for r in records])
