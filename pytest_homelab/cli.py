@@ -411,8 +411,8 @@ def _settings(args: argparse.Namespace, cwd: Path | None = None) -> Settings:
 def _ci_status(args: argparse.Namespace) -> int:
     import json
 
+    from pytest_homelab.ci.models import classify
     from pytest_homelab.ci.phase import open_client, resolve_target, woodpecker_token
-    from pytest_homelab.ci.woodpecker import classify
     from pytest_homelab.core.clock import Deadline, format_duration
 
     settings = _settings(args)

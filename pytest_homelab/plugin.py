@@ -21,8 +21,10 @@ from pytest_homelab.core.outcomes import EXIT_BAD_INPUT, OUTCOME_TYPES, BadInput
 from pytest_homelab.core.settings import OPTIONS, Settings, resolve_settings
 
 if TYPE_CHECKING:  # heavy modules stay out of every pytest run that does not use them
+    from pytest_homelab.ci.client import WoodpeckerClient
+    from pytest_homelab.ci.models import Repo
     from pytest_homelab.ci.phase import CiTarget
-    from pytest_homelab.ci.woodpecker import CiResult, Repo, WoodpeckerClient
+    from pytest_homelab.ci.watch import CiResult
     from pytest_homelab.core.secrets import Secret
     from pytest_homelab.e2e.phase import DevRunResult
     from pytest_homelab.e2e.remote import Remote

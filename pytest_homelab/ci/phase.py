@@ -5,13 +5,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from pytest_homelab.ci.woodpecker import (
-    CiResult,
-    PipelineWatch,
-    Repo,
-    WoodpeckerClient,
-    WoodpeckerEventStream,
-)
+from pytest_homelab.ci.client import WoodpeckerClient
+from pytest_homelab.ci.models import Repo
+from pytest_homelab.ci.stream import WoodpeckerEventStream
+from pytest_homelab.ci.watch import CiResult, PipelineWatch
 from pytest_homelab.core.clock import SYSTEM_CLOCK, Clock, Deadline
 from pytest_homelab.core.gitrepo import GitRepo, parse_repo_slug
 from pytest_homelab.core.landing import commit_under_test

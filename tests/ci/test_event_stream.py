@@ -8,7 +8,9 @@ from collections.abc import Iterator
 
 import pytest
 
-from pytest_homelab.ci.woodpecker import PipelineWatch, WoodpeckerClient, WoodpeckerEventStream
+from pytest_homelab.ci.client import WoodpeckerClient
+from pytest_homelab.ci.stream import WoodpeckerEventStream
+from pytest_homelab.ci.watch import PipelineWatch
 from pytest_homelab.core.clock import Backoff, Deadline
 from pytest_homelab.core.secrets import Secret
 from pytest_homelab.core.transport import JsonApi, make_http_client

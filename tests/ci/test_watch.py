@@ -7,15 +7,15 @@ from dataclasses import replace
 
 import pytest
 
-from pytest_homelab.ci.woodpecker import (
+from pytest_homelab.ci.models import (
     Pipeline,
-    PipelineWatch,
     Repo,
     Step,
     classify,
     commit_matches,
     newest_candidate,
 )
+from pytest_homelab.ci.watch import PipelineWatch
 from pytest_homelab.core.clock import Deadline, FakeClock
 from pytest_homelab.core.outcomes import (
     BadInput,

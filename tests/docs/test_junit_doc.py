@@ -12,7 +12,8 @@ import xml.etree.ElementTree as ET
 
 import pytest
 
-from pytest_homelab.ci.woodpecker import CiResult, FailedStep, Pipeline, Repo
+from pytest_homelab.ci.models import Pipeline, Repo
+from pytest_homelab.ci.watch import CiResult, FailedStep
 from pytest_homelab.core.outcomes import OUTCOME_TYPES, CheckFailed
 from pytest_homelab.e2e.launcher import LaunchParams, RunFiles
 from pytest_homelab.e2e.phase import DevRunResult

@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-HEAVY = ("httpx", "kubernetes", "paramiko", "hvac", "pytest_homelab.ci.woodpecker")
+HEAVY = ("httpx", "kubernetes", "paramiko", "hvac", "pytest_homelab.ci.client")
 
 
 def test_unrelated_suite_sees_nothing(pytester: pytest.Pytester) -> None:

@@ -24,8 +24,10 @@ from pathlib import Path
 
 import pytest
 
+from pytest_homelab.ci.models import Repo
 from pytest_homelab.ci.phase import CiTarget, open_client, watch_ci
-from pytest_homelab.ci.woodpecker import CiResult, Repo, WoodpeckerEventStream
+from pytest_homelab.ci.stream import WoodpeckerEventStream
+from pytest_homelab.ci.watch import CiResult
 from pytest_homelab.core.clock import Deadline
 from pytest_homelab.core.outcomes import HomelabError
 from pytest_homelab.core.secrets import Secret
@@ -533,7 +535,7 @@ def test_closing_the_event_stream_never_raises_in_its_thread(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """close() while the reader is between connecting and its first read: it ends quietly."""
-    import pytest_homelab.ci.woodpecker as woodpecker
+    import pytest_homelab.ci.stream as woodpecker
 
     escaped: list[str] = []
     monkeypatch.setattr(threading, "excepthook", lambda args: escaped.append(repr(args.exc_value)))

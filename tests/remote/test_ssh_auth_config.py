@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_homelab.core.outcomes import AuthError, BadInput, InfraError
-from pytest_homelab.e2e.remote import SSHRemote, resolve_ssh_target
+from pytest_homelab.e2e.remote import SSHRemote
+from pytest_homelab.e2e.ssh_config import resolve_ssh_target
 
 if TYPE_CHECKING:
     from tests.d601 import D601, SSHAgent

@@ -1,0 +1,209 @@
+"""Where and as whom to reach D601: ``~/.ssh/config`` (with Include) resolved into an
+:class:`SSHTarget`; ProxyJump/ProxyCommand are refused rather than silently bypassed."""
+
+from __future__ import annotations
+
+import glob
+import os
+import pwd
+import re
+import shlex
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pytest_homelab.core.outcomes import BadInput
+
+if TYPE_CHECKING:
+    pass
+
+
+SSH_PORT = 22
+CONNECT_TIMEOUT = 10.0
+
+
+@dataclass(frozen=True)
+class SSHTarget:
+    """Where and how to connect, after ``~/.ssh/config`` and the explicit arguments."""
+
+    alias: str
+    hostname: str
+    port: int
+    user: str
+    key_file: str | None
+    """The key file to offer (explicit, else the first readable IdentityFile)."""
+    unreadable_keys: tuple[str, ...]
+    """IdentityFile entries that could not be read (reported when authentication fails)."""
+    look_for_keys: bool
+    agent_socket: str | None
+    known_hosts: tuple[str, ...]
+    host_key_alias: str | None
+    connect_timeout: float
+    home: str
+
+    @property
+    def address(self) -> str:
+        return f"{self.hostname}:{self.port}"
+
+    @property
+    def known_hosts_name(self) -> str:
+        """The name the host key is filed under: ``host``, ``[host]:port`` or HostKeyAlias."""
+        if self.host_key_alias:
+            return self.host_key_alias
+        return self.hostname if self.port == SSH_PORT else f"[{self.hostname}]:{self.port}"
+
+
+def resolve_ssh_target(
+    host: str,
+    *,
+    port: int | None = None,
+    user: str | None = None,
+    key_file: str | os.PathLike[str] | None = None,
+    known_hosts: str | os.PathLike[str] | None = None,
+    ssh_config: str | os.PathLike[str] | None = None,
+    environ: Mapping[str, str] | None = None,
+    connect_timeout: float | None = None,
+) -> SSHTarget:
+    """Apply ``~/.ssh/config`` (or ``ssh_config``) to ``host``; explicit arguments win."""
+    env = os.environ if environ is None else environ
+    home = env.get("HOME") or pwd.getpwuid(os.getuid()).pw_dir
+    if not host or host.startswith("-") or any(c.isspace() for c in host):
+        raise BadInput(f"D601 host {host!r} is not a host name or ssh_config alias")
+    options = _ssh_config_options(host, ssh_config, home)
+    for unsupported in ("proxyjump", "proxycommand"):
+        value = options.get(unsupported)
+        if value and str(value).lower() != "none":
+            raise BadInput(
+                f"ssh_config gives {unsupported} for {host!r}; pytest-homelab connects directly "
+                "and does not follow ProxyJump/ProxyCommand",
+                hint="give D601 an address this machine reaches directly, or run the CLI on D601 "
+                "with --d601-transport local",
+            )
+    hostname = str(options.get("hostname") or host)
+    resolved_port = port if port is not None else _int_option(options, "port", SSH_PORT, host)
+    if not 0 < resolved_port < 65536:
+        raise BadInput(f"D601 SSH port {resolved_port} is not a TCP port")
+    resolved_user = user or str(options.get("user") or "") or pwd.getpwuid(os.getuid()).pw_name
+
+    unreadable: list[str] = []
+    chosen_key: str | None = None
+    if key_file is not None:
+        chosen_key = _expand(os.fspath(key_file), home)
+        if not os.path.isfile(chosen_key):
+            raise BadInput(
+                f"SSH key file {chosen_key} does not exist",
+                hint="pass the private key's path (not the .pub), or leave it unset to use "
+                "~/.ssh/config, ssh-agent and the usual keys",
+            )
+    else:
+        for candidate in options.get("identityfile") or []:
+            if os.access(candidate, os.R_OK) and os.path.isfile(candidate):
+                chosen_key = candidate
+                break
+            unreadable.append(candidate)
+    configured_keys = key_file is not None or bool(options.get("identityfile"))
+    identities_only = str(options.get("identitiesonly", "no")).lower() == "yes"
+
+    agent_setting = str(options.get("identityagent") or "SSH_AUTH_SOCK")
+    agent: str | None
+    if agent_setting.lower() == "none" or (identities_only and configured_keys):
+        agent = None
+    elif agent_setting in ("SSH_AUTH_SOCK", "$SSH_AUTH_SOCK"):
+        agent = env.get("SSH_AUTH_SOCK") or None
+    else:
+        agent = agent_setting
+
+    if known_hosts is not None:
+        files = [_expand(os.fspath(known_hosts), home)]
+    else:
+        files = [os.path.join(home, ".ssh", "known_hosts")]
+        for extra in shlex.split(str(options.get("userknownhostsfile") or "")):
+            if extra.lower() != "none" and extra not in files:
+                files.append(extra)
+
+    timeout = connect_timeout
+    if timeout is None:
+        timeout = float(_int_option(options, "connecttimeout", 0, host)) or CONNECT_TIMEOUT
+    if timeout <= 0:
+        raise BadInput(f"SSH connect timeout {timeout:g} s is not positive")
+    return SSHTarget(
+        alias=host,
+        hostname=hostname,
+        port=resolved_port,
+        user=resolved_user,
+        key_file=chosen_key,
+        unreadable_keys=tuple(unreadable),
+        look_for_keys=not configured_keys,
+        agent_socket=agent,
+        known_hosts=tuple(files),
+        host_key_alias=str(options["hostkeyalias"]) if options.get("hostkeyalias") else None,
+        connect_timeout=timeout,
+        home=home,
+    )
+
+
+def _int_option(options: Mapping[str, Any], name: str, default: int, host: str) -> int:
+    value = options.get(name)
+    if value is None:
+        return default
+    try:
+        return int(str(value))
+    except ValueError:
+        raise BadInput(f"ssh_config {name} {value!r} for {host!r} is not a number") from None
+
+
+_PATH_KEYS = re.compile(
+    r"^(\s*(?:identityfile|userknownhostsfile|identityagent|certificatefile|hostkeyalias)"
+    r"(?:\s*=\s*|\s+))(.*)$",
+    re.IGNORECASE,
+)
+_INCLUDE = re.compile(r"^\s*include(?:\s*=\s*|\s+)(.*)$", re.IGNORECASE)
+
+
+def _expand(path: str, home: str) -> str:
+    """``~``/``%d`` with the given HOME (paramiko would use the process's)."""
+    if path == "~" or path.startswith("~/"):
+        path = home + path[1:]
+    return path.replace("%d", home)
+
+
+def _ssh_config_options(host: str, ssh_config: str | os.PathLike[str] | None, home: str) -> Any:
+    if ssh_config is not None:
+        path = _expand(os.fspath(ssh_config), home)
+        if not os.path.isfile(path):
+            raise BadInput(f"ssh_config file {path} does not exist")
+    else:
+        path = os.path.join(home, ".ssh", "config")
+        if not os.path.isfile(path):
+            return {}
+    import paramiko
+
+    try:
+        text = _config_text(path, home, 0)
+        return paramiko.SSHConfig.from_text(text).lookup(host)
+    except (OSError, UnicodeDecodeError, paramiko.SSHException) as exc:
+        raise BadInput(f"cannot read ssh_config {path}: {exc}") from None
+
+
+def _config_text(path: str, home: str, depth: int) -> str:
+    """The file with Include inlined and ``~`` expanded against ``home`` (paramiko does neither)."""
+    if depth > 16:
+        raise BadInput(f"ssh_config Include nests too deep at {path}")
+    lines: list[str] = []
+    for line in Path(path).read_text().splitlines():
+        include = _INCLUDE.match(line)
+        if include:
+            for pattern in shlex.split(include.group(1)):
+                pattern = _expand(pattern, home)
+                if not os.path.isabs(pattern):
+                    pattern = os.path.join(home, ".ssh", pattern)
+                for found in sorted(glob.glob(pattern)):
+                    lines.append(_config_text(found, home, depth + 1))
+            continue
+        keyed = _PATH_KEYS.match(line)
+        if keyed:
+            values = [_expand(word, home) for word in keyed.group(2).split()]
+            line = keyed.group(1) + " ".join(values)
+        lines.append(line)
+    return "\n".join(lines)
