@@ -9,18 +9,18 @@ from __future__ import annotations
 
 import os
 import subprocess
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from typing import cast
 from urllib.parse import urlsplit
 
-from pytest_homelab.sim.server import SimHTTPServer
+from pytest_homelab.sim.server import SimHandler, SimHTTPServer
 
 
 class GitHttpServer:
     def __init__(self, root: Path, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self.root = root
         self.fetches: list[str] = []  # paths of upload-pack requests, for assertions
-        self._server = SimHTTPServer((host, port), _handler(self), None)
+        self._server = SimHTTPServer((host, port), _GitHandler, None, app=self)
 
     @property
     def url(self) -> str:
@@ -43,62 +43,49 @@ class GitHttpServer:
         self.stop()
 
 
-def _handler(git: GitHttpServer) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+class _GitHandler(SimHandler):
+    """A CGI bridge to ``git http-backend`` for one request."""
 
-        def log_message(self, *args: object) -> None:
-            pass
+    do_GET = do_POST = SimHandler.dispatch
 
-        def do_GET(self) -> None:
-            self._cgi("GET")
-
-        def do_POST(self) -> None:
-            self._cgi("POST")
-
-        def _cgi(self, method: str) -> None:
-            parts = urlsplit(self.path)
-            length = int(self.headers.get("Content-Length") or 0)
-            body = self.rfile.read(length) if length else b""
-            env = {
-                "GIT_PROJECT_ROOT": str(git.root),
-                "GIT_HTTP_EXPORT_ALL": "1",
-                "PATH_INFO": parts.path,
-                "QUERY_STRING": parts.query,
-                "REQUEST_METHOD": method,
-                "CONTENT_TYPE": self.headers.get("Content-Type", ""),
-                "CONTENT_LENGTH": str(len(body)),
-                "REMOTE_ADDR": self.client_address[0],
-                "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
-                "HOME": str(git.root),
-            }
-            if self.headers.get("Git-Protocol"):
-                env["GIT_PROTOCOL"] = self.headers["Git-Protocol"]
-            if self.headers.get("Content-Encoding"):
-                env["HTTP_CONTENT_ENCODING"] = self.headers["Content-Encoding"]
-            if parts.path.endswith("git-upload-pack"):
-                git.fetches.append(parts.path)
-            done = subprocess.run(
-                ["git", "http-backend"],
-                input=body,
-                env=env,
-                capture_output=True,
-                check=False,
-                timeout=60,
-            )
-            head, _, data = done.stdout.partition(b"\r\n\r\n")
-            status, headers = 200, []
-            for line in head.split(b"\r\n"):
-                key, _, value = line.decode("latin-1").partition(":")
-                if key.lower() == "status":
-                    status = int(value.split()[0])
-                elif key:
-                    headers.append((key, value.strip()))
-            self.send_response(status)
-            for key, value in headers:
-                self.send_header(key, value)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-    return Handler
+    def serve(self, method: str) -> None:
+        git = cast(GitHttpServer, self.app)
+        parts = urlsplit(self.path)
+        body = self.read_body()
+        env = {
+            "GIT_PROJECT_ROOT": str(git.root),
+            "GIT_HTTP_EXPORT_ALL": "1",
+            "PATH_INFO": parts.path,
+            "QUERY_STRING": parts.query,
+            "REQUEST_METHOD": method,
+            "CONTENT_TYPE": self.headers.get("Content-Type", ""),
+            "CONTENT_LENGTH": str(len(body)),
+            "REMOTE_ADDR": self.client_address[0],
+            "PATH": os.environ.get("PATH", "/usr/bin:/bin"),
+            "HOME": str(git.root),
+        }
+        if self.headers.get("Git-Protocol"):
+            env["GIT_PROTOCOL"] = self.headers["Git-Protocol"]
+        if self.headers.get("Content-Encoding"):
+            env["HTTP_CONTENT_ENCODING"] = self.headers["Content-Encoding"]
+        if parts.path.endswith("git-upload-pack"):
+            git.fetches.append(parts.path)
+        done = subprocess.run(
+            ["git", "http-backend"],
+            input=body,
+            env=env,
+            capture_output=True,
+            check=False,
+            timeout=60,
+        )
+        head, _, data = done.stdout.partition(b"\r\n\r\n")
+        status, headers, content_type = 200, [], "application/octet-stream"
+        for line in head.split(b"\r\n"):
+            key, _, value = line.decode("latin-1").partition(":")
+            if key.lower() == "status":
+                status = int(value.split()[0])
+            elif key.lower() == "content-type":
+                content_type = value.strip()
+            elif key:
+                headers.append((key, value.strip()))
+        self.send_body(status, data, content_type, headers)

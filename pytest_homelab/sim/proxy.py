@@ -11,10 +11,10 @@ import ipaddress
 import select
 import socket
 import threading
-from http.server import BaseHTTPRequestHandler
+from typing import cast
 from urllib.parse import urlsplit
 
-from pytest_homelab.sim.server import SimHTTPServer
+from pytest_homelab.sim.server import SimHandler, SimHTTPServer
 
 _HOP_BY_HOP = {
     "connection",
@@ -42,7 +42,7 @@ class ForwardProxy:
     def __init__(self, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self.requests: list[str] = []  # "GET http://…", "CONNECT host:port"
         self._lock = threading.Lock()
-        self._server = SimHTTPServer((host, port), _handler(self), None)
+        self._server = SimHTTPServer((host, port), _ProxyHandler, None, app=self)
 
     @property
     def url(self) -> str:
@@ -66,100 +66,89 @@ class ForwardProxy:
         self.stop()
 
 
-def _handler(proxy: ForwardProxy) -> type[BaseHTTPRequestHandler]:
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+class _ProxyHandler(SimHandler):
+    """One proxied request: plain http:// forwarding, or a CONNECT tunnel."""
 
-        def log_message(self, *args: object) -> None:
-            pass
+    do_GET = do_POST = do_HEAD = SimHandler.dispatch
 
-        def do_GET(self) -> None:
-            self._forward()
+    @property
+    def proxy(self) -> ForwardProxy:
+        return cast(ForwardProxy, self.app)
 
-        def do_POST(self) -> None:
-            self._forward()
+    def serve(self, method: str) -> None:
+        self._forward()
 
-        def do_HEAD(self) -> None:
-            self._forward()
+    def _refuse(self, code: int, why: str) -> None:
+        self.send_body(code, (why + "\n").encode(), "text/plain")
 
-        def _refuse(self, code: int, why: str) -> None:
-            body = (why + "\n").encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(body)))
-            self.end_headers()
-            self.wfile.write(body)
+    def _body(self) -> bytes:
+        if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
+            chunks: list[bytes] = []
+            while True:
+                size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
+                if size == 0:
+                    while self.rfile.readline() not in (b"\r\n", b"\n", b""):
+                        pass
+                    return b"".join(chunks)
+                chunks.append(self.rfile.read(size))
+                self.rfile.readline()
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
 
-        def _body(self) -> bytes:
-            if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
-                chunks: list[bytes] = []
-                while True:
-                    size = int(self.rfile.readline().split(b";")[0].strip() or b"0", 16)
-                    if size == 0:
-                        while self.rfile.readline() not in (b"\r\n", b"\n", b""):
-                            pass
-                        return b"".join(chunks)
-                    chunks.append(self.rfile.read(size))
-                    self.rfile.readline()
-            length = int(self.headers.get("Content-Length") or 0)
-            return self.rfile.read(length) if length else b""
+    def _forward(self) -> None:
+        url = urlsplit(self.path)
+        if url.scheme != "http" or not url.hostname:
+            self._refuse(400, "a forward self.proxy needs an absolute http:// URL")
+            return
+        if not _loopback(url.hostname):
+            self._refuse(403, f"the demo self.proxy only reaches loopback, not {url.hostname}")
+            return
+        self.proxy.record(f"{self.command} {self.path}")
+        body = self._body()
+        headers = {
+            k: v
+            for k, v in self.headers.items()
+            if k.lower() not in _HOP_BY_HOP and k.lower() != "content-length"
+        }
+        if body or self.command == "POST":
+            headers["Content-Length"] = str(len(body))
+        target = url.path + (f"?{url.query}" if url.query else "")
+        conn = http.client.HTTPConnection(url.hostname, url.port or 80, timeout=60)
+        try:
+            conn.request(self.command, target or "/", body=body or None, headers=headers)
+            upstream = conn.getresponse()
+            data = upstream.read()
+        except OSError as exc:
+            self._refuse(502, f"upstream {url.hostname}:{url.port}: {exc}")
+            return
+        finally:
+            conn.close()
+        self.send_response(upstream.status, upstream.reason)
+        for key, value in upstream.getheaders():
+            if key.lower() not in _HOP_BY_HOP and key.lower() != "content-length":
+                self.send_header(key, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(data)
 
-        def _forward(self) -> None:
-            url = urlsplit(self.path)
-            if url.scheme != "http" or not url.hostname:
-                self._refuse(400, "a forward proxy needs an absolute http:// URL")
-                return
-            if not _loopback(url.hostname):
-                self._refuse(403, f"the demo proxy only reaches loopback, not {url.hostname}")
-                return
-            proxy.record(f"{self.command} {self.path}")
-            body = self._body()
-            headers = {
-                k: v
-                for k, v in self.headers.items()
-                if k.lower() not in _HOP_BY_HOP and k.lower() != "content-length"
-            }
-            if body or self.command == "POST":
-                headers["Content-Length"] = str(len(body))
-            target = url.path + (f"?{url.query}" if url.query else "")
-            conn = http.client.HTTPConnection(url.hostname, url.port or 80, timeout=60)
-            try:
-                conn.request(self.command, target or "/", body=body or None, headers=headers)
-                upstream = conn.getresponse()
-                data = upstream.read()
-            except OSError as exc:
-                self._refuse(502, f"upstream {url.hostname}:{url.port}: {exc}")
-                return
-            finally:
-                conn.close()
-            self.send_response(upstream.status, upstream.reason)
-            for key, value in upstream.getheaders():
-                if key.lower() not in _HOP_BY_HOP and key.lower() != "content-length":
-                    self.send_header(key, value)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            if self.command != "HEAD":
-                self.wfile.write(data)
-
-        def do_CONNECT(self) -> None:
-            host, _, port = self.path.rpartition(":")
-            if not _loopback(host) or not port.isdigit():
-                self._refuse(403, f"the demo proxy only reaches loopback, not {self.path}")
-                return
-            proxy.record(f"CONNECT {self.path}")
-            try:
-                upstream = socket.create_connection((host.strip("[]"), int(port)), timeout=10)
-            except OSError as exc:
-                self._refuse(502, f"upstream {self.path}: {exc}")
-                return
-            self.send_response(200, "Connection established")
-            self.end_headers()
-            self.close_connection = True
-            client = self.connection
-            with contextlib.closing(upstream):
-                _pipe(client, upstream)
-
-    return Handler
+    def do_CONNECT(self) -> None:
+        host, _, port = self.path.rpartition(":")
+        if not _loopback(host) or not port.isdigit():
+            self._refuse(403, f"the demo self.proxy only reaches loopback, not {self.path}")
+            return
+        self.proxy.record(f"CONNECT {self.path}")
+        try:
+            upstream = socket.create_connection((host.strip("[]"), int(port)), timeout=10)
+        except OSError as exc:
+            self._refuse(502, f"upstream {self.path}: {exc}")
+            return
+        self.send_response(200, "Connection established")
+        self.end_headers()
+        self.close_connection = True
+        client = self.connection
+        with contextlib.closing(upstream):
+            _pipe(client, upstream)
 
 
 def _pipe(a: socket.socket, b: socket.socket) -> None:

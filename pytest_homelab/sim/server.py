@@ -7,6 +7,7 @@ import socket
 import ssl
 import struct
 import threading
+from collections.abc import Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
@@ -31,8 +32,10 @@ class SimHTTPServer(ThreadingHTTPServer):
         address: tuple[str, int],
         handler: type[BaseHTTPRequestHandler],
         ssl_context: ssl.SSLContext | None,
+        app: object = None,
     ) -> None:
         check_loopback(address[0])
+        self.app = app  # the simulator its handlers serve (SimHandler.app)
         if ":" in address[0]:
             self.address_family = socket.AF_INET6
         self.ssl_context = ssl_context
@@ -94,6 +97,49 @@ class SimHTTPServer(ThreadingHTTPServer):
         self.server_close()
         if self._thread is not None:
             self._thread.join(timeout=5)
+
+
+class SimHandler(BaseHTTPRequestHandler):
+    """One connection to a simulator. Subclasses are module-level, reach their simulator as
+    :attr:`app` (the server's), and route every method they answer to :meth:`serve`, e.g.
+    ``do_GET = do_POST = SimHandler.dispatch``; a method they do not list gets the standard
+    library's 501."""
+
+    protocol_version = "HTTP/1.1"
+    server: SimHTTPServer
+
+    @property
+    def app(self) -> Any:
+        return self.server.app
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass  # the simulators are quiet; tests read their request logs instead
+
+    def dispatch(self) -> None:
+        self.serve(self.command)
+
+    def serve(self, method: str) -> None:
+        raise NotImplementedError
+
+    def read_body(self) -> bytes:
+        length = int(self.headers.get("Content-Length") or 0)
+        return self.rfile.read(length) if length else b""
+
+    def send_body(
+        self,
+        code: int,
+        body: bytes,
+        content_type: str,
+        headers: Iterable[tuple[str, str]] = (),
+    ) -> None:
+        """A complete response with a Content-Length."""
+        self.send_response(code)
+        self.send_header("Content-Type", content_type)
+        for key, value in headers:
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
 
 
 def reset_connection(sock: socket.socket) -> None:

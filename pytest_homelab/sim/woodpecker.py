@@ -31,13 +31,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
 from email.utils import formatdate
-from http.server import BaseHTTPRequestHandler
-from typing import Any, Literal
+from typing import Any, Literal, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from pytest_homelab.sim.clock import ScenarioClock
 from pytest_homelab.sim.faults import FaultPlan, no_faults
-from pytest_homelab.sim.server import SimHTTPServer, reset_connection
+from pytest_homelab.sim.server import SimHandler, SimHTTPServer, reset_connection
 
 Naming = Literal["v2", "v3"]
 Json = dict[str, Any]
@@ -352,7 +351,8 @@ class WoodpeckerSim:
         self._subscribers: list[_Subscriber] = []
         self._handlers: set[threading.Thread] = set()
         self._stop = threading.Event()
-        self._server = SimHTTPServer((host, port), _make_handler(self), ssl_context)
+        self._api = _Api(self)
+        self._server = SimHTTPServer((host, port), _WoodpeckerHandler, ssl_context, app=self)
         self._ticker: threading.Thread | None = None
 
     # -- lifecycle ------------------------------------------------------------------------------
@@ -1153,216 +1153,212 @@ class _Api:
         return _Reply(404)
 
 
-def _make_handler(sim: WoodpeckerSim) -> type[BaseHTTPRequestHandler]:
-    api = _Api(sim)
+class _WoodpeckerHandler(SimHandler):
+    """The server's HTTP side: Go's headers and framing around :class:`_Api`'s routes."""
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
+    @property
+    def sim(self) -> WoodpeckerSim:
+        return cast(WoodpeckerSim, self.app)
 
-        def log_message(self, format: str, *args: Any) -> None:
-            pass
+    def handle(self) -> None:
+        thread = threading.current_thread()
+        with self.sim._lock:
+            self.sim._handlers.add(thread)
+        try:
+            if not self.sim._stop.is_set():
+                super().handle()
+        finally:
+            with self.sim._lock:
+                self.sim._handlers.discard(thread)
 
-        def handle(self) -> None:
-            thread = threading.current_thread()
-            with sim._lock:
-                sim._handlers.add(thread)
-            try:
-                if not sim._stop.is_set():
-                    super().handle()
-            finally:
-                with sim._lock:
-                    sim._handlers.discard(thread)
+    def send_response(self, code: int, message: str | None = None) -> None:
+        # Go sends a Date but no Server header.
+        self.send_response_only(code, message)
+        self.send_header("Date", self.date_time_string())
 
-        def send_response(self, code: int, message: str | None = None) -> None:
-            # Go sends a Date but no Server header.
-            self.send_response_only(code, message)
-            self.send_header("Date", self.date_time_string())
+    do_GET = do_POST = SimHandler.dispatch
 
-        def do_GET(self) -> None:
-            self._serve("GET")
-
-        def do_POST(self) -> None:
-            self._serve("POST")
-
-        def do_OPTIONS(self) -> None:
-            self._discard_body()
-            self._send(
-                _Reply(
-                    200,
-                    b"",
-                    "application/json",
-                    {
-                        "Access-Control-Allow-Origin": "*",
-                        "Access-Control-Allow-Methods": "GET,POST,PUT,PATCH,DELETE,OPTIONS",
-                        "Access-Control-Allow-Headers": CORS_HEADERS,
-                        "Allow": "HEAD,GET,POST,PUT,PATCH,DELETE,OPTIONS",
-                    },
-                )
+    def do_OPTIONS(self) -> None:
+        self._discard_body()
+        self._send(
+            _Reply(
+                200,
+                b"",
+                "application/json",
+                {
+                    "Access-Control-Allow-Origin": "*",
+                    "Access-Control-Allow-Methods": "GET,POST,PUT,PATCH,DELETE,OPTIONS",
+                    "Access-Control-Allow-Headers": CORS_HEADERS,
+                    "Allow": "HEAD,GET,POST,PUT,PATCH,DELETE,OPTIONS",
+                },
             )
+        )
 
-        def _discard_body(self) -> None:
-            length = _go_int(self.headers.get("Content-Length") or "0") or 0
-            if length > 0:
-                self.rfile.read(length)
+    def _discard_body(self) -> None:
+        length = _go_int(self.headers.get("Content-Length") or "0") or 0
+        if length > 0:
+            self.rfile.read(length)
 
-        def _serve(self, method: str) -> None:
-            self._discard_body()
-            parts = urlsplit(self.path)
-            path = unquote(parts.path)
-            query = parse_qs(parts.query, keep_blank_values=True)
-            req = _Request(method, path, query, sim._user_for(self.headers, query))
-            if method == "GET" and path == "/api/stream/events":
-                self._stream(req)
-                return
-            fault = sim.faults.decide(path, JSON_ROUTE_FAULTS) if path.startswith("/api/") else None
-            if fault == "reset":
-                sim._record(method, path, query, 0, fault, req.user is not None)
-                self._reset()
-                return
-            if fault == "stall" and sim._server.stopping.wait(sim.faults.stall_seconds):
-                self.close_connection = True
-                return
-            reply = self._fault_reply(fault)
-            if reply is None:
-                try:
-                    reply = api.route(req)
-                except Exception as exc:  # a simulator bug: answer like Go's recovery, keep it
-                    sim.errors.append(exc)
-                    reply = _Reply(500)
-            truncate = fault == "truncated" and len(reply.body) >= 2
-            if fault == "truncated" and not truncate:
-                fault = None  # nothing to cut: the request went through untouched
-            sim._record(method, path, query, reply.status, fault, req.user is not None)
-            self._send(reply, truncate=truncate)
-
-        def _fault_reply(self, fault: str | None) -> _Reply | None:
-            """The answer a fault gives instead of the server's; None lets the server answer.
-
-            429 and 5xx come from in front of the server, so the request has no effect there.
-            """
-            if fault == "empty200":
-                return _Reply(200, b"", "application/json; charset=utf-8")
-            if fault == "5xx":
-                return _Reply((500, 502, 503)[sim.faults.draw(0, 2)])
-            if fault == "429":
-                return _Reply(429, headers={"Retry-After": str(sim.faults.retry_after)})
-            return None
-
-        def _reset(self) -> None:
+    def serve(self, method: str) -> None:
+        self._discard_body()
+        parts = urlsplit(self.path)
+        path = unquote(parts.path)
+        query = parse_qs(parts.query, keep_blank_values=True)
+        req = _Request(method, path, query, self.sim._user_for(self.headers, query))
+        if method == "GET" and path == "/api/stream/events":
+            self._stream(req)
+            return
+        fault = (
+            self.sim.faults.decide(path, JSON_ROUTE_FAULTS) if path.startswith("/api/") else None
+        )
+        if fault == "reset":
+            self.sim._record(method, path, query, 0, fault, req.user is not None)
+            self._reset()
+            return
+        if fault == "stall" and self.sim._server.stopping.wait(self.sim.faults.stall_seconds):
             self.close_connection = True
-            reset_connection(self.connection)
-
-        def _headers(self, reply: _Reply) -> dict[str, str]:
-            headers = {
-                "Cache-Control": "no-cache, no-store, max-age=0, must-revalidate, value",
-                "Expires": "Thu, 01 Jan 1970 00:00:00 GMT",
-                "Last-Modified": formatdate(usegmt=True),
-                "Access-Control-Allow-Origin": "*",
-                "X-Frame-Options": "DENY",
-                "X-Content-Type-Options": "nosniff",
-                "X-Xss-Protection": "1; mode=block",
-            }
-            if isinstance(self.connection, ssl.SSLSocket):
-                headers["Strict-Transport-Security"] = "max-age=31536000"
-            if reply.content_type is not None:
-                headers["Content-Type"] = reply.content_type
-            return headers | reply.headers
-
-        def _send(self, reply: _Reply, truncate: bool = False) -> None:
-            """Send with a correct Content-Length; ``truncate`` declares and sends only half
-            the body, so the client gets a complete response that is not valid JSON."""
-            body = reply.body[: len(reply.body) // 2] if truncate else reply.body
-            with contextlib.suppress(OSError):
-                self.send_response(reply.status)
-                for key, value in self._headers(reply).items():
-                    self.send_header(key, value)
-                if reply.status != 204:
-                    self.send_header("Content-Length", str(len(body)))
-                if truncate:
-                    self.send_header("Connection", "close")
-                    self.close_connection = True
-                self.end_headers()
-                self.wfile.write(body)
-                self.wfile.flush()
-
-        def _stream(self, req: _Request) -> None:
-            """``GET /api/stream/events``: a ping, then one ``data:`` line per state change."""
-            fault = sim.faults.decide(req.path, STREAM_FAULTS)
-            authenticated = req.user is not None
-            if fault == "reset":
-                sim._record(req.method, req.path, req.query, 0, fault, authenticated)
-                self._reset()
-                return
-            if fault == "stall" and sim._server.stopping.wait(sim.faults.stall_seconds):
-                self.close_connection = True
-                return
-            refused = self._fault_reply(fault)
-            if refused is not None:
-                if fault == "empty200":
-                    refused.content_type = "text/event-stream"
-                sim._record(req.method, req.path, req.query, refused.status, fault, authenticated)
-                self._send(refused)
-                return
-            drop_after = sim.faults.draw(0, 3) if fault == "stream_drop" else None
-            sim._record(req.method, req.path, req.query, 200, fault, authenticated)
-            with sim._lock:
-                sub = _Subscriber(frozenset(sim._repos) if authenticated else frozenset())
-                sim._subscribers.append(sub)
+            return
+        reply = self._fault_reply(fault)
+        if reply is None:
             try:
-                self.send_response(200)
-                stream = _Reply(
-                    200,
-                    content_type="text/event-stream",
-                    headers={
-                        "Cache-Control": "no-store",
-                        "Connection": "keep-alive",
-                        "X-Accel-Buffering": "no",
-                        "Transfer-Encoding": "chunked",
-                    },
-                )
-                for key, value in self._headers(stream).items():
-                    self.send_header(key, value)
-                self.end_headers()
-                # send_header("Connection", "keep-alive") re-armed keep-alive; a stream is last.
+                reply = self.sim._api.route(req)
+            except Exception as exc:  # a simulator bug: answer like Go's recovery, keep it
+                self.sim.errors.append(exc)
+                reply = _Reply(500)
+        truncate = fault == "truncated" and len(reply.body) >= 2
+        if fault == "truncated" and not truncate:
+            fault = None  # nothing to cut: the request went through untouched
+        self.sim._record(method, path, query, reply.status, fault, req.user is not None)
+        self._send(reply, truncate=truncate)
+
+    def _fault_reply(self, fault: str | None) -> _Reply | None:
+        """The answer a fault gives instead of the server's; None lets the server answer.
+
+        429 and 5xx come from in front of the server, so the request has no effect there.
+        """
+        if fault == "empty200":
+            return _Reply(200, b"", "application/json; charset=utf-8")
+        if fault == "5xx":
+            return _Reply((500, 502, 503)[self.sim.faults.draw(0, 2)])
+        if fault == "429":
+            return _Reply(429, headers={"Retry-After": str(self.sim.faults.retry_after)})
+        return None
+
+    def _reset(self) -> None:
+        self.close_connection = True
+        reset_connection(self.connection)
+
+    def _headers(self, reply: _Reply) -> dict[str, str]:
+        headers = {
+            "Cache-Control": "no-cache, no-store, max-age=0, must-revalidate, value",
+            "Expires": "Thu, 01 Jan 1970 00:00:00 GMT",
+            "Last-Modified": formatdate(usegmt=True),
+            "Access-Control-Allow-Origin": "*",
+            "X-Frame-Options": "DENY",
+            "X-Content-Type-Options": "nosniff",
+            "X-Xss-Protection": "1; mode=block",
+        }
+        if isinstance(self.connection, ssl.SSLSocket):
+            headers["Strict-Transport-Security"] = "max-age=31536000"
+        if reply.content_type is not None:
+            headers["Content-Type"] = reply.content_type
+        return headers | reply.headers
+
+    def _send(self, reply: _Reply, truncate: bool = False) -> None:
+        """Send with a correct Content-Length; ``truncate`` declares and sends only half
+        the body, so the client gets a complete response that is not valid JSON."""
+        body = reply.body[: len(reply.body) // 2] if truncate else reply.body
+        with contextlib.suppress(OSError):
+            self.send_response(reply.status)
+            for key, value in self._headers(reply).items():
+                self.send_header(key, value)
+            if reply.status != 204:
+                self.send_header("Content-Length", str(len(body)))
+            if truncate:
+                self.send_header("Connection", "close")
                 self.close_connection = True
-                self._pump(sub, drop_after)
-            except OSError:
-                pass
-            finally:
-                with sim._lock:
-                    if sub in sim._subscribers:
-                        sim._subscribers.remove(sub)
-
-        def _pump(self, sub: _Subscriber, drop_after: int | None) -> None:
-            """Write the stream until stop or, for ``stream_drop``, an abrupt end (no last chunk)
-            after ``drop_after`` events or pings."""
-            self._chunk(b": ping\n\n")
-            sent = 0
-            last = time.monotonic()
-            while not sim._stop.is_set():
-                if drop_after is not None and sent >= drop_after:
-                    return
-                with sim._changed:
-                    if not sub.queue:
-                        idle = time.monotonic() - last
-                        sim._changed.wait(timeout=max(0.0, min(0.25, sim.ping_interval - idle)))
-                    batch = list(sub.queue)
-                    sub.queue.clear()
-                if sim._stop.is_set():
-                    return
-                for message in batch:
-                    self._chunk(message)
-                    sent += 1
-                    last = time.monotonic()
-                    if drop_after is not None and sent >= drop_after:
-                        return
-                if not batch and time.monotonic() - last >= sim.ping_interval:
-                    self._chunk(b": ping\n\n")
-                    sent += 1
-                    last = time.monotonic()
-
-        def _chunk(self, data: bytes) -> None:
-            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+            self.end_headers()
+            self.wfile.write(body)
             self.wfile.flush()
 
-    return Handler
+    def _stream(self, req: _Request) -> None:
+        """``GET /api/stream/events``: a ping, then one ``data:`` line per state change."""
+        fault = self.sim.faults.decide(req.path, STREAM_FAULTS)
+        authenticated = req.user is not None
+        if fault == "reset":
+            self.sim._record(req.method, req.path, req.query, 0, fault, authenticated)
+            self._reset()
+            return
+        if fault == "stall" and self.sim._server.stopping.wait(self.sim.faults.stall_seconds):
+            self.close_connection = True
+            return
+        refused = self._fault_reply(fault)
+        if refused is not None:
+            if fault == "empty200":
+                refused.content_type = "text/event-stream"
+            self.sim._record(req.method, req.path, req.query, refused.status, fault, authenticated)
+            self._send(refused)
+            return
+        drop_after = self.sim.faults.draw(0, 3) if fault == "stream_drop" else None
+        self.sim._record(req.method, req.path, req.query, 200, fault, authenticated)
+        with self.sim._lock:
+            sub = _Subscriber(frozenset(self.sim._repos) if authenticated else frozenset())
+            self.sim._subscribers.append(sub)
+        try:
+            self.send_response(200)
+            stream = _Reply(
+                200,
+                content_type="text/event-stream",
+                headers={
+                    "Cache-Control": "no-store",
+                    "Connection": "keep-alive",
+                    "X-Accel-Buffering": "no",
+                    "Transfer-Encoding": "chunked",
+                },
+            )
+            for key, value in self._headers(stream).items():
+                self.send_header(key, value)
+            self.end_headers()
+            # send_header("Connection", "keep-alive") re-armed keep-alive; a stream is last.
+            self.close_connection = True
+            self._pump(sub, drop_after)
+        except OSError:
+            pass
+        finally:
+            with self.sim._lock:
+                if sub in self.sim._subscribers:
+                    self.sim._subscribers.remove(sub)
+
+    def _pump(self, sub: _Subscriber, drop_after: int | None) -> None:
+        """Write the stream until stop or, for ``stream_drop``, an abrupt end (no last chunk)
+        after ``drop_after`` events or pings."""
+        self._chunk(b": ping\n\n")
+        sent = 0
+        last = time.monotonic()
+        while not self.sim._stop.is_set():
+            if drop_after is not None and sent >= drop_after:
+                return
+            with self.sim._changed:
+                if not sub.queue:
+                    idle = time.monotonic() - last
+                    self.sim._changed.wait(
+                        timeout=max(0.0, min(0.25, self.sim.ping_interval - idle))
+                    )
+                batch = list(sub.queue)
+                sub.queue.clear()
+            if self.sim._stop.is_set():
+                return
+            for message in batch:
+                self._chunk(message)
+                sent += 1
+                last = time.monotonic()
+                if drop_after is not None and sent >= drop_after:
+                    return
+            if not batch and time.monotonic() - last >= self.sim.ping_interval:
+                self._chunk(b": ping\n\n")
+                sent += 1
+                last = time.monotonic()
+
+    def _chunk(self, data: bytes) -> None:
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()

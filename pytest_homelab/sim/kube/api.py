@@ -26,9 +26,8 @@ import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator
-from http.server import BaseHTTPRequestHandler
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from pytest_homelab.sim.clock import ScenarioClock
@@ -46,7 +45,7 @@ from pytest_homelab.sim.kube.store import (
     label_selector,
 )
 from pytest_homelab.sim.kube.tekton import Tekton
-from pytest_homelab.sim.server import SimHTTPServer, reset_connection
+from pytest_homelab.sim.server import SimHandler, SimHTTPServer, reset_connection
 
 KUBE_FAULTS = ("watch_drop", "gone410", "5xx", "reset")
 RESOURCE_OF_KIND = {
@@ -92,7 +91,7 @@ class KubeSim:
         self.logs: dict[tuple[str, str, str], list[str]] = {}
         self.tekton = Tekton(self.store, self.controllers, self.set_log)
         self.openapi = OpenAPI()
-        self._server = SimHTTPServer((host, port), _make_handler(self), ssl_context)
+        self._server = SimHTTPServer((host, port), _KubeHandler, ssl_context, app=self)
         self._tls = ssl_context is not None
         self._stop = threading.Event()
         self._ticker: threading.Thread | None = None
@@ -417,487 +416,455 @@ def _json_patch(doc: Obj, ops: list[Obj]) -> Obj:
     return doc
 
 
-def _make_handler(sim: KubeSim) -> type[BaseHTTPRequestHandler]:
-    store = sim.store
+class _KubeHandler(SimHandler):
+    """The API server's HTTP side: discovery, OpenAPI, CRUD, watch and patch (:meth:`serve`)."""
 
-    class Handler(BaseHTTPRequestHandler):
-        protocol_version = "HTTP/1.1"
-        server_version = "kube-sim"
+    server_version = "kube-sim"
+    do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = SimHandler.dispatch
 
-        def log_message(self, *args: object) -> None:
-            pass
+    @property
+    def sim(self) -> KubeSim:
+        return cast(KubeSim, self.app)
 
-        def do_GET(self) -> None:
-            self._serve("GET")
-
-        def do_POST(self) -> None:
-            self._serve("POST")
-
-        def do_PUT(self) -> None:
-            self._serve("PUT")
-
-        def do_PATCH(self) -> None:
-            self._serve("PATCH")
-
-        def do_DELETE(self) -> None:
-            self._serve("DELETE")
-
-        def _body(self) -> Any:
-            length = int(self.headers.get("Content-Length") or 0)
-            raw = self.rfile.read(length) if length else b""
-            if not raw:
-                return None
-            kind = (self.headers.get("Content-Type") or "").split(";")[0].strip()
-            if kind == "application/vnd.kubernetes.protobuf":  # kubectl 1.33 create namespace
-                return decode_kubernetes_protobuf(raw)
+    def _body(self) -> Any:
+        raw = self.read_body()
+        if not raw:
+            return None
+        kind = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+        if kind == "application/vnd.kubernetes.protobuf":  # kubectl 1.33 create namespace
+            return decode_kubernetes_protobuf(raw)
+        try:
+            return json.loads(raw)
+        except json.JSONDecodeError:
             try:
-                return json.loads(raw)
-            except json.JSONDecodeError:
-                try:
-                    import yaml
+                import yaml
 
-                    return yaml.safe_load(raw)
-                except Exception:
-                    raise ApiError(400, "BadRequest", "the body is neither JSON nor YAML") from None
+                return yaml.safe_load(raw)
+            except Exception:
+                raise ApiError(400, "BadRequest", "the body is neither JSON nor YAML") from None
 
-        def _send_json(
-            self, code: int, body: Obj | bytes, headers: Iterable[tuple[str, str]] = ()
-        ) -> None:
-            data = body if isinstance(body, bytes) else json.dumps(body).encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "application/json")
-            headers = list(headers)
-            if not any(k == "Cache-Control" for k, _ in headers):
-                self.send_header("Cache-Control", "no-cache, private")
-            for key, value in headers:
-                self.send_header(key, value)
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _openapi(self, path: str, query: dict[str, str]) -> None:
-            resources = list(store.resources.values())
-            if path == "/openapi/v3":
-                index = json.dumps(sim.openapi.index(resources), sort_keys=True).encode()
-                self._send_json(200, index, [("ETag", f'"{hashlib.sha1(index).hexdigest()}"')])
-                return
-            found = sim.openapi.find(resources, path.removeprefix("/openapi/v3/"))
-            if found is None:
-                raise ApiError(404, "NotFound", "the server could not find the requested resource")
-            data, digest = found
-            wanted = query.get("hash")
-            if wanted and wanted != digest:  # a stale hash redirects to the current document
-                self.send_response(301)
-                self.send_header("Location", f"{path}?hash={digest}")
-                self.send_header("Content-Length", "0")
-                self.end_headers()
-                return
-            etag = f'"{digest}"'
-            if self.headers.get("If-None-Match") == etag:
-                self.send_response(304)
-                self.send_header("ETag", etag)
-                self.end_headers()
-                return
-            cache = "public, immutable" if wanted else "no-cache, private"
-            self._send_json(200, data, [("ETag", etag), ("Cache-Control", cache)])
-
-        def _send_text(self, code: int, text: str) -> None:
-            data = text.encode()
-            self.send_response(code)
-            self.send_header("Content-Type", "text/plain")
-            self.send_header("Content-Length", str(len(data)))
-            self.end_headers()
-            self.wfile.write(data)
-
-        def _serve(self, method: str) -> None:
-            parts = urlsplit(self.path)
-            path = unquote(parts.path).rstrip("/") or "/"
-            query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
-            fault = None
-            if path.startswith(("/api/", "/apis/")):
-                allowed = KUBE_FAULTS if query.get("watch") in ("true", "1") else ("5xx", "reset")
-                fault = sim.faults.decide(path, allowed)
-            with store.lock:
-                sim.requests.append((method, self.path, 0, fault))
-            if fault == "reset":
-                self.close_connection = True
-                reset_connection(self.connection)
-                return
-            if fault == "5xx":
-                code = (500, 503)[sim.faults.draw(0, 1)]
-                reason = "InternalError" if code == 500 else "ServiceUnavailable"
-                self._send_json(
-                    code, ApiError(code, reason, "the simulated server is unwell").status()
-                )
-                return
-            try:
-                self._route(method, path, query, fault)
-            except ApiError as err:
-                self._send_json(err.code, err.status())
-            except (BrokenPipeError, ConnectionResetError):
-                self.close_connection = True
-
-        def _route(self, method: str, path: str, query: dict[str, str], fault: str | None) -> None:
-            if path == "/version":
-                self._send_json(
-                    200,
-                    {
-                        "major": "1",
-                        "minor": str(sim.minor),
-                        "gitVersion": f"v1.{sim.minor}.0-sim",
-                        "gitCommit": "0" * 40,
-                        "gitTreeState": "clean",
-                        "buildDate": "2026-01-01T00:00:00Z",
-                        "goVersion": "go1.22",
-                        "compiler": "gc",
-                        "platform": "linux/amd64",
-                    },
-                )
-                return
-            if path == "/openapi/v3" or path.startswith("/openapi/v3/"):
-                self._openapi(path, query)
-                return
-            if path == "/openapi/v2":  # kubectl 1.27 reads fieldValidation support only here
-                protobuf = "protobuf" in (self.headers.get("Accept") or "")
-                data = sim.openapi.v2(store.resources.values(), protobuf)
-                self.send_response(200)
-                kind = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
-                self.send_header("Content-Type", kind if protobuf else "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-                return
-            if path == "/healthz" or path == "/readyz" or path == "/livez":
-                self._send_text(200, "ok")
-                return
-            if path == "/api":
-                self._send_json(
-                    200,
-                    {
-                        "kind": "APIVersions",
-                        "versions": ["v1"],
-                        "serverAddressByClientCIDRs": [
-                            {"clientCIDR": "0.0.0.0/0", "serverAddress": f"127.0.0.1:{sim.port}"}
-                        ],
-                    },
-                )
-                return
-            if path == "/apis":
-                self._send_json(
-                    200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": _groups(sim)}
-                )
-                return
-            segments = path.strip("/").split("/")
-            if segments[0] == "api" and len(segments) >= 2:
-                group, version, rest = "", segments[1], segments[2:]
-            elif segments[0] == "apis" and len(segments) >= 2:
-                if len(segments) == 2:
-                    match = [g for g in _groups(sim) if g["name"] == segments[1]]
-                    if not match:
-                        raise ApiError(
-                            404, "NotFound", "the server could not find the requested resource"
-                        )
-                    self._send_json(200, {"kind": "APIGroup", "apiVersion": "v1", **match[0]})
-                    return
-                group, version, rest = segments[1], segments[2], segments[3:]
-            else:
-                raise ApiError(404, "NotFound", "the server could not find the requested resource")
-            if not rest:
-                listing = _resource_list(sim, group, version)
-                if not listing["resources"]:
-                    raise ApiError(
-                        404, "NotFound", "the server could not find the requested resource"
-                    )
-                self._send_json(200, listing)
-                return
-            route = self._resolve(group, version, rest)
-            self._dispatch(method, route, query, fault)
-
-        def _resolve(self, group: str, version: str, rest: list[str]) -> _Route:
-            def info_for(name: str) -> ResourceInfo:
-                info = store.resources.get(name)
-                if info is None or info.group != group or info.version != version:
-                    raise ApiError(
-                        404, "NotFound", "the server could not find the requested resource"
-                    )
-                return info
-
-            if rest[0] == "namespaces" and len(rest) >= 3:
-                info = info_for(rest[2])
-                if not info.namespaced:
-                    raise ApiError(
-                        404, "NotFound", "the server could not find the requested resource"
-                    )
-                return _Route(
-                    info,
-                    rest[1],
-                    rest[3] if len(rest) > 3 else None,
-                    rest[4] if len(rest) > 4 else None,
-                )
-            info = info_for(rest[0])
-            name = rest[1] if len(rest) > 1 else None
-            if info.namespaced and name is not None:
-                raise ApiError(404, "NotFound", "the server could not find the requested resource")
-            return _Route(
-                info, None if info.namespaced else "", name, rest[2] if len(rest) > 2 else None
-            )
-
-        def _dispatch(
-            self, method: str, route: _Route, query: dict[str, str], fault: str | None
-        ) -> None:
-            info, ns = route.info, route.namespace
-            if method == "GET" and route.name is None:
-                if query.get("watch") in ("true", "1"):
-                    self._watch(route, query, fault)
-                    return
-                items, rv = store.select(
-                    info.name, ns, query.get("labelSelector"), query.get("fieldSelector")
-                )
-                self._send_json(
-                    200,
-                    {
-                        "kind": f"{info.kind}List",
-                        "apiVersion": info.api_version,
-                        "metadata": {"resourceVersion": str(rv)},
-                        "items": items,
-                    },
-                )
-                return
-            if method == "POST" and route.name is None:
-                body = self._body()
-                if not isinstance(body, dict):
-                    raise ApiError(400, "BadRequest", "the request body must be an object")
-                if ns:
-                    body.setdefault("metadata", {})["namespace"] = ns
-                warnings = admit(info, body, query.get("fieldValidation"), create=True)
-                if query.get("dryRun") == "All":
-                    self._send_json(201, body, _warnings(warnings))
-                    return
-                created = store.create(info.name, body, actor="client")
-                self._send_json(201, created, _warnings(warnings))
-                return
-            if route.name is None:
-                raise ApiError(405, "MethodNotAllowed", f"{method} is not supported here")
-            name, namespace = route.name, ns or ""
-            if route.sub == "log" and info.name == "pods" and method == "GET":
-                self._log(namespace, name, query)
-                return
-            if route.sub not in (None, "status"):
-                raise ApiError(404, "NotFound", "the server could not find the requested resource")
-            status_only = route.sub == "status"
-            if method == "GET":
-                self._send_json(200, store.get(info.name, namespace, name))
-            elif method == "PUT":
-                body = self._body()
-                if not isinstance(body, dict):
-                    raise ApiError(400, "BadRequest", "the request body must be an object")
-                body.setdefault("metadata", {}).update(name=name)
-                if info.namespaced:
-                    body["metadata"]["namespace"] = namespace
-                warnings = admit(info, body, query.get("fieldValidation"), create=False)
-                self._send_json(
-                    200,
-                    store.update(info.name, body, actor="client", status=status_only),
-                    _warnings(warnings),
-                )
-            elif method == "PATCH":
-                body = self._body()
-                kind = (self.headers.get("Content-Type") or "").split(";")[0]
-                current = store.get(info.name, namespace, name)
-                if kind == "application/json-patch+json":
-                    patched = _json_patch(current, body or [])
-                elif kind in (
-                    "application/merge-patch+json",
-                    "application/strategic-merge-patch+json",
-                    "application/apply-patch+yaml",
-                ):
-                    patched = _merge(current, body or {})
-                else:
-                    raise ApiError(
-                        415,
-                        "UnsupportedMediaType",
-                        f"the body of the request was in an unknown format - "
-                        f"accepted media types include: application/json-patch+json, "
-                        f"application/merge-patch+json (got {kind or 'none'})",
-                    )
-                patched["metadata"].pop("resourceVersion", None)
-                warnings = admit(info, patched, query.get("fieldValidation"), create=False)
-                self._send_json(
-                    200,
-                    store.update(
-                        info.name, patched, actor="client", status=status_only, check_version=False
-                    ),
-                    _warnings(warnings),
-                )
-            elif method == "DELETE":
-                self._body()  # DeleteOptions: read it, or it would be taken for the next request
-                grace = query.get("gracePeriodSeconds")
-                deleted = _delete(
-                    sim,
-                    info.name,
-                    namespace,
-                    name,
-                    actor="client",
-                    grace=int(grace) if grace and grace.isdigit() else None,
-                )
-                self._send_json(200, deleted)
-            else:
-                raise ApiError(405, "MethodNotAllowed", f"{method} is not supported here")
-
-        def _log(self, namespace: str, name: str, query: dict[str, str]) -> None:
-            pod = store.get("pods", namespace, name)
-            containers = [c["name"] for c in pod["spec"].get("containers", [])]
-            container = query.get("container") or (containers[0] if len(containers) == 1 else "")
-            if not container:
-                raise ApiError(
-                    400,
-                    "BadRequest",
-                    f"a container name must be specified for pod "
-                    f"{name}, choose one of: {containers}",
-                )
-            if container not in containers:
-                raise ApiError(
-                    400, "BadRequest", f"container {container} is not valid for pod {name}"
-                )
-            with store.lock:
-                lines = sim.logs.get((namespace, name, container))
-            if lines is None:
-                image = next(
-                    c["image"] for c in pod["spec"]["containers"] if c["name"] == container
-                )
-                lines = [f"starting {image}", "listening on :8080"]
-            tail = query.get("tailLines")
-            if tail and tail.isdigit():
-                lines = lines[-int(tail) :] if int(tail) else []
-            self._send_text(200, "".join(f"{line}\n" for line in lines))
-
-        def _watch(self, route: _Route, query: dict[str, str], fault: str | None) -> None:
-            if query.get("sendInitialEvents") == "true":
-                raise ApiError(
-                    422,
-                    "Invalid",
-                    "sendInitialEvents is not supported by this server; list, then watch",
-                )
-            info, ns = route.info, route.namespace
-            match_labels = label_selector(query.get("labelSelector"))
-            match_fields = field_selector(query.get("fieldSelector"))
-            rv_text = query.get("resourceVersion", "")
-            bookmarks = query.get("allowWatchBookmarks") in ("true", "1")
-            timeout = query.get("timeoutSeconds")
-            ends_at = time.monotonic() + (
-                float(timeout) if timeout and timeout.isdigit() else 1800.0
-            )
-            with store.lock:
-                sim._watch_count += 1
-            self.send_response(200)
-            self.send_header("Content-Type", "application/json")
+    def _send_json(
+        self, code: int, body: Obj | bytes, headers: Iterable[tuple[str, str]] = ()
+    ) -> None:
+        data = body if isinstance(body, bytes) else json.dumps(body).encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "application/json")
+        headers = list(headers)
+        if not any(k == "Cache-Control" for k, _ in headers):
             self.send_header("Cache-Control", "no-cache, private")
-            self.send_header("Transfer-Encoding", "chunked")
+        for key, value in headers:
+            self.send_header(key, value)
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def _openapi(self, path: str, query: dict[str, str]) -> None:
+        resources = list(self.sim.store.resources.values())
+        if path == "/openapi/v3":
+            index = json.dumps(self.sim.openapi.index(resources), sort_keys=True).encode()
+            self._send_json(200, index, [("ETag", f'"{hashlib.sha1(index).hexdigest()}"')])
+            return
+        found = self.sim.openapi.find(resources, path.removeprefix("/openapi/v3/"))
+        if found is None:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        data, digest = found
+        wanted = query.get("hash")
+        if wanted and wanted != digest:  # a stale hash redirects to the current document
+            self.send_response(301)
+            self.send_header("Location", f"{path}?hash={digest}")
+            self.send_header("Content-Length", "0")
             self.end_headers()
+            return
+        etag = f'"{digest}"'
+        if self.headers.get("If-None-Match") == etag:
+            self.send_response(304)
+            self.send_header("ETag", etag)
+            self.end_headers()
+            return
+        cache = "public, immutable" if wanted else "no-cache, private"
+        self._send_json(200, data, [("ETag", etag), ("Cache-Control", cache)])
+
+    def _send_text(self, code: int, text: str) -> None:
+        data = text.encode()
+        self.send_response(code)
+        self.send_header("Content-Type", "text/plain")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def serve(self, method: str) -> None:
+        parts = urlsplit(self.path)
+        path = unquote(parts.path).rstrip("/") or "/"
+        query = {k: v[-1] for k, v in parse_qs(parts.query).items()}
+        fault = None
+        if path.startswith(("/api/", "/apis/")):
+            allowed = KUBE_FAULTS if query.get("watch") in ("true", "1") else ("5xx", "reset")
+            fault = self.sim.faults.decide(path, allowed)
+        with self.sim.store.lock:
+            self.sim.requests.append((method, self.path, 0, fault))
+        if fault == "reset":
+            self.close_connection = True
+            reset_connection(self.connection)
+            return
+        if fault == "5xx":
+            code = (500, 503)[self.sim.faults.draw(0, 1)]
+            reason = "InternalError" if code == 500 else "ServiceUnavailable"
+            self._send_json(code, ApiError(code, reason, "the simulated server is unwell").status())
+            return
+        try:
+            self._route(method, path, query, fault)
+        except ApiError as err:
+            self._send_json(err.code, err.status())
+        except (BrokenPipeError, ConnectionResetError):
             self.close_connection = True
 
-            def wanted(event: WatchEvent) -> bool:
-                if event.resource != info.name or (ns and event.namespace != ns):
-                    return False
-                labels = event.obj.get("metadata", {}).get("labels") or {}
-                return bool(match_labels(labels) and match_fields(event.obj))
+    def _route(self, method: str, path: str, query: dict[str, str], fault: str | None) -> None:
+        if path == "/version":
+            self._send_json(
+                200,
+                {
+                    "major": "1",
+                    "minor": str(self.sim.minor),
+                    "gitVersion": f"v1.{self.sim.minor}.0-sim",
+                    "gitCommit": "0" * 40,
+                    "gitTreeState": "clean",
+                    "buildDate": "2026-01-01T00:00:00Z",
+                    "goVersion": "go1.22",
+                    "compiler": "gc",
+                    "platform": "linux/amd64",
+                },
+            )
+            return
+        if path == "/openapi/v3" or path.startswith("/openapi/v3/"):
+            self._openapi(path, query)
+            return
+        if path == "/openapi/v2":  # kubectl 1.27 reads fieldValidation support only here
+            protobuf = "protobuf" in (self.headers.get("Accept") or "")
+            data = self.sim.openapi.v2(self.sim.store.resources.values(), protobuf)
+            self.send_response(200)
+            kind = "application/com.github.proto-openapi.spec.v2.v1.0+protobuf"
+            self.send_header("Content-Type", kind if protobuf else "application/json")
+            self.send_header("Content-Length", str(len(data)))
+            self.end_headers()
+            self.wfile.write(data)
+            return
+        if path == "/healthz" or path == "/readyz" or path == "/livez":
+            self._send_text(200, "ok")
+            return
+        if path == "/api":
+            self._send_json(
+                200,
+                {
+                    "kind": "APIVersions",
+                    "versions": ["v1"],
+                    "serverAddressByClientCIDRs": [
+                        {"clientCIDR": "0.0.0.0/0", "serverAddress": f"127.0.0.1:{self.sim.port}"}
+                    ],
+                },
+            )
+            return
+        if path == "/apis":
+            self._send_json(
+                200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": _groups(self.sim)}
+            )
+            return
+        segments = path.strip("/").split("/")
+        if segments[0] == "api" and len(segments) >= 2:
+            group, version, rest = "", segments[1], segments[2:]
+        elif segments[0] == "apis" and len(segments) >= 2:
+            if len(segments) == 2:
+                match = [g for g in _groups(self.sim) if g["name"] == segments[1]]
+                if not match:
+                    raise ApiError(
+                        404, "NotFound", "the server could not find the requested resource"
+                    )
+                self._send_json(200, {"kind": "APIGroup", "apiVersion": "v1", **match[0]})
+                return
+            group, version, rest = segments[1], segments[2], segments[3:]
+        else:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        if not rest:
+            listing = _resource_list(self.sim, group, version)
+            if not listing["resources"]:
+                raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            self._send_json(200, listing)
+            return
+        route = self._resolve(group, version, rest)
+        self._dispatch(method, route, query, fault)
 
-            sent = 0
-            drop_after = sim.faults.draw(0, 2) if fault == "watch_drop" else None
-            try:
-                if fault == "gone410":
-                    self._event(
-                        {
-                            "type": "ERROR",
-                            "object": ApiError(
-                                410,
-                                "Expired",
-                                f"too old resource version: {rv_text or 0} ({store.compacted})",
-                            ).status(),
-                        }
+    def _resolve(self, group: str, version: str, rest: list[str]) -> _Route:
+        def info_for(name: str) -> ResourceInfo:
+            info = self.sim.store.resources.get(name)
+            if info is None or info.group != group or info.version != version:
+                raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            return info
+
+        if rest[0] == "namespaces" and len(rest) >= 3:
+            info = info_for(rest[2])
+            if not info.namespaced:
+                raise ApiError(404, "NotFound", "the server could not find the requested resource")
+            return _Route(
+                info,
+                rest[1],
+                rest[3] if len(rest) > 3 else None,
+                rest[4] if len(rest) > 4 else None,
+            )
+        info = info_for(rest[0])
+        name = rest[1] if len(rest) > 1 else None
+        if info.namespaced and name is not None:
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        return _Route(
+            info, None if info.namespaced else "", name, rest[2] if len(rest) > 2 else None
+        )
+
+    def _dispatch(
+        self, method: str, route: _Route, query: dict[str, str], fault: str | None
+    ) -> None:
+        info, ns = route.info, route.namespace
+        if method == "GET" and route.name is None:
+            if query.get("watch") in ("true", "1"):
+                self._watch(route, query, fault)
+                return
+            items, rv = self.sim.store.select(
+                info.name, ns, query.get("labelSelector"), query.get("fieldSelector")
+            )
+            self._send_json(
+                200,
+                {
+                    "kind": f"{info.kind}List",
+                    "apiVersion": info.api_version,
+                    "metadata": {"resourceVersion": str(rv)},
+                    "items": items,
+                },
+            )
+            return
+        if method == "POST" and route.name is None:
+            body = self._body()
+            if not isinstance(body, dict):
+                raise ApiError(400, "BadRequest", "the request body must be an object")
+            if ns:
+                body.setdefault("metadata", {})["namespace"] = ns
+            warnings = admit(info, body, query.get("fieldValidation"), create=True)
+            if query.get("dryRun") == "All":
+                self._send_json(201, body, _warnings(warnings))
+                return
+            created = self.sim.store.create(info.name, body, actor="client")
+            self._send_json(201, created, _warnings(warnings))
+            return
+        if route.name is None:
+            raise ApiError(405, "MethodNotAllowed", f"{method} is not supported here")
+        name, namespace = route.name, ns or ""
+        if route.sub == "log" and info.name == "pods" and method == "GET":
+            self._log(namespace, name, query)
+            return
+        if route.sub not in (None, "status"):
+            raise ApiError(404, "NotFound", "the server could not find the requested resource")
+        status_only = route.sub == "status"
+        if method == "GET":
+            self._send_json(200, self.sim.store.get(info.name, namespace, name))
+        elif method == "PUT":
+            body = self._body()
+            if not isinstance(body, dict):
+                raise ApiError(400, "BadRequest", "the request body must be an object")
+            body.setdefault("metadata", {}).update(name=name)
+            if info.namespaced:
+                body["metadata"]["namespace"] = namespace
+            warnings = admit(info, body, query.get("fieldValidation"), create=False)
+            self._send_json(
+                200,
+                self.sim.store.update(info.name, body, actor="client", status=status_only),
+                _warnings(warnings),
+            )
+        elif method == "PATCH":
+            body = self._body()
+            kind = (self.headers.get("Content-Type") or "").split(";")[0]
+            current = self.sim.store.get(info.name, namespace, name)
+            if kind == "application/json-patch+json":
+                patched = _json_patch(current, body or [])
+            elif kind in (
+                "application/merge-patch+json",
+                "application/strategic-merge-patch+json",
+                "application/apply-patch+yaml",
+            ):
+                patched = _merge(current, body or {})
+            else:
+                raise ApiError(
+                    415,
+                    "UnsupportedMediaType",
+                    f"the body of the request was in an unknown format - "
+                    f"accepted media types include: application/json-patch+json, "
+                    f"application/merge-patch+json (got {kind or 'none'})",
+                )
+            patched["metadata"].pop("resourceVersion", None)
+            warnings = admit(info, patched, query.get("fieldValidation"), create=False)
+            self._send_json(
+                200,
+                self.sim.store.update(
+                    info.name, patched, actor="client", status=status_only, check_version=False
+                ),
+                _warnings(warnings),
+            )
+        elif method == "DELETE":
+            self._body()  # DeleteOptions: read it, or it would be taken for the next request
+            grace = query.get("gracePeriodSeconds")
+            deleted = _delete(
+                self.sim,
+                info.name,
+                namespace,
+                name,
+                actor="client",
+                grace=int(grace) if grace and grace.isdigit() else None,
+            )
+            self._send_json(200, deleted)
+        else:
+            raise ApiError(405, "MethodNotAllowed", f"{method} is not supported here")
+
+    def _log(self, namespace: str, name: str, query: dict[str, str]) -> None:
+        pod = self.sim.store.get("pods", namespace, name)
+        containers = [c["name"] for c in pod["spec"].get("containers", [])]
+        container = query.get("container") or (containers[0] if len(containers) == 1 else "")
+        if not container:
+            raise ApiError(
+                400,
+                "BadRequest",
+                f"a container name must be specified for pod {name}, choose one of: {containers}",
+            )
+        if container not in containers:
+            raise ApiError(400, "BadRequest", f"container {container} is not valid for pod {name}")
+        with self.sim.store.lock:
+            lines = self.sim.logs.get((namespace, name, container))
+        if lines is None:
+            image = next(c["image"] for c in pod["spec"]["containers"] if c["name"] == container)
+            lines = [f"starting {image}", "listening on :8080"]
+        tail = query.get("tailLines")
+        if tail and tail.isdigit():
+            lines = lines[-int(tail) :] if int(tail) else []
+        self._send_text(200, "".join(f"{line}\n" for line in lines))
+
+    def _watch(self, route: _Route, query: dict[str, str], fault: str | None) -> None:
+        if query.get("sendInitialEvents") == "true":
+            raise ApiError(
+                422,
+                "Invalid",
+                "sendInitialEvents is not supported by this server; list, then watch",
+            )
+        info, ns = route.info, route.namespace
+        match_labels = label_selector(query.get("labelSelector"))
+        match_fields = field_selector(query.get("fieldSelector"))
+        rv_text = query.get("resourceVersion", "")
+        bookmarks = query.get("allowWatchBookmarks") in ("true", "1")
+        timeout = query.get("timeoutSeconds")
+        ends_at = time.monotonic() + (float(timeout) if timeout and timeout.isdigit() else 1800.0)
+        with self.sim.store.lock:
+            self.sim._watch_count += 1
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Cache-Control", "no-cache, private")
+        self.send_header("Transfer-Encoding", "chunked")
+        self.end_headers()
+        self.close_connection = True
+
+        def wanted(event: WatchEvent) -> bool:
+            if event.resource != info.name or (ns and event.namespace != ns):
+                return False
+            labels = event.obj.get("metadata", {}).get("labels") or {}
+            return bool(match_labels(labels) and match_fields(event.obj))
+
+        sent = 0
+        drop_after = self.sim.faults.draw(0, 2) if fault == "watch_drop" else None
+        try:
+            if fault == "gone410":
+                self._event(
+                    {
+                        "type": "ERROR",
+                        "object": ApiError(
+                            410,
+                            "Expired",
+                            f"too old resource version: {rv_text or 0} "
+                            f"({self.sim.store.compacted})",
+                        ).status(),
+                    }
+                )
+                return
+            with self.sim.store.lock:
+                if rv_text in ("", "0"):
+                    since = self.sim.store.rv
+                    initial = [
+                        WatchEvent(self.sim.store.rv, info.name, "ADDED", ns or "", o)
+                        for o in self.sim.store.select(info.name, ns)[0]
+                    ]
+                else:
+                    try:
+                        since = int(rv_text)
+                    except ValueError:
+                        since = -1
+                    try:
+                        initial = list(self.sim.store.events_after(since))
+                    except ApiError as err:
+                        self._expired(err)
+                        return
+            last_bookmark = time.monotonic()
+            expiry = self.sim._expiry
+            pending = initial
+            while True:
+                for event in pending:
+                    since = max(since, event.rv)
+                    if not wanted(event):
+                        continue
+                    self._event({"type": event.type, "object": event.obj})
+                    sent += 1
+                    if drop_after is not None and sent >= drop_after:
+                        return
+                now = time.monotonic()
+                if now >= ends_at or self.sim._stop.is_set() or self.sim._server.stopping.is_set():
+                    return
+                if self.sim._expiry != expiry:
+                    self._expired(
+                        ApiError(
+                            410,
+                            "Expired",
+                            f"too old resource version: {since} ({self.sim.store.compacted})",
+                        )
                     )
                     return
-                with store.lock:
-                    if rv_text in ("", "0"):
-                        since = store.rv
-                        initial = [
-                            WatchEvent(store.rv, info.name, "ADDED", ns or "", o)
-                            for o in store.select(info.name, ns)[0]
-                        ]
-                    else:
-                        try:
-                            since = int(rv_text)
-                        except ValueError:
-                            since = -1
-                        try:
-                            initial = list(store.events_after(since))
-                        except ApiError as err:
-                            self._expired(err)
-                            return
-                last_bookmark = time.monotonic()
-                expiry = sim._expiry
-                pending = initial
-                while True:
-                    for event in pending:
-                        since = max(since, event.rv)
-                        if not wanted(event):
-                            continue
-                        self._event({"type": event.type, "object": event.obj})
-                        sent += 1
-                        if drop_after is not None and sent >= drop_after:
-                            return
-                    now = time.monotonic()
-                    if now >= ends_at or sim._stop.is_set() or sim._server.stopping.is_set():
+                if bookmarks and now - last_bookmark >= self.sim.bookmark_interval:
+                    last_bookmark = now
+                    self._event(
+                        {
+                            "type": "BOOKMARK",
+                            "object": {
+                                "kind": info.kind,
+                                "apiVersion": info.api_version,
+                                "metadata": {"resourceVersion": str(self.sim.store.rv)},
+                            },
+                        }
+                    )
+                    if drop_after is not None:
                         return
-                    if sim._expiry != expiry:
-                        self._expired(
-                            ApiError(
-                                410,
-                                "Expired",
-                                f"too old resource version: {since} ({store.compacted})",
-                            )
-                        )
+                with self.sim.store.changed:
+                    if self.sim.store.rv <= since:
+                        self.sim.store.changed.wait(timeout=min(0.2, max(0.0, ends_at - now)))
+                    try:
+                        pending = list(self.sim.store.events_after(since))
+                    except ApiError as err:
+                        self._expired(err)
                         return
-                    if bookmarks and now - last_bookmark >= sim.bookmark_interval:
-                        last_bookmark = now
-                        self._event(
-                            {
-                                "type": "BOOKMARK",
-                                "object": {
-                                    "kind": info.kind,
-                                    "apiVersion": info.api_version,
-                                    "metadata": {"resourceVersion": str(store.rv)},
-                                },
-                            }
-                        )
-                        if drop_after is not None:
-                            return
-                    with store.changed:
-                        if store.rv <= since:
-                            store.changed.wait(timeout=min(0.2, max(0.0, ends_at - now)))
-                        try:
-                            pending = list(store.events_after(since))
-                        except ApiError as err:
-                            self._expired(err)
-                            return
-            except OSError:
-                return
-            finally:
-                with contextlib.suppress(OSError):
-                    self.wfile.write(b"0\r\n\r\n")
-                    self.wfile.flush()
+        except OSError:
+            return
+        finally:
+            with contextlib.suppress(OSError):
+                self.wfile.write(b"0\r\n\r\n")
+                self.wfile.flush()
 
-        def _expired(self, err: ApiError) -> None:
-            with store.lock:
-                sim.expired_sent += 1
-            self._event({"type": "ERROR", "object": err.status()})
+    def _expired(self, err: ApiError) -> None:
+        with self.sim.store.lock:
+            self.sim.expired_sent += 1
+        self._event({"type": "ERROR", "object": err.status()})
 
-        def _event(self, event: Obj) -> None:
-            data = json.dumps(event).encode() + b"\n"
-            self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
-            self.wfile.flush()
-
-    return Handler
+    def _event(self, event: Obj) -> None:
+        data = json.dumps(event).encode() + b"\n"
+        self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
+        self.wfile.flush()
 
 
 def _warnings(messages: list[str]) -> list[tuple[str, str]]:
