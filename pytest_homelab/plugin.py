@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import sys
-import xml.etree.ElementTree as ET
 from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
 from typing import TYPE_CHECKING
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pytest_homelab.core.landing import PHASES, Landing
-from pytest_homelab.core.outcomes import EXIT_BAD_INPUT, OUTCOME_TYPES, BadInput, HomelabError
+from pytest_homelab.core.outcomes import BadInput, HomelabError
 from pytest_homelab.core.settings import OPTIONS, Settings, resolve_settings
 
 if TYPE_CHECKING:  # heavy modules stay out of every pytest run that does not use them
@@ -263,71 +262,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     path = Path(xmlpath)
     if path.is_file():
+        from pytest_homelab.report.annotate import annotate_junit
+
         annotate_junit(path, session.config.stash.get(_TASKRUNS, None))
-
-
-def annotate_junit(path: Path, taskruns: bytes | None = None) -> None:
-    """Type every failure and error by its outcome, add the dev e2e run's TaskRun testcases,
-    and scrub known secrets from the file."""
-    from pytest_homelab.core.secrets import known_secrets
-
-    tree = ET.parse(path)
-    if taskruns:
-        _merge_taskruns(tree, taskruns)
-    for case in tree.iter("testcase"):
-        outcome = next(
-            (p.get("value") for p in case.iter("property") if p.get("name") == "outcome"), None
-        )
-        for element in case:
-            if element.tag in ("failure", "error") and outcome:
-                element.set("type", outcome)
-                cls = OUTCOME_TYPES.get(outcome)
-                if element.tag == "failure" and cls is not None and cls.exit_code == EXIT_BAD_INPUT:
-                    # Bad input, auth and unreachable infrastructure are errors wherever they were
-                    # raised: other CI systems tell "the check could not run" from "it failed".
-                    element.tag = "error"
-                    _move_count(tree, case, "failures", "errors")
-    text = ET.tostring(tree.getroot(), encoding="unicode")
-    for secret in known_secrets():
-        if secret:
-            text = text.replace(secret, "***")
-    path.write_text('<?xml version="1.0" encoding="utf-8"?>' + text, encoding="utf-8")
-
-
-def _move_count(tree: ET.ElementTree[ET.Element], case: ET.Element, src: str, dst: str) -> None:
-    for suite in tree.getroot().iter("testsuite"):
-        if any(c is case for c in suite.iter("testcase")):
-            suite.set(src, str(max(0, int(suite.get(src, "0")) - 1)))
-            suite.set(dst, str(int(suite.get(dst, "0")) + 1))
-
-
-def _merge_taskruns(tree: ET.ElementTree[ET.Element], junit: bytes) -> None:
-    """Each TaskRun of the runner's junit.xml becomes a testcase of this session (phase e2e)."""
-    try:
-        suite = ET.fromstring(junit)
-    except ET.ParseError:
-        return
-    root = tree.getroot()
-    target = ET.SubElement(root, "testsuite", name="dev-e2e TaskRuns")
-    counts = {"tests": 0, "failures": 0, "errors": 0}
-    for case in suite.iter("testcase"):
-        failure = case.find("failure")
-        outcome = "success" if failure is None else "CheckFailed"
-        props = ET.Element("properties")
-        task = case.get("name", "")
-        for name, value in (("phase", "e2e"), ("outcome", outcome), ("task", task)):
-            ET.SubElement(props, "property", name=name, value=value)
-        if failure is not None and (failure.text or "").strip():
-            # The failing step's log tail, where the verdict shows it (like the ci check's).
-            ET.SubElement(props, "property", name=f"log_tail:{task}", value=failure.text or "")
-        case.insert(0, props)
-        if failure is not None:
-            failure.set("type", "CheckFailed")
-            counts["failures"] += 1
-        counts["tests"] += 1
-        target.append(case)
-    for key, count in counts.items():
-        target.set(key, str(count))
 
 
 # -- fixtures ------------------------------------------------------------------------------------
@@ -510,31 +447,9 @@ def homelab_dev_run(
     (with --homelab-e2e-wait) waited for."""
     if homelab_landing.prerequisite_failure("e2e") is not None:
         return None  # the check fails at once, naming the failed phase
-    from pytest_homelab.e2e.phase import DevRunResult, dispatch, judge, plan_dev_run, wait_for_run
+    from pytest_homelab.e2e.phase import run_dev_e2e
 
-    settings = homelab_landing.settings
-    plan = plan_dev_run(settings)
-    remote = request.getfixturevalue("homelab_d601")
-    params = plan.params
-    dispatch(remote, params)
-    homelab_landing.progress(
-        f"e2e: dispatched {params.run_id} to {remote.description} ({plan.source} at "
-        f"{params.commit[:8]}); result dir {params.result_dir}"
-    )
-    if settings.e2e_wait is None:
-        return DevRunResult(params, plan.source, remote.description, None)
-    deadline = homelab_landing.deadline.sub(settings.e2e_wait)
-    started = homelab_landing.clock.monotonic()
-    files = wait_for_run(
-        remote,
-        params,
-        deadline,
-        clock=homelab_landing.clock,
-        progress=homelab_landing.progress,
-        poll=settings.e2e_poll_interval,
-    )
-    if files.files.get("junit.xml"):
-        pytestconfig.stash[_TASKRUNS] = files.files["junit.xml"]
-    return judge(
-        params, files, plan.source, remote.description, homelab_landing.clock.monotonic() - started
-    )
+    result, taskruns = run_dev_e2e(homelab_landing, lambda: request.getfixturevalue("homelab_d601"))
+    if taskruns:
+        pytestconfig.stash[_TASKRUNS] = taskruns
+    return result

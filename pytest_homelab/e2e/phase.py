@@ -9,6 +9,7 @@ from datetime import datetime
 
 from pytest_homelab.core.clock import SYSTEM_CLOCK, Clock, Deadline, format_duration
 from pytest_homelab.core.gitrepo import GitRepo
+from pytest_homelab.core.landing import Landing
 from pytest_homelab.core.manifest import parse_manifest
 from pytest_homelab.core.outcomes import (
     BadInput,
@@ -261,3 +262,35 @@ def judge(
             hint=f"the failing TaskRun's log is below; {logs}",
         )
     return DevRunResult(params, source, remote, outcome, files)
+
+
+def run_dev_e2e(
+    landing: Landing, connect: Callable[[], Remote]
+) -> tuple[DevRunResult, bytes | None]:
+    """The e2e phase of a landing session: plan the run from the remote branch's deploy.json,
+    dispatch it to D601 (``connect`` opens the transport only once the plan is good), and with
+    ``e2e_wait`` wait for it and judge it. Returns the result and the runner's junit.xml."""
+    settings = landing.settings
+    plan = plan_dev_run(settings)
+    remote = connect()
+    params = plan.params
+    dispatch(remote, params)
+    landing.progress(
+        f"e2e: dispatched {params.run_id} to {remote.description} ({plan.source} at "
+        f"{params.commit[:8]}); result dir {params.result_dir}"
+    )
+    if settings.e2e_wait is None:
+        return DevRunResult(params, plan.source, remote.description, None), None
+    deadline = landing.deadline.sub(settings.e2e_wait)
+    started = landing.clock.monotonic()
+    files = wait_for_run(
+        remote,
+        params,
+        deadline,
+        clock=landing.clock,
+        progress=landing.progress,
+        poll=settings.e2e_poll_interval,
+    )
+    waited = landing.clock.monotonic() - started
+    result = judge(params, files, plan.source, remote.description, waited)
+    return result, files.files.get("junit.xml") or None

@@ -1,7 +1,7 @@
 """docs/junit.md lists exactly the properties the checks write, and the outcomes' real elements.
 
 Each result type is built with every optional part filled in, so ``properties()`` emits every
-name it can; the plugin adds ``phase`` and ``outcome``; TaskRuns come from ``_merge_taskruns``.
+name it can; the plugin adds ``phase`` and ``outcome``; TaskRuns come from ``merge_taskruns``.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ from pytest_homelab.ci.watch import CiResult, FailedStep
 from pytest_homelab.core.outcomes import OUTCOME_TYPES, CheckFailed
 from pytest_homelab.e2e.launcher import LaunchParams, RunFiles
 from pytest_homelab.e2e.phase import DevRunResult
-from pytest_homelab.plugin import _merge_taskruns
+from pytest_homelab.report.annotate import merge_taskruns
 from pytest_homelab.rollout.rules import RolloutResult, Target
 from tests.docs.blocks import DOCS, blocks, section, table_column
 
@@ -94,7 +94,7 @@ def taskrun_properties() -> list[str]:
         b'<testsuite><testcase classname="e2e" name="smoke" time="1">'
         b"<failure>502</failure></testcase></testsuite>"
     )
-    _merge_taskruns(tree, runner)
+    merge_taskruns(tree, runner)
     return [p.get("name", "") for p in tree.iter("property")]
 
 

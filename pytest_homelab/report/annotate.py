@@ -1,0 +1,73 @@
+"""The landing's JUnit as pytest wrote it, made into the record the CLI and other CI read:
+each failure typed by its outcome, the dev e2e run's TaskRuns added, known secrets scrubbed."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+from pytest_homelab.core.outcomes import EXIT_BAD_INPUT, OUTCOME_TYPES
+
+
+def annotate_junit(path: Path, taskruns: bytes | None = None) -> None:
+    """Type every failure and error by its outcome, add the dev e2e run's TaskRun testcases,
+    and scrub known secrets from the file."""
+    from pytest_homelab.core.secrets import known_secrets
+
+    tree = ET.parse(path)
+    if taskruns:
+        merge_taskruns(tree, taskruns)
+    for case in tree.iter("testcase"):
+        outcome = next(
+            (p.get("value") for p in case.iter("property") if p.get("name") == "outcome"), None
+        )
+        for element in case:
+            if element.tag in ("failure", "error") and outcome:
+                element.set("type", outcome)
+                cls = OUTCOME_TYPES.get(outcome)
+                if element.tag == "failure" and cls is not None and cls.exit_code == EXIT_BAD_INPUT:
+                    # Bad input, auth and unreachable infrastructure are errors wherever they were
+                    # raised: other CI systems tell "the check could not run" from "it failed".
+                    element.tag = "error"
+                    _move_count(tree, case, "failures", "errors")
+    text = ET.tostring(tree.getroot(), encoding="unicode")
+    for secret in known_secrets():
+        if secret:
+            text = text.replace(secret, "***")
+    path.write_text('<?xml version="1.0" encoding="utf-8"?>' + text, encoding="utf-8")
+
+
+def _move_count(tree: ET.ElementTree[ET.Element], case: ET.Element, src: str, dst: str) -> None:
+    for suite in tree.getroot().iter("testsuite"):
+        if any(c is case for c in suite.iter("testcase")):
+            suite.set(src, str(max(0, int(suite.get(src, "0")) - 1)))
+            suite.set(dst, str(int(suite.get(dst, "0")) + 1))
+
+
+def merge_taskruns(tree: ET.ElementTree[ET.Element], junit: bytes) -> None:
+    """Each TaskRun of the runner's junit.xml becomes a testcase of this session (phase e2e)."""
+    try:
+        suite = ET.fromstring(junit)
+    except ET.ParseError:
+        return
+    root = tree.getroot()
+    target = ET.SubElement(root, "testsuite", name="dev-e2e TaskRuns")
+    counts = {"tests": 0, "failures": 0, "errors": 0}
+    for case in suite.iter("testcase"):
+        failure = case.find("failure")
+        outcome = "success" if failure is None else "CheckFailed"
+        props = ET.Element("properties")
+        task = case.get("name", "")
+        for name, value in (("phase", "e2e"), ("outcome", outcome), ("task", task)):
+            ET.SubElement(props, "property", name=name, value=value)
+        if failure is not None and (failure.text or "").strip():
+            # The failing step's log tail, where the verdict shows it (like the ci check's).
+            ET.SubElement(props, "property", name=f"log_tail:{task}", value=failure.text or "")
+        case.insert(0, props)
+        if failure is not None:
+            failure.set("type", "CheckFailed")
+            counts["failures"] += 1
+        counts["tests"] += 1
+        target.append(case)
+    for key, count in counts.items():
+        target.set(key, str(count))
