@@ -6,7 +6,7 @@ from collections.abc import Callable, Iterable
 
 import pytest
 
-from pytest_homelab.ci.watch import CiResult
+from pytest_homelab import CiResult
 
 pytestmark = pytest.mark.ci
 

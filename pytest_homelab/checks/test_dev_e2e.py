@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from pytest_homelab.e2e.phase import DevRunResult
+    from pytest_homelab import DevRunResult
 
 pytestmark = pytest.mark.e2e
 

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 if TYPE_CHECKING:
-    from pytest_homelab.rollout.rules import RolloutResult, Target
+    from pytest_homelab import RolloutResult, Target
 
 pytestmark = pytest.mark.rollout
 
