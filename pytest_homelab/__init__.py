@@ -7,7 +7,7 @@ the plugin's entry point) stays free of HTTP, Kubernetes and SSH libraries.
 
 __version__ = "0.1.0"
 
-TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~7 ms of every start
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing adds ~5 ms to `homelab --help` (P4)
 
 # name -> the module that defines it
 _API = {

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from types import MappingProxyType
 
-TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~5 ms here
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing adds ~5 ms to `homelab --help` (P4)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Mapping
@@ -194,8 +194,8 @@ class Option:
     """One setting: its names in every place it can be set, and how to read it. Immutable.
 
     A plain class, not a dataclass: ``homelab --help`` builds its parser from this table, and
-    the dataclasses module (with inspect, ast, dis and tokenize behind it) costs more than a
-    millisecond a module there.
+    a frozen dataclass here (dataclasses, inspect, ast, dis, tokenize, and the generated
+    methods) measured 45 ms for P4 against 19 ms with this class (goal: 25 ms).
     """
 
     __slots__ = (

@@ -7,7 +7,7 @@ Every failure a user can meet is one of these exceptions. Each carries the name 
 
 from __future__ import annotations
 
-TYPE_CHECKING = False  # not typing.TYPE_CHECKING: importing typing costs ~5 ms here
+TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing adds ~5 ms to `homelab --help` (P4)
 
 if TYPE_CHECKING:  # typing itself is not imported at run time: `homelab --help` imports this
     from typing import ClassVar, Literal
