@@ -17,15 +17,17 @@ from pytest_homelab.core.outcomes import (
     EXIT_NOT_FOUND,
     EXIT_STILL_RUNNING,
     EXIT_SUCCESS,
+    SIGNAL_EXIT_CODES,
     BadInput,
     HomelabError,
+    Terminated,
 )
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing adds ~5 ms to `homelab --help` (P4)
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from pathlib import Path
-    from typing import Any
+    from typing import Any, Never
 
     from pytest_homelab.core.settings import Settings
 
@@ -189,13 +191,16 @@ def _add_commit(parser: argparse.ArgumentParser) -> None:
 def build_parser(words: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The ``homelab`` parser; given the command line's verb ``words``, only that verb gets its
     arguments (the others are listed), which is all that parsing that command line needs."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="homelab",
         description="Verify a software landing in a homelab: CI green, rollouts done, e2e passed.",
         epilog=EXIT_CODES,
         formatter_class=_Formatter,
     )
     parser.homelab_wanted = None if words is None else tuple(words)  # type: ignore[attr-defined]
+    from pytest_homelab import __version__
+
+    parser.add_argument("-V", "--version", action="version", version=f"homelab {__version__}")
     verbs = _verbs(parser, "verb")
 
     ci_verbs = _verbs(_verb(verbs, "ci", "Woodpecker CI of a commit"), "ci_verb")
@@ -651,19 +656,159 @@ def _demo(args: argparse.Namespace) -> int:
     return code
 
 
+class _ArgumentError(Exception):
+    """argparse's error, kept with the parser it belongs to (see :class:`_Parser`)."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(message)
+        self.parser = parser
+        self.message = message
+
+
+class _Parser(argparse.ArgumentParser):
+    """Reports errors to :func:`main` instead of exiting, so that the verb's own usage, a
+    "did you mean" and the JSON document can follow."""
+
+    def error(self, message: str) -> Never:
+        raise _ArgumentError(self, message)
+
+
+def _wants_json(argv: Sequence[str]) -> bool:
+    words = list(argv)
+    return "--json" in (words[: words.index("--")] if "--" in words else words)
+
+
+def _verb_parser(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The parser of the deepest verb the command line names (``homelab ci watch``'s own)."""
+    current = parser
+    for word in argv:
+        if word.startswith("-"):
+            continue
+        group = next(
+            (a for a in current._actions if isinstance(a, argparse._SubParsersAction)), None
+        )
+        if group is None or word not in group.choices:
+            break
+        current = group.choices[word]
+    return current
+
+
+def _suggestions(parser: argparse.ArgumentParser, message: str, argv: Sequence[str]) -> list[str]:
+    import difflib
+    import re
+
+    choice = re.search(r"invalid choice: '([^']*)'", message)
+    if choice:
+        group = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        return difflib.get_close_matches(choice.group(1), list(group.choices), n=1)
+    flags = [f for a in parser._actions for f in a.option_strings if f.startswith("--")]
+    wanted = re.search(r"unrecognized arguments: (.*)", message)
+    words = wanted.group(1).split() if wanted else []
+    found: list[str] = []
+    for word in words:
+        if word.startswith("-"):
+            found += difflib.get_close_matches(word.split("=", 1)[0], flags, n=1, cutoff=0.6)
+    return found
+
+
+def _bad_usage(
+    parser: argparse.ArgumentParser, error: _ArgumentError, argv: Sequence[str], as_json: bool
+) -> int:
+    """argparse's error with the verb's own usage, a "did you mean" and a ``next:`` line."""
+    if error.parser is parser and "unrecognized arguments" in error.message:
+        owner = _verb_parser(parser, argv)  # the verb's unknown flag surfaces at the top
+    else:
+        owner = error.parser
+    guesses = _suggestions(owner, error.message, argv)
+    hint = f"did you mean {' '.join(guesses)}? " if guesses else ""
+    hint += f"see `{owner.prog} --help`"
+    sys.stderr.write(owner.format_usage())
+    print(f"{owner.prog}: error: {error.message}\n  next: {hint}", file=sys.stderr)
+    if as_json:
+        _print_error_json("BadInput", f"{owner.prog}: {error.message}", hint, EXIT_BAD_INPUT)
+    return EXIT_BAD_INPUT
+
+
+def _print_error_json(outcome: str, message: str, hint: str | None, code: int) -> None:
+    """The one JSON document of a verb that ended before any check ran."""
+    import json
+
+    from pytest_homelab.report.verdict import VERDICTS
+
+    document = {
+        "verdict": VERDICTS.get(code, "ERROR"),
+        "exit_code": code,
+        "checks": [],
+        "outcome": outcome,
+        "message": message,
+        "next": hint,
+    }
+    print(json.dumps(document, indent=2))
+
+
+def _verb_name(args: argparse.Namespace) -> str:
+    words = [args.verb]
+    sub = getattr(args, f"{args.verb}_verb", None)
+    return " ".join(words + ([sub] if sub else []))
+
+
+def _trap_sigterm() -> Callable[[], None]:
+    """SIGTERM unwinds like Ctrl-C (raising :class:`Terminated`), so that every verb writes
+    its JUnit and verdict and exits 143 instead of dying silently. Returns the undo."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    before = signal.signal(signal.SIGTERM, terminate)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, before)
+
+    return restore
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    as_json = _wants_json(argv)
     parser = build_parser(_verb_words(argv))
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse has printed usage and the error: bad input
+    except _ArgumentError as exc:
+        return _bad_usage(parser, exc, argv, as_json)
+    except SystemExit as exc:  # --help, --version: printed
         return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
     handler: Handler = args.handler
+    verb = _verb_name(args)
+    restore = _trap_sigterm()
+    try:
+        return _run(handler, args, verb, as_json)
+    finally:
+        restore()
+
+
+def _run(handler: Handler, args: argparse.Namespace, verb: str, as_json: bool) -> int:
     try:
         return handler(args)
     except HomelabError as exc:
-        print(f"homelab: {type(exc).__name__}: {exc.render()}", file=sys.stderr)
+        # Every error says what to do next; the verb's help is the last resort.
+        hint = exc.hint or f"see `homelab {verb} --help`"
+        text = f"{exc.message}\n  next: {hint}"
+        print(f"homelab: {type(exc).__name__}: {text}", file=sys.stderr)
+        if as_json:
+            _print_error_json(type(exc).__name__, exc.message, hint, exc.exit_code)
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("homelab: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        name = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
+        code = SIGNAL_EXIT_CODES[name]
+        message = f"interrupted by {name}"
+        print(f"homelab: {message}", file=sys.stderr)
+        if as_json:
+            _print_error_json("Interrupted", message, None, code)
+        else:
+            print(f"verdict: INTERRUPTED (exit {code})")
+        return code

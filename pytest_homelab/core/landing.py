@@ -36,6 +36,7 @@ class Landing:
         self.deadline = Deadline.after(settings.landing_budget, clock)
         self._failed: dict[str, str] = {}
         self._phases: dict[str, Deadline] = {}
+        self.dispatched: list[str] = []  # dev e2e runs started on D601 (they outlive the session)
 
     def phase_deadline(self, phase: str) -> Deadline:
         """The phase's own budget from its first use, never past the overall landing deadline."""
