@@ -49,7 +49,7 @@ def interrupted_message(check: Unfinished, signal_name: str) -> tuple[str, str |
         follow = f"homelab ci logs {run_id}"
         text += (
             f"\nthe dev e2e run {run_id} was already dispatched and keeps running on D601 "
-            f"(it is independent of this session)\n  next: follow it with `{follow}`"
+            f"(it is independent of this session)\n  next: {follow}"
         )
         return text, follow
     return text + "\n  next: run the check again and let it finish", None

@@ -1,0 +1,164 @@
+"""Ctrl-C (SIGINT) and SIGTERM at each phase of a landing: real signals to a real ``homelab``
+process, sent when its progress line shows the phase running. The exit code, the verdict line
+and the JUnit must all say INTERRUPTED, and nothing that did not finish passing may look passed.
+
+pytest re-raises KeyboardInterrupt out of the running test and writes only finished tests to
+the JUnit: pytest-dev/pytest src/_pytest/runner.py@9.2.0 get_reraise_exceptions,
+src/_pytest/main.py@9.2.0 wrap_session (pytest_keyboard_interrupt, then pytest_sessionfinish).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from tests.cli.child import Child, environ
+
+CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
+NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
+
+
+def junit_cases(path: Path) -> dict[str, ET.Element]:
+    return {
+        f"{c.get('name')}": c
+        for c in ET.parse(path).getroot().iter("testcase")
+        if not c.get("classname", "").startswith("dev-e2e")
+    }
+
+
+def props(case: ET.Element) -> dict[str, str]:
+    return {p.get("name", ""): p.get("value", "") for p in case.iter("property")}
+
+
+def interrupted(case: ET.Element) -> ET.Element:
+    (element,) = [e for e in case if e.tag in ("failure", "error", "skipped")]
+    assert element.tag == "error" and element.get("type") == "Interrupted", ET.tostring(case)
+    assert props(case)["outcome"] == "Interrupted"
+    return element
+
+
+def run_demo_until(
+    tmp_path: Path, scenario: str, line: str, signum: int, *, json_out: bool = False
+) -> tuple[int, str, str, Path]:
+    junit = tmp_path / "demo.xml"
+    args = ["demo", "--scenario", scenario, "--junitxml", str(junit)]
+    child = Child.homelab(*args, *(["--json"] if json_out else []), cwd=tmp_path, env=environ())
+    try:
+        child.wait_for(line, timeout=120)
+        child.signal(signum)
+        code, out, err = child.finish(timeout=60)
+    finally:
+        child.kill()
+    return code, out, err, junit
+
+
+ROLLOUTS = ("test_rolled_out[web]", "test_rolled_out[api]", "test_rolled_out[worker]")
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_during_the_ci_phase(tmp_path: Path, signum: int) -> None:
+    code, out, err, junit = run_demo_until(
+        tmp_path, "green", r"^ci: waiting for a pipeline", signum
+    )
+    assert code == CODES[signum], out + err
+    assert f"verdict: INTERRUPTED (exit {code})" in out
+    cases = junit_cases(junit)
+    running = interrupted(cases["test_pipeline_green"])
+    assert (running.get("message") or "").startswith("Interrupted: interrupted by")
+    assert NAMES[signum] in (running.get("message") or "")
+    for name in (*ROLLOUTS, "test_dev_e2e"):
+        assert (interrupted(cases[name]).get("message") or "").startswith("not run:"), name
+    assert "PASS" not in out
+
+
+def test_during_the_rollout_phase(tmp_path: Path) -> None:
+    # stale-image: CD never updates web, so the rollout phase waits (4s) for it.
+    code, out, err, junit = run_demo_until(tmp_path, "stale-image", r"^rollout: ", signal.SIGTERM)
+    assert code == 143, out + err
+    assert "verdict: INTERRUPTED (exit 143)" in out
+    cases = junit_cases(junit)
+    assert props(cases["test_pipeline_green"])["outcome"] == "success"
+    assert interrupted(cases["test_rolled_out[web]"]).get("message", "").startswith("Interrupted:")
+    for name in ("test_rolled_out[api]", "test_rolled_out[worker]", "test_dev_e2e"):
+        assert interrupted(cases[name]).get("message", "").startswith("not run:"), name
+    assert props(cases["test_rolled_out[api]"])["signal"] == "SIGTERM"
+
+
+def test_during_the_e2e_phase_is_never_green(tmp_path: Path) -> None:
+    """The issue's false green: ci and rollouts had passed, then Ctrl-C while waiting for the
+    dev e2e run printed PASSED (exit 0) and a JUnit without the e2e check."""
+    code, out, err, junit = run_demo_until(
+        tmp_path, "green", r"^e2e: dispatched ", signal.SIGINT, json_out=True
+    )
+    assert code == 130, out + err
+    document = json.loads(out)
+    assert document["verdict"] == "INTERRUPTED" and document["exit_code"] == 130
+    by_name = {c["name"]: c for c in document["checks"]}
+    assert by_name["test_dev_e2e"]["outcome"] == "Interrupted"
+    assert by_name["test_dev_e2e"]["result"] == "error"
+    cases = junit_cases(junit)
+    assert [props(cases[n])["outcome"] for n in ROLLOUTS] == ["success"] * 3
+    message = interrupted(cases["test_dev_e2e"]).get("message", "")
+    run_id = props(cases["test_dev_e2e"])["run_id"]
+    assert "keeps running on D601" in message and f"next: homelab ci logs {run_id}" in message
+
+
+def test_pytest_keeps_its_own_exit_code(tmp_path: Path) -> None:
+    """``pytest checks/`` interrupted: pytest's own exit code (2), and its JUnit by the same
+    rule: the running ci check is an Interrupted error, the rollout checks not run."""
+    import sys
+
+    from pytest_homelab.sim.woodpecker import StepSpec, WoodpeckerSim
+
+    sha = "9f3c2a1b7d4e5f60718293a4b5c6d7e8f9012345"
+    junit = tmp_path / "landing.xml"
+    (tmp_path / "deploy.json").write_text(
+        json.dumps(
+            {
+                "schemaVersion": 2,
+                "environments": {
+                    "dev": {"services": [{"name": "web", "namespace": "apps", "image": "r/web"}]}
+                },
+            }
+        )
+    )
+    with WoodpeckerSim() as sim:
+        sim.add_repo("homelab/app")
+        sim.add_pipeline("homelab/app", commit=sha, steps=[StepSpec("test", 600.0)])
+        child = Child(
+            [
+                sys.executable,
+                "-m",
+                "pytest",
+                str(Path(__file__).parents[2] / "pytest_homelab" / "checks"),
+                "-m",
+                "ci or rollout",
+                "-p",
+                "no:cacheprovider",
+                f"--junitxml={junit}",
+                "--commit",
+                sha,
+                "--woodpecker-repo",
+                "homelab/app",
+                "--woodpecker-server",
+                sim.base_url,
+                "--deploy-json",
+                str(tmp_path / "deploy.json"),
+            ],
+            cwd=tmp_path,
+            env=environ(WOODPECKER_TOKEN="sim-token"),
+        )
+        try:
+            child.wait_for(r"^ci: #1 running", timeout=60)
+            child.signal(signal.SIGINT)
+            code, out, err = child.finish(timeout=60)
+        finally:
+            child.kill()
+    assert code == 2, out + err  # pytest.ExitCode.INTERRUPTED, as pytest documents
+    cases = junit_cases(junit)
+    assert interrupted(cases["test_pipeline_green"]).get("message", "").startswith("Interrupted:")
+    assert interrupted(cases["test_rolled_out[web]"]).get("message", "").startswith("not run:")
