@@ -18,8 +18,8 @@ import pytest
 
 from tests.cli.child import Child, environ
 
-CODES = {signal.SIGINT: 130, signal.SIGTERM: 143}
-NAMES = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
+CODES: dict[int, int] = {signal.SIGINT: 130, signal.SIGTERM: 143}
+NAMES: dict[int, str] = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
 
 
 def junit_cases(path: Path) -> dict[str, ET.Element]:
