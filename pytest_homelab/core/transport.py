@@ -25,7 +25,14 @@ from typing import Any
 import httpcore
 import httpx
 
-from pytest_homelab.core.clock import SYSTEM_CLOCK, Backoff, Clock, Deadline, format_duration
+from pytest_homelab.core.clock import (
+    FIRST_CONTACT_SECONDS,
+    SYSTEM_CLOCK,
+    Backoff,
+    Clock,
+    Deadline,
+    format_duration,
+)
 from pytest_homelab.core.outcomes import AuthError, BadInput, DeadlineExceeded, InfraError, NotFound
 from pytest_homelab.core.secrets import Secret
 
@@ -163,11 +170,6 @@ def make_http_client(
 
 
 # -- retrying JSON requests ---------------------------------------------------------------------
-
-
-# How long a server that has not answered once in this run gets before a failed connection is
-# an infrastructure error (docs/cli.md, "When a server does not answer").
-FIRST_CONTACT_SECONDS = 5.0
 
 
 class HttpNotFound(NotFound):

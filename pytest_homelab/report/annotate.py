@@ -24,6 +24,12 @@ def annotate_junit(path: Path, taskruns: bytes | None = None) -> None:
         for element in case:
             if element.tag in ("failure", "error") and outcome:
                 element.set("type", outcome)
+                full = (element.text or "").strip()
+                if _is_outcome(outcome) and full.startswith(f"{outcome}: "):
+                    # The whole typed message, as for an error in the check's body: pytest
+                    # wraps a setup error's as 'failed on setup with "…' and cuts it after
+                    # one line (_pytest/junitxml.py append_error, shorten_message).
+                    element.set("message", full)
                 cls = OUTCOME_TYPES.get(outcome)
                 if element.tag == "failure" and cls is not None and cls.exit_code == EXIT_BAD_INPUT:
                     # Bad input, auth and unreachable infrastructure are errors wherever they were
@@ -35,6 +41,10 @@ def annotate_junit(path: Path, taskruns: bytes | None = None) -> None:
         if secret:
             text = text.replace(secret, "***")
     path.write_text('<?xml version="1.0" encoding="utf-8"?>' + text, encoding="utf-8")
+
+
+def _is_outcome(outcome: str) -> bool:
+    return outcome in OUTCOME_TYPES
 
 
 def _move_count(tree: ET.ElementTree[ET.Element], case: ET.Element, src: str, dst: str) -> None:
