@@ -18,9 +18,11 @@ from pytest_homelab.core.outcomes import (
     EXIT_STILL_RUNNING,
     EXIT_SUCCESS,
     SIGNAL_EXIT_CODES,
+    VERDICTS,
     BadInput,
     HomelabError,
     Terminated,
+    outcome_of,
 )
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing adds ~5 ms to `homelab --help` (P4)
@@ -280,6 +282,9 @@ def build_parser(words: Sequence[str] | None = None) -> argparse.ArgumentParser:
         metavar="PATH",
         help="the file (default: deploy.json at the repo root)",
     )
+    check.add_argument(
+        "--json", action="store_true", help="print JSON for machines (each problem with its path)"
+    )
     check.set_defaults(handler=_manifest_check)
 
     deploy_verbs = _verbs(_verb(verbs, "deploy", "rollouts of the landed commit"), "deploy_verb")
@@ -414,7 +419,6 @@ def _settings(args: argparse.Namespace, cwd: Path | None = None) -> Settings:
 
 
 def _ci_status(args: argparse.Namespace) -> int:
-    import json
 
     from pytest_homelab.ci.models import classify
     from pytest_homelab.ci.phase import open_client, resolve_target, woodpecker_token
@@ -440,7 +444,9 @@ def _ci_status(args: argparse.Namespace) -> int:
         client.close()
     if found is None:
         if args.json:
-            print(json.dumps({"repo": repo.full_name, "commit": target.sha, "pipeline": None}))
+            _print_json(
+                {"repo": repo.full_name, "commit": target.sha, "pipeline": None}, EXIT_NOT_FOUND
+            )
         else:
             print(
                 f"no pipeline for {target.sha[:8]} in {repo.full_name} "
@@ -454,30 +460,30 @@ def _ci_status(args: argparse.Namespace) -> int:
         import time
 
         elapsed = max(0, int(time.time()) - found.started)
+    code = {"green": EXIT_SUCCESS, "red": EXIT_FAILED, "skipped": EXIT_FAILED}.get(
+        verdict, EXIT_STILL_RUNNING
+    )
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "repo": repo.full_name,
-                    "commit": target.sha,
-                    "pipeline": {
-                        "number": found.number,
-                        "status": found.status,
-                        "event": found.event,
-                        "commit": found.commit,
-                        "url": url,
-                        "elapsed_seconds": elapsed,
-                        "superseded_by": found.superseded_by or None,
-                    },
-                }
-            )
+        _print_json(
+            {
+                "repo": repo.full_name,
+                "commit": target.sha,
+                "pipeline": {
+                    "number": found.number,
+                    "status": found.status,
+                    "event": found.event,
+                    "commit": found.commit,
+                    "url": url,
+                    "elapsed_seconds": elapsed,
+                    "superseded_by": found.superseded_by or None,
+                },
+            },
+            code,
         )
     else:
         shown = format_duration(elapsed) if elapsed is not None else "-"
         print(f"#{found.number} {found.status} {found.event} {found.commit[:8]} {shown} {url}")
-    return {"green": EXIT_SUCCESS, "red": EXIT_FAILED, "skipped": EXIT_FAILED}.get(
-        verdict, EXIT_STILL_RUNNING
-    )
+    return code
 
 
 def _ci_watch(args: argparse.Namespace) -> int:
@@ -501,7 +507,11 @@ def _deploy_wait(args: argparse.Namespace) -> int:
 
     plan = rollout_plan(settings)  # validates deploy.json, environment, commit and targets
     if not plan.targets:
-        print(f"nothing to wait for: environment {plan.environment} has no services")
+        said = f"nothing to wait for: environment {plan.environment} has no services"
+        if args.json:
+            _print_json({"message": said}, EXIT_SUCCESS)
+        else:
+            print(said)
         return EXIT_SUCCESS
     from pytest_homelab.report.session import run_checks
 
@@ -552,7 +562,6 @@ def _ci_logs(args: argparse.Namespace) -> int:
 
 
 def _work_land(args: argparse.Namespace) -> int:
-    import json
 
     from pytest_homelab.core.gitrepo import GitRepo
     from pytest_homelab.land import land, plan_landing, shell_verify
@@ -605,7 +614,9 @@ def _work_land(args: argparse.Namespace) -> int:
     if args.no_ci_watch:
         say("land: --no-ci-watch: not watching CI")
         if args.json:
-            print(json.dumps({**report, "verdict": "LANDED", "exit_code": EXIT_SUCCESS}, indent=2))
+            _print_json(
+                {**report, "message": "landed; --no-ci-watch: CI not watched"}, EXIT_SUCCESS
+            )
         return EXIT_SUCCESS
     from pytest_homelab.report.session import run_checks
 
@@ -630,19 +641,21 @@ def _work_land(args: argparse.Namespace) -> int:
 
 
 def _manifest_check(args: argparse.Namespace) -> int:
+    """Valid: one line (or the JSON document) on stdout. Invalid: an error like every verb's,
+    which lists every problem (with ``--json``, each with its JSON path)."""
     from pathlib import Path
 
-    from pytest_homelab.core.manifest import check_manifest
+    from pytest_homelab.core.manifest import load_manifest
     from pytest_homelab.core.settings import resolve_settings
 
     path = Path(args.path) if args.path is not None else resolve_settings({}).deploy_json_path
-    code: int
-    lines: list[str]
-    code, lines = check_manifest(path)
-    stream = sys.stdout if code == 0 else sys.stderr
-    for line in lines:
-        print(line, file=stream)
-    return code
+    manifest = load_manifest(path)  # raises ManifestInvalid (BadInput) with every problem
+    said = f"{path}: valid ({manifest.summary()})"
+    if args.json:
+        _print_json({"message": said, "file": str(path), "problems": []}, EXIT_SUCCESS)
+    else:
+        print(said)
+    return EXIT_SUCCESS
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -729,21 +742,36 @@ def _bad_usage(
     return EXIT_BAD_INPUT
 
 
-def _print_error_json(outcome: str, message: str, hint: str | None, code: int) -> None:
+def _print_error_json(
+    outcome: str,
+    message: str,
+    hint: str | None,
+    code: int,
+    extra: dict[str, object] | None = None,
+) -> None:
     """The one JSON document of a verb that ended before any check ran."""
+    _print_json({"outcome": outcome, "message": message, "next": hint, **(extra or {})}, code)
+
+
+def _print_json(document: dict[str, object], code: int) -> None:
+    """A lookup's or an early error's JSON document: ``verdict``, ``exit_code`` and ``checks``
+    (none: no check ran) first, as in every verb's document (docs/cli.md has the schema)."""
     import json
 
-    from pytest_homelab.report.verdict import VERDICTS
+    head = {"verdict": VERDICTS.get(code, "ERROR"), "exit_code": code, "checks": []}
+    print(json.dumps({**head, **document}, indent=2))
 
-    document = {
-        "verdict": VERDICTS.get(code, "ERROR"),
-        "exit_code": code,
-        "checks": [],
-        "outcome": outcome,
-        "message": message,
-        "next": hint,
-    }
-    print(json.dumps(document, indent=2))
+
+def _json_extra(exc: HomelabError) -> dict[str, object]:
+    """What an error adds to the JSON document: each deploy.json problem with its JSON path."""
+    errors = getattr(exc, "errors", None)
+    source = getattr(exc, "source", None)
+    if isinstance(errors, list) and source is not None:
+        return {
+            "file": str(source),
+            "problems": [{"path": e.path, "message": e.message} for e in errors],
+        }
+    return {}
 
 
 def _verb_name(args: argparse.Namespace) -> str:
@@ -798,9 +826,10 @@ def _run(handler: Handler, args: argparse.Namespace, verb: str, as_json: bool) -
         # Every error says what to do next; the verb's help is the last resort.
         hint = exc.hint or f"see `homelab {verb} --help`"
         text = f"{exc.message}\n  next: {hint}"
-        print(f"homelab: {type(exc).__name__}: {text}", file=sys.stderr)
+        outcome = outcome_of(exc)
+        print(f"homelab: {outcome}: {text}", file=sys.stderr)
         if as_json:
-            _print_error_json(type(exc).__name__, exc.message, hint, exc.exit_code)
+            _print_error_json(outcome, exc.message, hint, exc.exit_code, _json_extra(exc))
         return exc.exit_code
     except KeyboardInterrupt as exc:
         name = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"

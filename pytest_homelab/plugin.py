@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING
 import pytest
 
 from pytest_homelab.core.landing import PHASES, Landing
-from pytest_homelab.core.outcomes import BadInput, HomelabError, Terminated
+from pytest_homelab.core.outcomes import BadInput, HomelabError, Terminated, outcome_of
 from pytest_homelab.core.settings import OPTIONS, Settings, resolve_settings
 
 if TYPE_CHECKING:  # heavy modules stay out of every pytest run that does not use them
@@ -294,7 +294,7 @@ def pytest_runtest_makereport(
         return report
     if report.failed and call.when in ("setup", "call"):
         exc = call.excinfo.value if call.excinfo is not None else None
-        outcome = exc.outcome if isinstance(exc, HomelabError) else type(exc).__name__
+        outcome = outcome_of(exc) if isinstance(exc, HomelabError) else type(exc).__name__
         item.user_properties.append(("outcome", outcome))
         if isinstance(exc, HomelabError):
             # The message says expected, seen and next step; a traceback would only bury it.

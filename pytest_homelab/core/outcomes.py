@@ -147,6 +147,28 @@ _EXIT_PRECEDENCE = (
 
 SUCCESS_OUTCOMES = frozenset({"success", "dispatched"})
 
+# The verdict word of each exit code: the verdict line, the JSON ``verdict`` and docs/cli.md.
+VERDICTS = {
+    EXIT_SUCCESS: "PASSED",
+    EXIT_FAILED: "FAILED",
+    EXIT_BAD_INPUT: "ERROR",
+    EXIT_NOT_FOUND: "NOT FOUND",
+    EXIT_STILL_RUNNING: "STILL RUNNING",  # the lookups only
+    EXIT_DEADLINE: "DEADLINE EXCEEDED",
+    EXIT_INTERRUPTED: "INTERRUPTED",
+    EXIT_TERMINATED: "INTERRUPTED",
+}
+
+
+def outcome_of(error: HomelabError) -> str:
+    """The outcome an error reports as: its own, or its nearest documented ancestor's (a
+    ``ManifestInvalid`` is ``BadInput``)."""
+    for cls in type(error).__mro__:
+        name = getattr(cls, "__name__", "")
+        if name in OUTCOME_TYPES:
+            return name
+    return HomelabError.outcome
+
 
 def fold_exit_codes(codes: list[int]) -> int:
     """Fold exit codes by the contract: 143 > 130 > 2 > 1 > 124 > 3 > 0."""

@@ -6,18 +6,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pytest_homelab.core.outcomes import PrerequisiteFailed
+from pytest_homelab.core.outcomes import VERDICTS, PrerequisiteFailed
 from pytest_homelab.report.junit import CheckRecord
 
-VERDICTS = {
-    0: "PASSED",
-    1: "FAILED",
-    2: "ERROR",
-    3: "NOT FOUND",
-    124: "DEADLINE EXCEEDED",
-    130: "INTERRUPTED",
-    143: "INTERRUPTED",
-}
+__all__ = ["VERDICTS", "render_json", "render_text", "summary"]
+
 _LABEL = {"passed": "PASS", "failure": "FAIL", "error": "ERROR", "skipped": "SKIP"}
 LOG_LINES_SHOWN = 20
 
