@@ -399,6 +399,12 @@ def _flags(args: argparse.Namespace) -> dict[str, object | None]:
     return flags
 
 
+def _typed_flags(args: argparse.Namespace) -> dict[str, str]:
+    """The flag this verb has for each setting (``ci watch --timeout`` for ``ci_timeout``)."""
+    names: dict[str, str] = getattr(args, "flag_names", None) or {}
+    return names
+
+
 def _settings(args: argparse.Namespace, cwd: Path | None = None) -> Settings:
     """Resolve settings, then validate deploy.json before anything acts.
 
@@ -406,7 +412,7 @@ def _settings(args: argparse.Namespace, cwd: Path | None = None) -> Settings:
     """
     from pytest_homelab.core.settings import resolve_settings
 
-    settings = resolve_settings(_flags(args), cwd=cwd)
+    settings = resolve_settings(_flags(args), cwd=cwd, flag_names=_typed_flags(args))
     path = settings.deploy_json_path
     if settings.sources.get("deploy_json", "default") != "default" or path.exists():
         from pytest_homelab.core.manifest import load_manifest
@@ -532,11 +538,15 @@ def _ci_run_dev_e2e(args: argparse.Namespace) -> int:
     flags = _flags(args)
     if args.wait_ms is not None:
         if args.wait_ms < 0:
-            raise BadInput("--wait-ms must be zero or more milliseconds")
+            raise BadInput(
+                f"--wait-ms must be zero or more milliseconds (got {args.wait_ms})",
+                hint="give --wait-ms 0 or more (600000 waits up to 10 minutes), or leave it out "
+                "to dispatch without waiting",
+            )
         flags["e2e_wait"] = f"{args.wait_ms}ms"
     from pytest_homelab.core.settings import resolve_settings
 
-    settings = resolve_settings(flags)
+    settings = resolve_settings(flags, flag_names=_typed_flags(args))
     if settings.d601_transport == "ssh":
         settings.require("d601_host", "ci run-dev-e2e")
     from pytest_homelab.report.session import run_checks
@@ -555,7 +565,7 @@ def _ci_logs(args: argparse.Namespace) -> int:
     from pytest_homelab.core.settings import resolve_settings
     from pytest_homelab.e2e.logs import show_run
 
-    settings = resolve_settings(_flags(args))
+    settings = resolve_settings(_flags(args), flag_names=_typed_flags(args))
     if settings.d601_transport == "ssh":
         settings.require("d601_host", "ci logs")
     return show_run(settings, args.run_id, follow=args.follow, lines=args.lines, as_json=args.json)
@@ -812,6 +822,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
     handler: Handler = args.handler
     verb = _verb_name(args)
+    args.flag_names = {
+        action.dest: action.option_strings[-1]
+        for action in _verb_parser(parser, argv)._actions
+        if action.dest in OPTIONS_BY_KEY and action.option_strings
+    }
     restore = _trap_sigterm()
     try:
         return _run(handler, args, verb, as_json)

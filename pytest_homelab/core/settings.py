@@ -143,7 +143,9 @@ def find_repo_root(start: Path) -> Path | None:
     return None
 
 
-def _convert(option: Option, raw: object, where: str) -> Any:
+def _convert(option: Option, raw: object, where: str, typed: str | None = None) -> Any:
+    """``typed``: the flag the value came from; the hint then names it alone, not the option's
+    other names (a CLI verb's ``--timeout`` is not the pytest flag ``--ci-timeout``)."""
     try:
         return option.convert(raw)
     except BadInput as exc:
@@ -152,10 +154,10 @@ def _convert(option: Option, raw: object, where: str) -> Any:
         shown = raw if not isinstance(raw, str) or len(raw) <= 80 else raw[:77] + "..."
         if isinstance(shown, str):  # a URL's user:password is never echoed
             shown = re.sub(r"(?<=://)[^\s'\"<>/]*@", "***@", shown)
-        raise BadInput(
-            f"{option.key} from {where}: {exc} (got {shown!r})",
-            hint=f"fix the value; it can be set with {option.names()}",
-        ) from None
+        hint = f"fix the value; it can be set with {option.names()}"
+        if typed is not None and typed != option.flag:
+            hint = f"fix the value of {typed}"
+        raise BadInput(f"{option.key} from {where}: {exc} (got {shown!r})", hint=hint) from None
 
 
 def load_settings_file(root: Path) -> tuple[dict[str, Any], Path | None]:
@@ -221,8 +223,11 @@ def resolve_settings(
     flags: Mapping[str, object | None],
     environ: Mapping[str, str] | None = None,
     cwd: Path | None = None,
+    flag_names: Mapping[str, str] | None = None,
 ) -> Settings:
-    """Resolve every option once. ``flags`` maps option keys to flag values (None = not given)."""
+    """Resolve every option once. ``flags`` maps option keys to flag values (None = not given);
+    ``flag_names`` the flag the user typed for a key, when a command names it differently
+    (``homelab ci watch --timeout`` is ``--ci-timeout``), so that errors name what was typed."""
     environ = os.environ if environ is None else environ
     cwd = Path.cwd() if cwd is None else cwd
     root = find_repo_root(cwd) or cwd
@@ -232,8 +237,9 @@ def resolve_settings(
     for option in OPTIONS:
         flag_value = flags.get(option.key)
         if flag_value is not None:
-            values[option.key] = _convert(option, flag_value, option.flag)
-            sources[option.key] = f"flag {option.flag}"
+            flag = (flag_names or {}).get(option.key, option.flag)
+            values[option.key] = _convert(option, flag_value, flag, typed=flag)
+            sources[option.key] = f"flag {flag}"
             continue
         env_name = next((n for n in option.env if environ.get(n, "").strip()), None)
         if env_name is not None:
