@@ -544,11 +544,7 @@ def _ci_run_dev_e2e(args: argparse.Namespace) -> int:
                 "to dispatch without waiting",
             )
         flags["e2e_wait"] = f"{args.wait_ms}ms"
-    from pytest_homelab.core.settings import resolve_settings
-
-    settings = resolve_settings(flags, flag_names=_typed_flags(args))
-    if settings.d601_transport == "ssh":
-        settings.require("d601_host", "ci run-dev-e2e")
+    settings = _every_problem_at_once(args, flags)
     from pytest_homelab.report.session import run_checks
 
     return run_checks(
@@ -559,6 +555,57 @@ def _ci_run_dev_e2e(args: argparse.Namespace) -> int:
         junitxml=args.junitxml,
         as_json=args.json,
     )
+
+
+def _every_problem_at_once(args: argparse.Namespace, flags: dict[str, object | None]) -> Settings:
+    """``ci run-dev-e2e``'s settings, D601's address and the remote's deploy.json are checked
+    together, and every problem is reported in one error, not one per attempt."""
+    import os
+
+    from pytest_homelab.core.settings import resolve_settings
+
+    problems: list[str] = []
+    hints: list[str] = []
+    flags, environ = dict(flags), dict(os.environ)
+    settings: Settings | None = None
+    for _ in range(len(OPTIONS_BY_KEY) + 1):  # drop each bad value, then resolve the rest
+        try:
+            settings = resolve_settings(flags, environ, flag_names=_typed_flags(args))
+            break
+        except BadInput as exc:
+            problems.append(exc.message)
+            hints += [exc.hint] if exc.hint else []
+            key = exc.message.split(" from ", 1)[0]
+            source = exc.message.split(" from ", 1)[-1].split(":", 1)[0]
+            if flags.get(key) is not None:
+                flags[key] = None
+                for name in OPTIONS_BY_KEY[key].env:  # the flag beat them: no second report
+                    environ.pop(name, None)
+            elif source.startswith("env "):
+                environ.pop(source.removeprefix("env "), None)
+            else:
+                raise
+    if settings is None:  # pragma: no cover - the loop drops one value per round
+        raise BadInput("\n".join(problems))
+    if settings.d601_transport == "ssh" and not settings.d601_host:
+        problems.append("ci run-dev-e2e needs the setting d601_host (D601's SSH host)")
+        hints.append("pass --d601-host HOST (env HOMELAB_D601_HOST), or --transport local on D601")
+    from pytest_homelab.e2e.phase import plan_dev_run
+
+    try:
+        plan_dev_run(settings)
+    except BadInput as exc:
+        problems.append(exc.message)
+        hints += [exc.hint] if exc.hint else []
+    if len(problems) == 1:
+        raise BadInput(problems[0], hint=hints[0] if hints else None)
+    if problems:
+        listed = "\n".join(f"  - {problem}" for problem in problems)
+        raise BadInput(
+            f"ci run-dev-e2e cannot start, {len(problems)} problems:\n{listed}",
+            hint="; ".join(dict.fromkeys(hints)) or None,
+        )
+    return settings
 
 
 def _ci_logs(args: argparse.Namespace) -> int:

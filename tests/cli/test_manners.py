@@ -111,3 +111,52 @@ def test_manifest_check_errors_look_like_every_verbs(
     code, out, err = run(["manifest", "check", "deploy.json"], capsys)
     assert code == 2 and out == ""
     assert err.startswith("homelab: BadInput: deploy.json is not a valid deploy.json")
+
+
+VALID = {
+    "schemaVersion": 2,
+    "environments": {"dev": {"services": [{"name": "web", "namespace": "a", "image": "r/w"}]}},
+}
+
+
+def _repo(
+    root: Path, monkeypatch: pytest.MonkeyPatch, *, remote: bool, manifest: object = VALID
+) -> Path:
+    from tests.gitenv import git, hermetic_git
+
+    hermetic_git(monkeypatch, root / "githome")
+    repo = root / "app"
+    repo.mkdir()
+    git(repo, "init", "-q", "-b", "main")
+    (repo / "deploy.json").write_text(json.dumps(manifest))
+    git(repo, "add", "deploy.json")
+    git(repo, "commit", "-q", "-m", "first")
+    if remote:
+        git(root, "init", "-q", "--bare", "-b", "main", "forge.git")
+        git(repo, "remote", "add", "origin", str(root / "forge.git"))
+        git(repo, "push", "-q", "origin", "main")
+    git(repo, "switch", "-q", "-c", "feature")
+    monkeypatch.chdir(repo)
+    return repo
+
+
+def test_work_land_without_a_remote_does_not_advise_repo(
+    clean: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _repo(clean, monkeypatch, remote=False)
+    args = ["work", "land", "--repo", "a/b", "--no-verify", "--no-ci-watch"]
+    code, _out, err = run(args, capsys)
+    assert code == 2 and "no git remote to land onto" in err
+    assert "pass --repo" not in err and "\n  next: add the remote" in err
+
+
+def test_run_dev_e2e_reports_every_problem_at_once(
+    clean: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    _repo(clean, monkeypatch, remote=True, manifest={"schemaVersion": 2, "environments": {}})
+    monkeypatch.setenv("HOMELAB_E2E_POLL_INTERVAL", "often")
+    code, _out, err = run(["ci", "run-dev-e2e", "--poll-interval", "banana"], capsys)
+    assert code == 2 and "3 problems" in err, err
+    assert "--poll-interval" in err and "'banana'" in err  # the flag beats the env, both bad
+    assert "d601_host" in err and "origin/main:deploy.json" in err
+    assert err.rstrip().splitlines()[-1].startswith("  next: ")
