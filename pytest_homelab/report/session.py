@@ -114,9 +114,11 @@ def run_checks(
     as_json: bool = False,
     extra_args: list[str] | None = None,
     report: Mapping[str, object] | None = None,
+    commands: bool = True,
 ) -> int:
     """Run the ``markexpr`` checks, read the JUnit back, print the verdict, return the code.
-    ``report`` adds the verb's own facts to the JSON document (e.g. what work land pushed)."""
+    ``report`` adds the verb's own facts to the JSON document (e.g. what work land pushed);
+    ``commands=False`` prints no ``next:`` command (the demo's runs are gone once it ends)."""
     import pytest
 
     junit = Path(junitxml) if junitxml else default_junit_path(verb)
@@ -152,7 +154,7 @@ def run_checks(
     if as_json:
         print(json.dumps({**(report or {}), **render_json(records, junit, result)}, indent=2))
     else:
-        for line in render_text(records, junit, result):
+        for line in render_text(records, junit, result, commands=commands):
             print(line)
     return result
 
