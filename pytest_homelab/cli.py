@@ -42,7 +42,8 @@ EXIT_CODES = f"""exit codes (every verb):
   {EXIT_NOT_FOUND}    not found (no pipeline for the commit within the appear grace; a workload
        that does not exist; an unknown dev e2e run)
   {EXIT_DEADLINE}  deadline exceeded (also: still blocked on approval)
-  several outcomes fold as 2 > 1 > 124 > 3 > 0.
+  130  interrupted by Ctrl-C (SIGINT); 143 by SIGTERM: nothing unfinished passed
+  several outcomes fold as 143 > 130 > 2 > 1 > 124 > 3 > 0.
   lookups: `ci status` 0 green, 1 red, 3 no pipeline, {EXIT_STILL_RUNNING} still running;
   `ci logs` 0 passed, 1 failed, 3 unknown run, {EXIT_STILL_RUNNING} still running."""
 
@@ -736,11 +737,15 @@ class _ArgumentError(Exception):
 
 
 class _Parser(argparse.ArgumentParser):
-    """Reports errors to :func:`main` instead of exiting, so that the verb's own usage, a
-    "did you mean" and the JSON document can follow."""
+    """Within :func:`main`, reports errors to it instead of exiting, so that the verb's own
+    usage, a "did you mean" and the JSON document can follow; elsewhere, argparse's way."""
+
+    reporting = False
 
     def error(self, message: str) -> Never:
-        raise _ArgumentError(self, message)
+        if _Parser.reporting:
+            raise _ArgumentError(self, message)
+        super().error(message)
 
 
 def _wants_json(argv: Sequence[str]) -> bool:
@@ -861,12 +866,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
     as_json = _wants_json(argv)
     parser = build_parser(_verb_words(argv))
+    _Parser.reporting = True
     try:
         args = parser.parse_args(argv)
     except _ArgumentError as exc:
         return _bad_usage(parser, exc, argv, as_json)
     except SystemExit as exc:  # --help, --version: printed
         return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
+    finally:
+        _Parser.reporting = False
     handler: Handler = args.handler
     verb = _verb_name(args)
     args.flag_names = {

@@ -22,8 +22,10 @@ from pytest_homelab.core.manifest import schema
 from pytest_homelab.core.outcomes import (
     EXIT_SUCCESS,
     OUTCOME_TYPES,
+    SIGNAL_EXIT_CODES,
     SUCCESS_OUTCOMES,
     HomelabError,
+    Interrupted,
     fold_exit_codes,
 )
 from pytest_homelab.core.settings import OPTIONS, OPTIONS_BY_KEY, Option
@@ -224,7 +226,11 @@ def render_verbs() -> str:
 
 def exit_code_order() -> list[int]:
     """Exit codes from the one that wins a fold to the one that loses every fold."""
-    codes = sorted({cls.exit_code for cls in OUTCOME_TYPES.values()} | {EXIT_SUCCESS})
+    codes = sorted(
+        {cls.exit_code for cls in OUTCOME_TYPES.values()}
+        | {EXIT_SUCCESS}
+        | set(SIGNAL_EXIT_CODES.values())
+    )
     order: list[int] = []
     rest = list(codes)
     while rest:
@@ -243,9 +249,17 @@ def render_exit_codes() -> str:
             for cls in OUTCOME_TYPES.values()
             if cls.exit_code == code and cls is not HomelabError
         ]
+        signal = next((n for n, c in SIGNAL_EXIT_CODES.items() if c == code), None)
         if code == EXIT_SUCCESS:
             outcomes = ", ".join(f"{_code(o)} (passed)" for o in sorted(SUCCESS_OUTCOMES))
             meaning = "Every check passed (a dev e2e run that was only dispatched counts)."
+        elif signal is not None:
+            outcomes = f"{_code(Interrupted.outcome)} ({Interrupted.junit})"
+            how = "Ctrl-C (SIGINT)" if signal == "SIGINT" else "SIGTERM"
+            meaning = (
+                f"Interrupted by {how}: the running check and every check not reached are "
+                "`Interrupted` errors; nothing that did not finish counts as passed."
+            )
         else:
             outcomes = ", ".join(f"{_code(c.outcome)} ({c.junit})" for c in classes)
             meaning = " ".join(_sentence((c.__doc__ or "").strip()) for c in classes)
