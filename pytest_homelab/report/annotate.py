@@ -6,7 +6,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from pytest_homelab.core.outcomes import EXIT_BAD_INPUT, OUTCOME_TYPES
+from pytest_homelab.core.outcomes import OUTCOME_TYPES
 
 
 def annotate_junit(path: Path, taskruns: bytes | None = None) -> None:
@@ -31,9 +31,10 @@ def annotate_junit(path: Path, taskruns: bytes | None = None) -> None:
                     # one line (_pytest/junitxml.py append_error, shorten_message).
                     element.set("message", full)
                 cls = OUTCOME_TYPES.get(outcome)
-                if element.tag == "failure" and cls is not None and cls.exit_code == EXIT_BAD_INPUT:
-                    # Bad input, auth and unreachable infrastructure are errors wherever they were
-                    # raised: other CI systems tell "the check could not run" from "it failed".
+                if element.tag == "failure" and cls is not None and cls.junit == "error":
+                    # Bad input, auth, unreachable infrastructure and interrupts are errors
+                    # wherever they were raised: other CI systems tell "the check could not
+                    # run" from "it failed".
                     element.tag = "error"
                     _move_count(tree, case, "failures", "errors")
     text = ET.tostring(tree.getroot(), encoding="unicode")
