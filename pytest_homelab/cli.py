@@ -639,13 +639,19 @@ def _work_land(args: argparse.Namespace) -> int:
     if not args.no_ci_watch:  # know before pushing that the landing can be verified
         settings.require("woodpecker_server", "watching CI after landing (or --no-ci-watch)")
     say = (lambda line: print(line, file=sys.stderr)) if args.json else print
-    landed = land(
-        git,
-        plan,
-        verify=shell_verify(str(git.root)),
-        retries=settings.push_retries,
-        progress=lambda line: print(line, file=sys.stderr),
-    )
+    import time
+
+    started = time.monotonic()
+    try:
+        landed = land(
+            git,
+            plan,
+            verify=shell_verify(str(git.root)),
+            retries=settings.push_retries,
+            progress=lambda line: print(line, file=sys.stderr),
+        )
+    except KeyboardInterrupt as exc:
+        return _land_interrupted(args, settings, exc, time.monotonic() - started)
     if landed.already:
         say(
             f"land: nothing new to land: {landed.sha[:8]} is already on "
@@ -696,6 +702,72 @@ def _work_land(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
     return code
+
+
+def _land_interrupted(
+    args: argparse.Namespace, settings: Settings, exc: KeyboardInterrupt, seconds: float
+) -> int:
+    """``work land`` interrupted while verifying or pushing: a JUnit with that step as the
+    running check and every check it would have run as not run, then the verdict."""
+    from pathlib import Path
+
+    from pytest_homelab.report.interrupt import Unfinished, write_interrupted
+    from pytest_homelab.report.junit import read_junit
+    from pytest_homelab.report.session import default_junit_path
+    from pytest_homelab.report.verdict import render_json, render_text
+
+    name = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
+    code = SIGNAL_EXIT_CODES[name]
+    checks = [
+        Unfinished(
+            "homelab.work_land",
+            "land",
+            running=True,
+            seconds=seconds,
+            properties=[("phase", "land")],
+            message=f"after {seconds:.1f}s, while verifying or pushing: the push may or may "
+            "not have reached the remote\n  next: look with `git fetch` and `git log`, then "
+            "run `homelab work land` again (it lands nothing twice)",
+        )
+    ]
+    if not args.no_ci_watch:
+        checks.append(
+            Unfinished(
+                "test_ci", "test_pipeline_green", running=False, properties=[("phase", "ci")]
+            )
+        )
+    if args.deploy_wait:
+        for service in _services(settings):
+            checks.append(
+                Unfinished(
+                    "test_rollout",
+                    f"test_rolled_out[{service}]",
+                    running=False,
+                    properties=[("phase", "rollout")],
+                )
+            )
+    junit = Path(args.junitxml) if args.junitxml else default_junit_path("work-land")
+    write_interrupted(junit, name, checks)
+    records = read_junit(junit)
+    print(f"homelab: interrupted by {name}", file=sys.stderr)
+    if args.json:
+        import json
+
+        print(json.dumps(render_json(records, junit, code), indent=2))
+    else:
+        for line in render_text(records, junit, code):
+            print(line)
+    return code
+
+
+def _services(settings: Settings) -> list[str]:
+    """The names of deploy.json's services for the landing's environment, if it can tell."""
+    try:
+        from pytest_homelab.rollout.plan import rollout_plan
+
+        return [t.name for t in rollout_plan(settings).targets]
+    except HomelabError:
+        return ["services"]
 
 
 def _manifest_check(args: argparse.Namespace) -> int:

@@ -27,6 +27,7 @@ class Unfinished:
     running: bool
     seconds: float = 0.0
     properties: list[tuple[str, str]] = field(default_factory=list)
+    message: str | None = None  # instead of the usual one (e.g. what a push may have done)
 
     def prop(self, name: str) -> str:
         return next((v for k, v in self.properties if k == name), "")
@@ -35,6 +36,8 @@ class Unfinished:
 def interrupted_message(check: Unfinished, signal_name: str) -> tuple[str, str | None]:
     """The element's message, and the command to run next (if there is one)."""
     how = SIGNAL_WORDS.get(signal_name, signal_name)
+    if check.message is not None:
+        return f"{Interrupted.outcome}: interrupted by {how} {check.message}", None
     run_id = check.prop("run_id")
     if not check.running:
         return (
@@ -99,3 +102,15 @@ def mark_interrupted(path: Path, signal_name: str, unfinished: list[Unfinished])
         error.text = message
         suite.set("errors", str(int(suite.get("errors", "0")) + 1))
     tree.write(path, encoding="utf-8", xml_declaration=True)
+
+
+def write_interrupted(path: Path, signal_name: str, checks: list[Unfinished]) -> None:
+    """A JUnit for a verb interrupted before its session started (``work land`` during its
+    verify or push): the step that was running, and every check not reached."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(
+        '<?xml version="1.0" encoding="utf-8"?><testsuites name="homelab"><testsuite '
+        'name="homelab" errors="0" failures="0" skipped="0" tests="0"/></testsuites>',
+        encoding="utf-8",
+    )
+    mark_interrupted(path, signal_name, checks)

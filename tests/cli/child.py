@@ -7,6 +7,7 @@ import re
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -27,12 +28,14 @@ class Child:
         self, argv: list[str], *, cwd: Path | None = None, env: dict[str, str] | None = None
     ) -> None:
         self.started = time.monotonic()
+        # stdout goes to a file: a grandchild holding it open cannot delay reading it
+        self._stdout = tempfile.TemporaryFile(mode="w+")  # noqa: SIM115 - closed in finish()
         self.proc = subprocess.Popen(
             argv,
             cwd=cwd,
             env=env,
             stdin=subprocess.DEVNULL,
-            stdout=subprocess.PIPE,
+            stdout=self._stdout,
             stderr=subprocess.PIPE,
             text=True,
             preexec_fn=_default_sigint,
@@ -40,10 +43,7 @@ class Child:
         self.err: list[str] = []
         self.out = ""
         self._changed = threading.Condition()
-        self._threads = [
-            threading.Thread(target=self._read_err, daemon=True),
-            threading.Thread(target=self._read_out, daemon=True),
-        ]
+        self._threads = [threading.Thread(target=self._read_err, daemon=True)]
         for thread in self._threads:
             thread.start()
 
@@ -61,10 +61,6 @@ class Child:
                 self._changed.notify_all()
         with self._changed:
             self._changed.notify_all()
-
-    def _read_out(self) -> None:
-        assert self.proc.stdout is not None
-        self.out = self.proc.stdout.read()
 
     def wait_for(self, pattern: str, timeout: float = 60.0) -> str:
         """The first stderr line matching ``pattern``; fails if the child ends or time runs out."""
@@ -97,6 +93,9 @@ class Child:
             raise
         for thread in self._threads:
             thread.join(10)
+        self._stdout.seek(0)
+        self.out = self._stdout.read()
+        self._stdout.close()
         return code, self.out, "\n".join(self.err)
 
     def kill(self) -> None:

@@ -9,7 +9,9 @@ src/_pytest/main.py@9.2.0 wrap_session (pytest_keyboard_interrupt, then pytest_s
 
 from __future__ import annotations
 
+import contextlib
 import json
+import os
 import signal
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -162,3 +164,67 @@ def test_pytest_keeps_its_own_exit_code(tmp_path: Path) -> None:
     cases = junit_cases(junit)
     assert interrupted(cases["test_pipeline_green"]).get("message", "").startswith("Interrupted:")
     assert interrupted(cases["test_rolled_out[web]"]).get("message", "").startswith("not run:")
+
+
+def test_work_land_during_its_verify_and_push(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Interrupted before its session: the land step is the running check, the ci check and
+    each service's rollout check are not run."""
+    from tests.gitenv import git, hermetic_git
+
+    hermetic_git(monkeypatch, tmp_path / "home")
+    env = environ(WOODPECKER_TOKEN="t-123456")
+    repo = tmp_path / "app"
+    repo.mkdir()
+    manifest = {
+        "schemaVersion": 2,
+        "environments": {
+            "dev": {
+                "services": [
+                    {"name": "web", "namespace": "a", "image": "r/web"},
+                    {"name": "api", "namespace": "a", "image": "r/api"},
+                ]
+            }
+        },
+    }
+    (repo / "deploy.json").write_text(json.dumps(manifest))
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", "forge.git")
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "deploy.json")
+    git(repo, "commit", "-q", "-m", "first")
+    git(repo, "remote", "add", "origin", str(tmp_path / "forge.git"))
+    git(repo, "push", "-q", "origin", "main")
+    git(repo, "switch", "-q", "-c", "feature")
+    git(repo, "commit", "-q", "--allow-empty", "-m", "change")
+    junit = tmp_path / "land.xml"
+    child = Child.homelab(
+        "work",
+        "land",
+        "--deploy-wait",
+        "--verify-cmd",
+        f"echo $$ > {tmp_path / 'verify.pid'}; echo verify-started >&2; exec sleep 300",
+        "--woodpecker-server",
+        "http://127.0.0.1:9",
+        "--repo",
+        "homelab/app",
+        "--junitxml",
+        str(junit),
+        cwd=repo,
+        env=env,
+    )
+    try:
+        child.wait_for(r"^verify-started$", timeout=60)
+        child.signal(signal.SIGINT)
+        code, out, err = child.finish(timeout=60)
+    finally:
+        child.kill()
+        with contextlib.suppress(FileNotFoundError, ProcessLookupError, ValueError):
+            pid = (tmp_path / "verify.pid").read_text().strip()
+            os.kill(int(pid), signal.SIGKILL)  # the verify command, should it outlive its sh
+    assert code == 130, out + err
+    assert "verdict: INTERRUPTED (exit 130)" in out, err
+    cases = junit_cases(junit)
+    assert interrupted(cases["land"]).get("message", "").startswith("Interrupted: interrupted by")
+    for name in ("test_pipeline_green", "test_rolled_out[web]", "test_rolled_out[api]"):
+        assert interrupted(cases[name]).get("message", "").startswith("not run:"), name
