@@ -109,7 +109,8 @@ def test_during_the_e2e_phase_is_never_green(tmp_path: Path) -> None:
     assert "keeps running on D601" in message and f"next: homelab ci logs {run_id}" in message
 
 
-def test_pytest_keeps_its_own_exit_code(tmp_path: Path) -> None:
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_pytest_keeps_its_own_exit_code(tmp_path: Path, signum: int) -> None:
     """``pytest checks/`` interrupted: pytest's own exit code (2), and its JUnit by the same
     rule: the running ci check is an Interrupted error, the rollout checks not run."""
     import sys
@@ -156,7 +157,7 @@ def test_pytest_keeps_its_own_exit_code(tmp_path: Path) -> None:
         )
         try:
             child.wait_for(r"^ci: #1 running", timeout=60)
-            child.signal(signal.SIGINT)
+            child.signal(signum)
             code, out, err = child.finish(timeout=60)
         finally:
             child.kill()
@@ -164,6 +165,7 @@ def test_pytest_keeps_its_own_exit_code(tmp_path: Path) -> None:
     cases = junit_cases(junit)
     assert interrupted(cases["test_pipeline_green"]).get("message", "").startswith("Interrupted:")
     assert interrupted(cases["test_rolled_out[web]"]).get("message", "").startswith("not run:")
+    assert props(cases["test_rolled_out[web]"])["signal"] == NAMES[signum]
 
 
 def test_work_land_during_its_verify_and_push(
