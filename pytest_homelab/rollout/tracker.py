@@ -352,6 +352,7 @@ class ClusterView:
     touched: dict[str, Touched] = field(default_factory=dict)  # namespaces with news
     fatal: HomelabError | None = None
     answered: bool = False  # has the API server answered anything (a list, an error status)?
+    retries: list[str] = field(default_factory=list)  # progress lines of failing watches
     stats: WatchStats = field(default_factory=WatchStats)
     pods_by_label: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = field(
         default_factory=dict
@@ -640,7 +641,14 @@ class ResourceWatch(threading.Thread):
             )
             self._stopping.set()
             return since
-        self._stopping.wait(next(delays))
+        delay = next(delays)
+        with self.view.changed:  # shown by the tracker as a progress line
+            self.view.retries.append(
+                f"rollout: retry {self.resource} in {self.namespace}: {problem[:200]}; "
+                f"retrying in {delay:.1f}s"
+            )
+            self.view.changed.notify_all()
+        self._stopping.wait(delay)
         return since
 
 
@@ -710,6 +718,7 @@ class RolloutTracker:
                 if not view.touched and view.fatal is None:
                     view.changed.wait(timeout=min(0.5, max(0.01, deadline.remaining())))
                 touched, view.touched = view.touched, {}
+                retried, view.retries = view.retries, []
                 fatal = view.fatal
                 snapshots = []
                 for ns, targets in by_namespace.items():
@@ -731,7 +740,7 @@ class RolloutTracker:
             if fatal is not None:
                 raise fatal
             now = self.clock.monotonic()
-            lines: list[str] = []
+            lines: list[str] = list(retried)
             for snapshot in snapshots:
                 if snapshot is None:
                     continue  # not synced yet: absence means nothing

@@ -58,36 +58,123 @@ def run_demo_until(
     return code, out, err, junit
 
 
+def landing_repo(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> tuple[Path, str]:
+    """A feature branch one commit ahead of its remote's main, deploy.json with two services;
+    returns the repo and the sha work land will push."""
+    from tests.gitenv import git, hermetic_git
+
+    hermetic_git(monkeypatch, tmp_path / "home")
+    repo = tmp_path / "app"
+    repo.mkdir()
+    manifest = {
+        "schemaVersion": 2,
+        "environments": {
+            "dev": {
+                "services": [
+                    {"name": "web", "namespace": "a", "image": "r/web"},
+                    {"name": "api", "namespace": "a", "image": "r/api"},
+                ]
+            }
+        },
+    }
+    (repo / "deploy.json").write_text(json.dumps(manifest))
+    git(tmp_path, "init", "-q", "--bare", "-b", "main", "forge.git")
+    git(repo, "init", "-q", "-b", "main")
+    git(repo, "add", "deploy.json")
+    git(repo, "commit", "-q", "-m", "first")
+    git(repo, "remote", "add", "origin", str(tmp_path / "forge.git"))
+    git(repo, "push", "-q", "origin", "main")
+    git(repo, "switch", "-q", "-c", "feature")
+    git(repo, "commit", "-q", "--allow-empty", "-m", "change")
+    return repo, git(repo, "rev-parse", "HEAD")
+
+
 ROLLOUTS = ("test_rolled_out[web]", "test_rolled_out[api]", "test_rolled_out[worker]")
 
 
 @pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
-def test_during_the_ci_phase(tmp_path: Path, signum: int) -> None:
-    code, out, err, junit = run_demo_until(
-        tmp_path, "green", r"^ci: waiting for a pipeline", signum
-    )
+def test_during_the_ci_phase(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, signum: int) -> None:
+    """``work land --deploy-wait`` while its pipeline runs: the ci check was running, each
+    service's rollout check was not reached."""
+    from pytest_homelab.sim.woodpecker import StepSpec, WoodpeckerSim
+
+    repo, sha = landing_repo(tmp_path, monkeypatch)
+    junit = tmp_path / "land.xml"
+    with WoodpeckerSim() as sim:
+        sim.add_repo("homelab/app")
+        sim.add_pipeline("homelab/app", commit=sha, steps=[StepSpec("test", 600.0)])
+        child = Child.homelab(
+            "work",
+            "land",
+            "--no-verify",
+            "--deploy-wait",
+            "--woodpecker-server",
+            sim.base_url,
+            "--repo",
+            "homelab/app",
+            "--junitxml",
+            str(junit),
+            cwd=repo,
+            env=environ(WOODPECKER_TOKEN="sim-token"),
+        )
+        try:
+            child.wait_for(r"^ci: #1 running", timeout=120)
+            child.signal(signum)
+            code, out, err = child.finish(timeout=60)
+        finally:
+            child.kill()
     assert code == CODES[signum], out + err
     assert f"verdict: INTERRUPTED (exit {code})" in out
     cases = junit_cases(junit)
     running = interrupted(cases["test_pipeline_green"])
     assert (running.get("message") or "").startswith("Interrupted: interrupted by")
     assert NAMES[signum] in (running.get("message") or "")
-    for name in (*ROLLOUTS, "test_dev_e2e"):
+    for name in ("test_rolled_out[web]", "test_rolled_out[api]"):
         assert (interrupted(cases[name]).get("message") or "").startswith("not run:"), name
     assert "PASS" not in out
 
 
 def test_during_the_rollout_phase(tmp_path: Path) -> None:
-    # stale-image: CD never updates web, so the rollout phase waits (4s) for it.
-    code, out, err, junit = run_demo_until(tmp_path, "stale-image", r"^rollout: ", signal.SIGTERM)
+    """``deploy wait`` for two workloads whose image never lands: the first rollout check was
+    running (the phase waits for all targets at once), the second was not reached."""
+    from pytest_homelab.sim.kube.api import KubeSim
+    from pytest_homelab.sim.kube.objects import deployment
+
+    sha = "9f3c2a1b7d4e5f60718293a4b5c6d7e8f9012345"
+    junit = tmp_path / "rollout.xml"
+    with KubeSim() as sim:
+        sim.create_namespace("apps")
+        for name in ("web", "api"):
+            sim.apply(deployment(name, "apps", f"r.example.test/{name}:old", replicas=1))
+        child = Child.homelab(
+            "deploy",
+            "wait",
+            "apps/web",
+            "apps/api",
+            "--sha",
+            sha,
+            "--kubeconfig",
+            str(sim.kubeconfig(tmp_path / "kubeconfig")),
+            "--timeout",
+            "10m",
+            "--junitxml",
+            str(junit),
+            cwd=tmp_path,
+            env=environ(HOME=str(tmp_path)),
+        )
+        try:
+            child.wait_for(r"^rollout: apps/", timeout=120)
+            child.signal(signal.SIGTERM)
+            code, out, err = child.finish(timeout=60)
+        finally:
+            child.kill()
     assert code == 143, out + err
     assert "verdict: INTERRUPTED (exit 143)" in out
     cases = junit_cases(junit)
-    assert props(cases["test_pipeline_green"])["outcome"] == "success"
-    assert interrupted(cases["test_rolled_out[web]"]).get("message", "").startswith("Interrupted:")
-    for name in ("test_rolled_out[api]", "test_rolled_out[worker]", "test_dev_e2e"):
-        assert interrupted(cases[name]).get("message", "").startswith("not run:"), name
-    assert props(cases["test_rolled_out[api]"])["signal"] == "SIGTERM"
+    first, second = sorted(cases)  # test_rolled_out[apps/api], test_rolled_out[apps/web]
+    messages = [interrupted(cases[n]).get("message", "") for n in (first, second)]
+    assert sorted(m.split(":", 1)[0] for m in messages) == ["Interrupted", "not run"], messages
+    assert {props(cases[n])["signal"] for n in cases} == {"SIGTERM"}
 
 
 def test_during_the_e2e_phase_is_never_green(tmp_path: Path) -> None:
@@ -173,32 +260,8 @@ def test_work_land_during_its_verify_and_push(
 ) -> None:
     """Interrupted before its session: the land step is the running check, the ci check and
     each service's rollout check are not run."""
-    from tests.gitenv import git, hermetic_git
-
-    hermetic_git(monkeypatch, tmp_path / "home")
+    repo, _ = landing_repo(tmp_path, monkeypatch)
     env = environ(WOODPECKER_TOKEN="t-123456")
-    repo = tmp_path / "app"
-    repo.mkdir()
-    manifest = {
-        "schemaVersion": 2,
-        "environments": {
-            "dev": {
-                "services": [
-                    {"name": "web", "namespace": "a", "image": "r/web"},
-                    {"name": "api", "namespace": "a", "image": "r/api"},
-                ]
-            }
-        },
-    }
-    (repo / "deploy.json").write_text(json.dumps(manifest))
-    git(tmp_path, "init", "-q", "--bare", "-b", "main", "forge.git")
-    git(repo, "init", "-q", "-b", "main")
-    git(repo, "add", "deploy.json")
-    git(repo, "commit", "-q", "-m", "first")
-    git(repo, "remote", "add", "origin", str(tmp_path / "forge.git"))
-    git(repo, "push", "-q", "origin", "main")
-    git(repo, "switch", "-q", "-c", "feature")
-    git(repo, "commit", "-q", "--allow-empty", "-m", "change")
     junit = tmp_path / "land.xml"
     child = Child.homelab(
         "work",

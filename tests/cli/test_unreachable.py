@@ -43,7 +43,16 @@ def test_a_restart_after_first_contact_is_ridden_out(tmp_path: Path) -> None:
     first.add_repo("homelab/app")
     first.add_pipeline("homelab/app", commit=SHA, steps=[StepSpec("test", 600.0)])
     child = Child.homelab(
-        *ci("watch", first.base_url, "--ci-poll-interval", "1s", "--timeout", "2m"),
+        *ci(
+            "watch",
+            first.base_url,
+            "--ci-poll-interval",
+            "1s",
+            "--ci-stream-recheck",
+            "1s",
+            "--timeout",
+            "2m",
+        ),
         cwd=tmp_path,
         env=environ(WOODPECKER_TOKEN=TOKEN),
     )
@@ -115,3 +124,44 @@ def test_every_server_fails_fast_before_first_contact(tmp_path: Path) -> None:
     code, out, err, took = _finish(child)
     assert code == 2 and took <= 10.0, out + err
     assert "unreachable" in json.loads(out)["message"]
+
+
+def test_a_kubernetes_api_restart_after_first_contact_is_ridden_out(tmp_path: Path) -> None:
+    from pytest_homelab.sim.kube.api import KubeSim
+    from pytest_homelab.sim.kube.objects import deployment
+    from tests.cli.relay import Relay
+
+    old = "registry.example.test/web:main-00000000"
+    new = f"registry.example.test/web:main-{SHA[:8]}"
+    with KubeSim() as sim:
+        sim.create_namespace("apps")
+        sim.apply(deployment("web", "apps", old, replicas=1))
+        relay = Relay(("127.0.0.1", sim.port))
+        kubeconfig = sim.kubeconfig(tmp_path / "kubeconfig")
+        text = kubeconfig.read_text().replace(sim.url, f"http://127.0.0.1:{relay.port}")
+        kubeconfig.write_text(text)
+        child = Child.homelab(
+            "deploy",
+            "wait",
+            "apps/web",
+            "--sha",
+            SHA,
+            "--kubeconfig",
+            str(kubeconfig),
+            "--timeout",
+            "2m",
+            cwd=tmp_path,
+            env=environ(HOME=str(tmp_path)),
+        )
+        try:
+            child.wait_for(r"^rollout: apps/web ", timeout=60)  # it has looked: first contact
+            relay.down()  # the restart: connections dropped, then refused
+            child.wait_for(r"^rollout: retry ", timeout=60)
+            sim.set_image("apps", "web", new)  # meanwhile, CD lands the image
+            relay.up()
+            code, out, err = child.finish(timeout=120)
+        finally:
+            child.kill()
+            relay.down()
+    assert code == 0, out + err
+    assert "verdict: PASSED (exit 0)" in out
