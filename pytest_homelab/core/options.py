@@ -482,6 +482,16 @@ OPTIONS: tuple[Option, ...] = (
         per_env=True,
     ),
     Option(
+        "probe_interval",
+        "--homelab-probe-interval",
+        _positive_duration,
+        2.0,
+        "how often the smoke phase asks a service's probe URL until it serves the commit",
+        env=("HOMELAB_PROBE_INTERVAL",),
+        metavar="DURATION",
+        phase="smoke",
+    ),
+    Option(
         "kubeconfig",
         "--homelab-kubeconfig",
         _text,

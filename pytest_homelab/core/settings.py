@@ -60,6 +60,7 @@ class Settings:
     vault_path: str = "ci/global"
     vault_field: str = "woodpecker_api_token"
     rollout_timeout: float = 900.0
+    probe_interval: float = 2.0
     kubeconfig: str | None = None
     kube_context: str | None = None
     namespace: str | None = None
