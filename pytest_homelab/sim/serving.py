@@ -44,6 +44,7 @@ class ServingSim:
     ) -> None:
         self.kube = kube
         self.requests: list[tuple[str, str]] = []  # (host, path), for assertions
+        self.headers_seen: list[dict[str, str]] = []  # each request's headers, for assertions
         self._routes: dict[str, Route] = {}
         self._lock = threading.Lock()
         self._turn = itertools.count()
@@ -121,6 +122,8 @@ class _ServingHandler(SimHandler):
     def serve(self, method: str) -> None:
         sim = cast(ServingSim, self.app)
         host = (self.headers.get("Host") or "").rpartition(":")[0] or self.headers.get("Host", "")
+        with sim._lock:
+            sim.headers_seen.append({k.lower(): v for k, v in self.headers.items()})
         status, headers, body = sim.answer(host, self.path)
         kind = "application/json" if status == 200 else "text/plain"
         if method == "HEAD":

@@ -88,7 +88,8 @@ def http_fetch(
                 body += chunk
                 if len(body) >= BODY_LIMIT:
                     break
-            return Answer(response.status_code, list(response.headers.multi_items()), body)
+            raw = [(k.decode("latin-1"), v.decode("latin-1")) for k, v in response.headers.raw]
+            return Answer(response.status_code, raw, body)
 
     return fetch, client.close
 
