@@ -24,7 +24,10 @@ if TYPE_CHECKING:  # heavy modules stay out of every pytest run that does not us
     from pytest_homelab.ci.models import Repo
     from pytest_homelab.ci.phase import CiTarget
     from pytest_homelab.ci.watch import CiResult
+    from pytest_homelab.core.clock import Deadline
+    from pytest_homelab.core.manifest import Manifest, Service
     from pytest_homelab.core.secrets import Secret
+    from pytest_homelab.core.transport import ClientPool
     from pytest_homelab.e2e.phase import DevRunResult
     from pytest_homelab.e2e.remote import Remote
     from pytest_homelab.rollout.plan import RolloutPlan
@@ -491,6 +494,51 @@ def homelab_smoke(pytestconfig: pytest.Config, homelab_landing: Landing) -> dict
         interval=settings.probe_interval,
         progress=homelab_landing.progress,
     )
+
+
+# -- public fixtures for a repository's own checks (docs/own-checks.md) -------------------------
+
+
+@pytest.fixture(scope="session")
+def homelab_commit(homelab_landing: Landing) -> str:
+    """The full sha of the commit under test."""
+    from pytest_homelab.core.landing import commit_under_test
+
+    return commit_under_test(homelab_landing.settings).sha
+
+
+@pytest.fixture(scope="session")
+def homelab_manifest(homelab_landing: Landing) -> Manifest:
+    """deploy.json, validated (the file the rollout phase reads)."""
+    from pytest_homelab.core.manifest import load_manifest
+
+    return load_manifest(homelab_landing.settings.deploy_json_path)
+
+
+@pytest.fixture(scope="session")
+def homelab_services(homelab_landing: Landing, homelab_manifest: Manifest) -> tuple[Service, ...]:
+    """The services of the landing's environment (the named one, or the only one)."""
+    return homelab_manifest.environment(homelab_landing.settings.env).services
+
+
+@pytest.fixture(scope="session")
+def homelab_http(homelab_landing: Landing) -> Iterator[ClientPool]:
+    """``homelab_http(url, dial=None)``: an httpx client with the settings' CA bundle and request
+    timeout, the LB dialer when ``dial`` is given, and no credentials."""
+    from pytest_homelab.core.transport import ClientPool
+
+    settings = homelab_landing.settings
+    pool = ClientPool(ca_bundle=settings.ca_bundle, timeout=settings.request_timeout)
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+@pytest.fixture
+def homelab_deadline(homelab_landing: Landing) -> Deadline:
+    """The landing's overall deadline: ``.remaining()`` seconds are left for this check."""
+    return homelab_landing.deadline
 
 
 @pytest.fixture(scope="session")

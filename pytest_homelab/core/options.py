@@ -482,6 +482,16 @@ OPTIONS: tuple[Option, ...] = (
         per_env=True,
     ),
     Option(
+        "own_checks",
+        "--homelab-own-checks",
+        _choice("add", "replace"),
+        "add",
+        "what the repo's own checks/ (run only in a repository the user trusts) do to the "
+        "shipped checks: add to them, or replace them",
+        env=("HOMELAB_OWN_CHECKS",),
+        metavar="add|replace",
+    ),
+    Option(
         "probe_interval",
         "--homelab-probe-interval",
         _positive_duration,
