@@ -117,6 +117,17 @@ def _plugin_autoload(enabled: bool) -> Iterator[None]:
             os.environ[name] = before
 
 
+def _forget_modules(dirs: list[Path]) -> None:
+    """Drop the repo's check modules from ``sys.modules`` after a session: pytest's importlib
+    mode would hand a later in-process session (``work land``'s retry, a test) the module it
+    imported before, not the file as it is now."""
+    roots = [d.resolve() for d in dirs]
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if file and any(Path(file).resolve().is_relative_to(root) for root in roots):
+            del sys.modules[name]
+
+
 def _exit_without_collecting() -> None:
     """Freeze the garbage collector when the process exits (registered once).
 
@@ -159,7 +170,10 @@ def run_checks(
     args = pytest_args(dirs, markexpr, junit, flags) + (extra_args or [])
     captured = io.StringIO()
     with contextlib.redirect_stdout(captured), _plugin_autoload(dirs != [PACKAGED_SUITE]):
-        code = pytest.main(args)
+        try:
+            code = pytest.main(args)
+        finally:
+            _forget_modules([d for d in dirs if d != PACKAGED_SUITE])
     _exit_without_collecting()
     records: list[CheckRecord] = []
     if junit.is_file():
