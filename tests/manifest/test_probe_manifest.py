@@ -13,7 +13,11 @@ P = "environments.dev.services[0].probe"
 
 
 def doc(probe: object) -> dict[str, Any]:
-    service = {"name": "web", "namespace": "apps", "image": "registry.example.test/web"}
+    service: dict[str, object] = {
+        "name": "web",
+        "namespace": "apps",
+        "image": "registry.example.test/web",
+    }
     if probe is not None:
         service["probe"] = probe
     return {"schemaVersion": 2, "environments": {"dev": {"services": [service]}}}
