@@ -482,6 +482,26 @@ OPTIONS: tuple[Option, ...] = (
         per_env=True,
     ),
     Option(
+        "own_checks",
+        "--homelab-own-checks",
+        _choice("add", "replace"),
+        "add",
+        "what the repo's own checks/ (run only in a repository the user trusts) do to the "
+        "shipped checks: add to them, or replace them",
+        env=("HOMELAB_OWN_CHECKS",),
+        metavar="add|replace",
+    ),
+    Option(
+        "probe_interval",
+        "--homelab-probe-interval",
+        _positive_duration,
+        2.0,
+        "how often the smoke phase asks a service's probe URL until it serves the commit",
+        env=("HOMELAB_PROBE_INTERVAL",),
+        metavar="DURATION",
+        phase="smoke",
+    ),
+    Option(
         "kubeconfig",
         "--homelab-kubeconfig",
         _text,

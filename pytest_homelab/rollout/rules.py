@@ -21,7 +21,7 @@ from pytest_homelab.core.outcomes import (
     NotFound,
     Superseded,
 )
-from pytest_homelab.core.refs import parse_target
+from pytest_homelab.core.refs import parse_target, sha_token_matches
 
 # Where a digest-pinned image records the commit it was built from: on the pod template (or the
 # workload) as an annotation or label. The OCI key is what `docker buildx --label`/`--annotation`
@@ -69,14 +69,6 @@ def normalize_repository(repository: str) -> str:
             repo = repo[len(prefix) :]
             break
     return repo.removeprefix("library/")
-
-
-def sha_token_matches(token: str, sha: str) -> bool:
-    """A tag token names the commit: the full sha, or a ≥ 7-hex prefix of it."""
-    token, sha = token.lower(), sha.lower()
-    if not _HEX.fullmatch(token) or not _HEX.fullmatch(sha):
-        return False
-    return sha.startswith(token) or token.startswith(sha)
 
 
 def tag_sha_tokens(tag: str | None) -> list[str]:
