@@ -60,6 +60,9 @@ class Settings:
     vault_path: str = "ci/global"
     vault_field: str = "woodpecker_api_token"
     rollout_timeout: float = 900.0
+    rollout_crash_restarts: int = 3
+    rollout_image_pull_grace: float = 30.0
+    rollout_strict_terminating: bool = False
     kubeconfig: str | None = None
     kube_context: str | None = None
     namespace: str | None = None

@@ -69,20 +69,62 @@ def test_image_never_updated_is_a_deadline_not_a_false_green(
 
 
 @pytest.mark.parametrize(
-    "failure", ["CrashLoopBackOff", "ImagePullBackOff", "CreateContainerConfigError"]
+    ("failure", "flags"),
+    [
+        ("CrashLoopBackOff", ()),  # the simulated loop reports restartCount 3: the default
+        ("ImagePullBackOff", ("--image-pull-grace", "2s")),
+        ("ErrImagePull", ("--image-pull-grace", "2s")),
+        ("CreateContainerConfigError", ()),
+        ("InvalidImageName", ()),
+        ("ErrImageNeverPull", ()),
+    ],
 )
 def test_stuck_new_pods_fail_fast(
-    cluster: Any, capsys: pytest.CaptureFixture[str], failure: str
+    cluster: Any, capsys: pytest.CaptureFixture[str], failure: str, flags: tuple[str, ...]
 ) -> None:
     cluster.add("web", "apps")
     cluster.write_manifest()
     cluster.sim.image_behavior(cluster.image("web"), fail=failure)
     cluster.land("web", "apps")
     started = time.monotonic()
-    code, out, _ = wait(cluster, capsys, "--timeout", "60s")
+    code, out, _ = wait(cluster, capsys, "--timeout", "60s", *flags)
     assert code == 1, out
     assert time.monotonic() - started < 15  # seconds, not the 60 s deadline
     assert f"is {failure}" in out and "pod web-" in out
+
+
+@pytest.mark.parametrize(
+    ("failure", "flags"),
+    [
+        ("CrashLoopBackOff", ("--crash-restarts", "3")),
+        ("ImagePullBackOff", ("--image-pull-grace", "20s")),
+        ("ErrImagePull", ("--image-pull-grace", "20s")),
+    ],
+)
+def test_back_off_states_that_heal_pass(
+    cluster: Any, capsys: pytest.CaptureFixture[str], failure: str, flags: tuple[str, ...]
+) -> None:
+    cluster.add("web", "apps", replicas=2)
+    cluster.write_manifest()
+    # One crash (restartCount 1) or a registry blip, healed by the kubelet's retry in 1.5 s.
+    cluster.sim.image_behavior(cluster.image("web"), fail=failure, fail_for=1.5, restarts=1)
+    cluster.land("web", "apps")
+    code, out, err = wait(cluster, capsys, "--timeout", "60s", *flags)
+    assert code == 0, out + err
+    assert f"is {failure}" in err  # the progress lines said what it was waiting out
+
+
+def test_a_crash_loop_below_the_limit_keeps_waiting(
+    cluster: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cluster.add("web", "apps")
+    cluster.write_manifest()
+    cluster.sim.image_behavior(cluster.image("web"), fail="CrashLoopBackOff", restarts=2)
+    cluster.land("web", "apps")
+    code, out, _ = wait(cluster, capsys, "--timeout", "2s", "--crash-restarts", "3")
+    assert code == 124 and "CrashLoopBackOff (2 of 3 restarts allowed)" in out
+    code, out, _ = wait(cluster, capsys, "--timeout", "30s", "--crash-restarts", "2")
+    assert code == 1 and "restarted 2 times" in out
 
 
 def test_progress_deadline_exceeded_fails(cluster: Any, capsys: pytest.CaptureFixture[str]) -> None:
