@@ -41,12 +41,17 @@ STUCK_MESSAGES = {
 @dataclass(frozen=True)
 class ImageBehavior:
     """How pods running an image behave: start after ``pull``, Ready after ``ready`` more
-    seconds; or get stuck with ``fail`` (a waiting reason) and never become ready."""
+    seconds; or get stuck with ``fail`` (a waiting reason) and never become ready, unless
+    ``fail_for`` says after how many seconds the kubelet's retry heals it (a registry blip, a
+    crash before a dependency came up). A ``CrashLoopBackOff`` container reports ``restarts``
+    in ``restartCount`` (default 3), and keeps that count once healed."""
 
     pull: float = 0.05
     ready: float = 0.15
     fail: str | None = None
     message: str | None = None
+    fail_for: float | None = None
+    restarts: int | None = None
 
     def __post_init__(self) -> None:
         if self.fail is not None and self.fail not in STUCK_MESSAGES:
@@ -277,6 +282,8 @@ class Controllers:
             return
         state = known
         elapsed = now - state.started_at
+        healed = worst.fail is not None and worst.fail_for is not None
+        lag = worst.fail_for if healed and worst.fail_for is not None else 0.0
         if state.phase == "created" and elapsed >= worst.pull:
             state.phase = "pulled"
             self._pod_status(pod, now, ready=False, stuck=worst.fail is not None)
@@ -284,31 +291,48 @@ class Controllers:
                 self.wake(_key(pod), state.started_at + worst.pull + worst.ready)
             else:
                 state.phase = "stuck"
+                if healed:
+                    self.wake(_key(pod), state.started_at + worst.pull + lag)
+        elif state.phase == "stuck" and healed and elapsed >= worst.pull + lag:
+            state.phase = "healed"
+            self._pod_status(pod, now, ready=False, stuck=False, healed=True)
+            self.wake(_key(pod), state.started_at + worst.pull + lag + worst.ready)
+        elif state.phase == "healed" and elapsed >= worst.pull + lag + worst.ready:
+            state.phase = "ready"
+            self._pod_status(pod, now, ready=True, stuck=False, healed=True)
         elif state.phase == "pulled" and elapsed >= worst.pull + worst.ready:
             state.phase = "ready"
             self._pod_status(pod, now, ready=True, stuck=False)
 
-    def _pod_status(self, pod: Obj, now: float, *, ready: bool, stuck: bool) -> None:
+    def _pod_status(
+        self, pod: Obj, now: float, *, ready: bool, stuck: bool, healed: bool = False
+    ) -> None:
         iso = self.store.clock.iso(now)
         statuses = []
         for container in pod["spec"].get("containers", []):
             image = container.get("image", "")
             behavior = self.behavior(image)
+            failing = behavior.fail is not None and not healed
             status: Obj = {
                 "name": container["name"],
                 "image": image,
-                "ready": ready and not behavior.fail,
+                "ready": ready and not failing,
                 "restartCount": 0,
-                "started": not behavior.fail,
+                "started": not failing,
                 "state": {"running": {"startedAt": iso}},
             }
-            if behavior.fail is not None:
+            if healed and behavior.fail == "CrashLoopBackOff":
+                status["restartCount"] = 3 if behavior.restarts is None else behavior.restarts
+                status["lastState"] = {
+                    "terminated": {"exitCode": 1, "reason": "Error", "finishedAt": iso}
+                }
+            if failing and behavior.fail is not None:
                 message = behavior.message or STUCK_MESSAGES[behavior.fail].format(
                     image=image, container=container["name"], pod=pod["metadata"]["name"]
                 )
                 status["state"] = {"waiting": {"reason": behavior.fail, "message": message}}
                 if behavior.fail == "CrashLoopBackOff":
-                    status["restartCount"] = 3
+                    status["restartCount"] = 3 if behavior.restarts is None else behavior.restarts
                     status["imageID"] = image_id(image)
                     status["lastState"] = {
                         "terminated": {
