@@ -141,3 +141,32 @@ def test_kubectl_patch_in_every_type(sim: KubeSim, kubectl: Any, tmp_path: Path)
     merge = {"metadata": {"labels": {"tier": "backend"}}}
     out = kubectl("patch", "deployment", "api", "--type", "merge", "-p", json.dumps(merge))
     assert out.returncode == 0 and stored(sim)["metadata"]["labels"]["tier"] == "backend"
+
+
+def test_kubectl_get_prints_the_server_side_table(
+    sim: KubeSim, kubectl: Any, tmp_path: Path
+) -> None:
+    sim.create_namespace("apps")
+    sim.advance(7200)  # the scenario clock runs far ahead: timestamps must not
+    kubectl("apply", "-f", str(write(tmp_path / "1.yaml", manifest("x:1", env={}, ports=[80]))))
+    sim.wait_until(lambda: stored(sim).get("status", {}).get("readyReplicas") == 2)
+    out = kubectl("get", "deployments", "-o", "wide")
+    assert out.returncode == 0, out.stderr
+    header, row = out.stdout.splitlines()[:2]
+    assert header.split() == [
+        "NAME",
+        "READY",
+        "UP-TO-DATE",
+        "AVAILABLE",
+        "AGE",
+        "CONTAINERS",
+        "IMAGES",
+        "SELECTOR",
+    ]
+    assert row.split()[:4] == ["api", "2/2", "2", "2"] and "<invalid>" not in row
+    pods = kubectl("get", "pods")
+    assert pods.returncode == 0 and "<invalid>" not in pods.stdout, pods.stdout
+    assert pods.stdout.split()[:5] == ["NAME", "READY", "STATUS", "RESTARTS", "AGE"]
+    bad = kubectl("get", "pods", "--field-selector", "spec.image=x")
+    assert bad.returncode == 1
+    assert "field label not supported: spec.image" in bad.stderr

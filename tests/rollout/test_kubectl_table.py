@@ -12,6 +12,8 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pytest_homelab.rollout.rules import rollout_state
 
@@ -291,3 +293,62 @@ def test_paused_changes_nothing_once_complete(row: Row) -> None:
     assert state.done is row.done
     if not row.done:
         assert state.failed is not None and "paused" in state.failed
+
+
+# -- beyond the table: every Deployment status, against kubectl's decision order ----------------
+
+counts = st.integers(min_value=0, max_value=4)
+
+
+def kubectl_deployment_done(generation: int, spec: int, status: dict[str, int]) -> bool:
+    """kubectl's DeploymentStatusViewer.Status (rollout_status.go@v0.33.9:75-91), written out
+    independently of ours: done only when observed, all updated, none old, all available."""
+    if generation > status["observedGeneration"]:
+        return False
+    if status["updatedReplicas"] < spec:
+        return False
+    if status["replicas"] > status["updatedReplicas"]:
+        return False
+    return status["availableReplicas"] >= status["updatedReplicas"]
+
+
+@settings(max_examples=400, derandomize=True, deadline=None)
+@given(
+    generation=counts,
+    observed=counts,
+    spec=counts,
+    replicas=counts,
+    updated=counts,
+    available=counts,
+    terminating=counts,
+    paused=st.booleans(),
+)
+def test_ours_agree_with_kubectl_on_every_deployment_status(
+    generation: int,
+    observed: int,
+    spec: int,
+    replicas: int,
+    updated: int,
+    available: int,
+    terminating: int,
+    paused: bool,
+) -> None:
+    status = {
+        "observedGeneration": observed,
+        "replicas": replicas,
+        "updatedReplicas": updated,
+        "availableReplicas": available,
+        "terminatingReplicas": terminating,
+    }
+    obj = {
+        "metadata": {"name": "foo", "generation": generation},
+        "spec": {"replicas": spec, "paused": paused},
+        "status": status,
+    }
+    kubectl = kubectl_deployment_done(generation, spec, status)
+    ours = rollout_state(obj, "Deployment")
+    assert ours.done is kubectl  # paused or not, terminating or not: kubectl's verdict
+    if paused and not kubectl:
+        assert ours.failed is not None  # ours fails it at once; kubectl would wait forever
+    strict = rollout_state(obj, "Deployment", strict_terminating=True)
+    assert strict.done is (kubectl and terminating == 0)  # strict is never greener
