@@ -248,6 +248,21 @@ def test_server_side_apply_creates_with_managed_fields(k8s: KubeSim) -> None:
     assert containers(updated)["ssa"]["image"] == f"{IMAGE}:2"
     assert len(updated["metadata"]["managedFields"]) == 1
     assert updated["metadata"]["generation"] == 2
+    # Fields the manager applied before and no longer applies are removed; the rest stay.
+    with_env = copy.deepcopy(changed)
+    with_env["spec"]["template"]["spec"]["containers"][0]["env"] = [
+        {"name": "A", "value": "1"},
+        {"name": "B", "value": "2"},
+    ]
+    with_env["spec"]["template"]["metadata"]["annotations"] = {"note": "x"}
+    patch(k8s, f"{DEPLOYS}/ssa", with_env, APPLY, fieldManager="ci")
+    dropped = copy.deepcopy(changed)
+    dropped["spec"]["template"]["spec"]["containers"][0]["env"] = [{"name": "A", "value": "1"}]
+    final = patch(k8s, f"{DEPLOYS}/ssa", dropped, APPLY, fieldManager="ci").json()
+    assert containers(final)["ssa"]["env"] == [{"name": "A", "value": "1"}]
+    assert "annotations" not in final["spec"]["template"]["metadata"]
+    assert containers(final)["ssa"]["image"] == f"{IMAGE}:2"
+    assert final["spec"]["strategy"]["type"] == "RollingUpdate"  # defaulted, never applied
 
 
 def list_names(response: httpx.Response) -> list[str]:

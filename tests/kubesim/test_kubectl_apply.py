@@ -32,7 +32,11 @@ def manifest(image: str, *, env: dict[str, str], ports: list[int], replicas: int
                         {
                             "name": "api",
                             "image": image,
-                            "env": [{"name": k, "value": v} for k, v in env.items()],
+                            **(
+                                {"env": [{"name": k, "value": v} for k, v in env.items()]}
+                                if env
+                                else {}
+                            ),
                             "ports": [{"containerPort": p, "name": f"p{p}"} for p in ports],
                             "resources": {"limits": {"cpu": "500m", "memory": "128Mi"}},
                             "volumeMounts": [{"name": "cfg", "mountPath": "/etc/api"}],
@@ -113,6 +117,10 @@ def test_server_side_apply_creates_and_updates(sim: KubeSim, kubectl: Any, tmp_p
     assert api["image"] == f"{REGISTRY}:bbbbbbb2" and api["env"] == [{"name": "A", "value": "1"}]
     assert [p["containerPort"] for p in api["ports"]] == [8080]
     assert stored(sim)["metadata"]["generation"] == 2
+    fewer = manifest(f"{REGISTRY}:bbbbbbb2", env={}, ports=[8080])  # env no longer applied
+    out = kubectl("apply", "--server-side", "-f", str(write(tmp_path / "3.yaml", fewer)))
+    assert out.returncode == 0 and out.stderr == "", out.stderr
+    assert "env" not in containers(sim)["api"] and "proxy" in containers(sim)
 
 
 def test_an_invalid_object_is_422_for_kubectl(sim: KubeSim, kubectl: Any, tmp_path: Path) -> None:

@@ -44,7 +44,13 @@ from pytest_homelab.sim.kube.openapi import (
     kube_kind_schema,
     resolve_schema,
 )
-from pytest_homelab.sim.kube.patch import StrategicMerge, fields_v1, json_merge, json_patch
+from pytest_homelab.sim.kube.patch import (
+    StrategicMerge,
+    drop_disowned,
+    fields_v1,
+    json_merge,
+    json_patch,
+)
 from pytest_homelab.sim.kube.store import (
     ApiError,
     Obj,
@@ -737,8 +743,9 @@ class _KubeHandler(SimHandler):
         sub: bool,
     ) -> None:
         """Server-side apply: merge the applied configuration (list-map keys from the schema),
-        create the object when it is missing, and record the manager in ``managedFields``.
-        Field ownership and conflicts are not modelled."""
+        create the object when it is missing, record the manager in ``managedFields``, and
+        remove what the manager applied before and applies no longer. Other managers'
+        ownership and conflicts are not modelled."""
         manager = query.get("fieldManager")
         if not manager:
             raise ApiError(
@@ -791,11 +798,14 @@ class _KubeHandler(SimHandler):
             self._send_json(201, self.sim.store.create(info.name, obj, actor="client"))
             return
         merged = StrategicMerge(resolve_schema).merge_map(copy.deepcopy(current), body, schema)
-        fields = [
+        mine = [
             f
             for f in merged["metadata"].get("managedFields") or []
-            if not (f.get("manager") == manager and f.get("operation") == "Apply")
+            if f.get("manager") == manager and f.get("operation") == "Apply"
         ]
+        for previous in mine:  # what this manager applied before and applies no longer goes
+            drop_disowned(merged, previous.get("fieldsV1"), entry["fieldsV1"])
+        fields = [f for f in merged["metadata"].get("managedFields") or [] if f not in mine]
         merged["metadata"]["managedFields"] = [*fields, entry]
         merged["metadata"].pop("resourceVersion", None)
         self._store_write(info, merged, query, sub, check_version=False)

@@ -10,9 +10,10 @@ scalars with strategy ``merge`` is a set union; every other list is replaced. Th
 ``$deleteFromPrimitiveList/<list>`` are honoured. The merge keys come from the served OpenAPI
 schemas (generated from the k8s.io/api types, ``schemas/kube-v1.json``).
 
-Server-side apply merges the applied configuration the same way, using the list-map keys of the
-schema, creates a missing object, and records a minimal ``managedFields`` entry per manager. It
-does not track field ownership: a field dropped from an applied configuration is not removed,
+Server-side apply merges the applied configuration the same way, creates a missing object,
+records a minimal ``managedFields`` entry per manager (its ``fieldsV1`` set, list elements keyed
+by their merge key), and removes a field the manager applied before and applies no longer. It
+does not weigh other managers' ownership: such a field goes even if another manager set it too,
 and conflicts are never reported.
 """
 
@@ -271,3 +272,43 @@ def fields_v1(obj: Any, schema: Schema | None, resolve: Resolver) -> Any:
                 out[f"f:{key}"] = fields_v1(value, field, resolve)
         return out
     return {}
+
+
+def drop_disowned(obj: Any, before: Any, after: Any) -> None:
+    """Remove from ``obj``, in place, what a manager's previous applied configuration set
+    (``before``, a fieldsV1 set) and its new one no longer does (``after``): server-side apply
+    deletes a field its only manager stopped applying. Other managers are not consulted."""
+    if not isinstance(before, dict):
+        return
+    after = after if isinstance(after, dict) else {}
+    for key, old in before.items():
+        if key == ".":
+            continue
+        new = after.get(key)
+        if key.startswith("f:") and isinstance(obj, dict):
+            name = key[2:]
+            if name not in obj:
+                continue
+            if new is None:
+                del obj[name]
+            else:
+                drop_disowned(obj[name], old, new)
+        elif key.startswith("k:") and isinstance(obj, list):
+            try:
+                ident = json.loads(key[2:])
+            except ValueError:
+                continue
+            for index, element in enumerate(obj):
+                if isinstance(element, dict) and all(element.get(k) == v for k, v in ident.items()):
+                    if new is None:
+                        del obj[index]
+                    else:
+                        drop_disowned(element, old, new)
+                    break
+        elif key.startswith("v:") and isinstance(obj, list) and new is None:
+            try:
+                value = json.loads(key[2:])
+            except ValueError:
+                continue
+            if value in obj:
+                obj.remove(value)
