@@ -300,3 +300,22 @@ def test_no_services_means_no_testcases_not_a_skip(cluster: Any, tmp_path: Path)
     assert "environment dev has no services, so there are no rollout checks" in done.stdout
     assert "skipped" not in done.stdout
     assert list(ET.parse(junit).getroot().iter("testcase")) == []
+
+
+def test_old_pods_still_terminating_do_not_block_unless_strict(
+    cluster: Any, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # kubectl never reads status.terminatingReplicas (rollout_status.go@v0.33.9:75-91): by
+    # default neither do we, but the JUnit records them; the strict setting waits for them.
+    cluster.sim.controllers.terminating_replicas = True
+    cluster.sim.controllers.timing.terminate = 1e6  # old pods never finish terminating
+    cluster.add("web", "apps", replicas=2)
+    cluster.write_manifest()
+    cluster.land("web", "apps")
+    junit = tmp_path / "rollout.xml"
+    code, out, err = wait(cluster, capsys, "--timeout", "30s", junit=junit)
+    assert code == 0, out + err
+    web = {r.name: r for r in read_junit(junit)}["test_rolled_out[web]"]
+    assert int(web.prop("terminating_replicas")) >= 1
+    code, out, _ = wait(cluster, capsys, "--timeout", "2s", "--strict-terminating")
+    assert code == 124 and "old replicas are still terminating" in out
