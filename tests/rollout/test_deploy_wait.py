@@ -319,3 +319,20 @@ def test_old_pods_still_terminating_do_not_block_unless_strict(
     assert int(web.prop("terminating_replicas")) >= 1
     code, out, _ = wait(cluster, capsys, "--timeout", "2s", "--strict-terminating")
     assert code == 124 and "old replicas are still terminating" in out
+
+
+def test_a_crash_loop_that_keeps_crashing_fails_as_restarts_mount(
+    cluster: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The simulated kubelet restarts with its back-off (10 s, 20 s … scenario time): one crash
+    # first (within the limit), then the count grows until it reaches --crash-restarts.
+    cluster.add("web", "apps")
+    cluster.write_manifest()
+    cluster.sim.image_behavior(cluster.image("web"), fail="CrashLoopBackOff", restarts=1)
+    cluster.land("web", "apps")
+    started = time.monotonic()
+    code, out, err = wait(cluster, capsys, "--timeout", "60s", "--crash-restarts", "2")
+    assert code == 1, out + err
+    assert "CrashLoopBackOff (1 of 2 restarts allowed)" in err
+    assert "restarted 2 times" in out and "back-off 20s" in out
+    assert time.monotonic() - started < 15  # 10 scenario seconds at speed 4, not the deadline

@@ -33,9 +33,19 @@ STUCK_MESSAGES = {
     " not found",
     "ErrImageNeverPull": 'Container image "{image}" is not present with pull policy of Never',
     "InvalidImageName": 'Failed to apply default image tag "{image}": invalid reference format',
-    "CrashLoopBackOff": "back-off 10s restarting failed container={container} pod={pod}",
+    "CrashLoopBackOff": "back-off {backoff} restarting failed container={container} pod={pod}",
     "CreateContainerConfigError": 'secret "{container}-credentials" not found',
 }
+
+
+def _initial_restarts(behavior: ImageBehavior) -> int:
+    return 3 if behavior.restarts is None else behavior.restarts
+
+
+def _crash_backoff(restarts: int) -> float:
+    """The kubelet's crash back-off after ``restarts`` restarts: 10 s doubling, at most 5 min
+    (scenario seconds)."""
+    return float(min(10 * 2 ** max(restarts - 1, 0), 300))
 
 
 @dataclass(frozen=True)
@@ -69,7 +79,9 @@ class Timing:
 class _PodState:
     started_at: float
     behavior: ImageBehavior
-    phase: str = "created"  # created → pulled → ready | stuck
+    phase: str = "created"  # created → pulled → ready | stuck (→ healed → ready)
+    restarts: int = 0  # a crash loop's restartCount
+    next_restart: float = 0.0  # when the kubelet's back-off restarts it again
 
 
 @dataclass
@@ -293,6 +305,16 @@ class Controllers:
                 state.phase = "stuck"
                 if healed:
                     self.wake(_key(pod), state.started_at + worst.pull + lag)
+                elif worst.fail == "CrashLoopBackOff":
+                    state.restarts = _initial_restarts(worst)
+                    state.next_restart = now + _crash_backoff(state.restarts)
+                    self.wake(_key(pod), state.next_restart)
+        elif state.phase == "stuck" and not healed and worst.fail == "CrashLoopBackOff":
+            if now >= state.next_restart:  # the kubelet's back-off: 10 s doubling to 5 min
+                state.restarts += 1
+                state.next_restart = now + _crash_backoff(state.restarts)
+                self._pod_status(pod, now, ready=False, stuck=True, restarts=state.restarts)
+            self.wake(_key(pod), state.next_restart)
         elif state.phase == "stuck" and healed and elapsed >= worst.pull + lag:
             state.phase = "healed"
             self._pod_status(pod, now, ready=False, stuck=False, healed=True)
@@ -305,7 +327,14 @@ class Controllers:
             self._pod_status(pod, now, ready=True, stuck=False)
 
     def _pod_status(
-        self, pod: Obj, now: float, *, ready: bool, stuck: bool, healed: bool = False
+        self,
+        pod: Obj,
+        now: float,
+        *,
+        ready: bool,
+        stuck: bool,
+        healed: bool = False,
+        restarts: int | None = None,
     ) -> None:
         iso = self.store.clock.iso(now)
         statuses = []
@@ -328,11 +357,24 @@ class Controllers:
                 }
             if failing and behavior.fail is not None:
                 message = behavior.message or STUCK_MESSAGES[behavior.fail].format(
-                    image=image, container=container["name"], pod=pod["metadata"]["name"]
+                    image=image,
+                    container=container["name"],
+                    pod=pod["metadata"]["name"],
+                    backoff="10s",
                 )
                 status["state"] = {"waiting": {"reason": behavior.fail, "message": message}}
                 if behavior.fail == "CrashLoopBackOff":
-                    status["restartCount"] = 3 if behavior.restarts is None else behavior.restarts
+                    count = _initial_restarts(behavior) if restarts is None else restarts
+                    status["restartCount"] = count
+                    if behavior.message is None:
+                        status["state"]["waiting"]["message"] = STUCK_MESSAGES[
+                            behavior.fail
+                        ].format(
+                            image=image,
+                            container=container["name"],
+                            pod=pod["metadata"]["name"],
+                            backoff=f"{_crash_backoff(count):.0f}s",
+                        )
                     status["imageID"] = image_id(image)
                     status["lastState"] = {
                         "terminated": {
