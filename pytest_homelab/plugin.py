@@ -443,15 +443,22 @@ def homelab_rollouts(
     plan = _rollout_plan(pytestconfig)
     if isinstance(plan, BadInput):
         raise plan
+    from pytest_homelab.rollout.rules import RolloutPolicy
     from pytest_homelab.rollout.tracker import RolloutTracker
 
     client = request.getfixturevalue("homelab_kube")  # only now: a red CI never needs kube
+    settings = homelab_landing.settings
     tracker = RolloutTracker(
         client,
         plan.targets,
         progress=homelab_landing.progress,
         clock=homelab_landing.clock,
-        request_timeout=homelab_landing.settings.request_timeout,
+        request_timeout=settings.request_timeout,
+        policy=RolloutPolicy(
+            crash_restarts=settings.rollout_crash_restarts,
+            image_pull_grace=settings.rollout_image_pull_grace,
+            strict_terminating=settings.rollout_strict_terminating,
+        ),
     )
     try:
         yield tracker.wait(homelab_landing.phase_deadline("rollout"))

@@ -62,6 +62,9 @@ class Settings:
     rollout_timeout: float = 900.0
     probe_interval: float = 2.0
     own_checks: str = "add"
+    rollout_crash_restarts: int = 3
+    rollout_image_pull_grace: float = 30.0
+    rollout_strict_terminating: bool = False
     kubeconfig: str | None = None
     kube_context: str | None = None
     namespace: str | None = None
