@@ -73,7 +73,12 @@ def test_every_outcome_agrees_everywhere(
     name: str, suite: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     code, element = expected(name)
-    settings = resolve_settings({}, environ={}, cwd=suite)
+    config = suite / "xdg" / "homelab" / "config.toml"  # the repo's own checks/ run if trusted
+    config.parent.mkdir(parents=True)
+    config.write_text(f"trusted_repos = [{str(suite)!r}]\n")
+    flags: dict[str, object | None] = {"own_checks": "replace"}
+    environ = {"XDG_CONFIG_HOME": str(suite / "xdg")}
+    settings = resolve_settings(flags, environ=environ, cwd=suite)
     runs = {}
     for as_json in (False, True):
         junit = suite / f"{name}-{as_json}.xml"
@@ -81,7 +86,7 @@ def test_every_outcome_agrees_everywhere(
             settings,
             verb="outcomes",
             markexpr="rollout",
-            flags={},
+            flags=flags,
             junitxml=str(junit),
             as_json=as_json,
             extra_args=["-k", name],
