@@ -25,6 +25,7 @@ NOT_GREEN = {
 TABLES = {
     "The ci check": "ci",
     "A rollout check": "rollout",
+    "A smoke check": "smoke",
     "The dev e2e check": "e2e",
     "TaskRun testcases": "taskrun",
 }
