@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import pytest
 
+from pytest_homelab.ci.client import newest_other_branches
 from pytest_homelab.ci.models import (
     Pipeline,
     Repo,
@@ -15,10 +16,8 @@ from pytest_homelab.ci.models import (
     commit_matches,
     newest_candidate,
 )
-from pytest_homelab.ci.client import newest_other_branches
 from pytest_homelab.ci.watch import PipelineWatch
 from pytest_homelab.core.clock import Deadline, FakeClock
-from pytest_homelab.core.transport import HttpNotFound
 from pytest_homelab.core.outcomes import (
     BadInput,
     Blocked,
@@ -28,6 +27,7 @@ from pytest_homelab.core.outcomes import (
     NotFound,
     Superseded,
 )
+from pytest_homelab.core.transport import HttpNotFound
 
 SHA = "a" * 40
 OTHER = "b" * 40

@@ -60,7 +60,7 @@ def test_stream_hint_of_another_branch_is_noted_not_followed(clock: FakeClock) -
     assert [p.number for p in result.ignored] == [6]
 
 
-# -- silent stream and the final look ----------------------------------------------------------------
+# -- silent stream and the final look -----------------------------------------------------------
 
 
 def test_a_connected_but_silent_stream_is_not_trusted(clock: FakeClock) -> None:
@@ -68,9 +68,7 @@ def test_a_connected_but_silent_stream_is_not_trusted(clock: FakeClock) -> None:
     # server/store/datastore/repo.go@v3.17.0:145-161): connected, and never a word of this repo.
     client = FakeClient(clock).at(0, pipe(5, "running")).at(3.5, pipe(5, "success"))
     stream = FakeStream()  # connected, nothing delivered
-    result = watch(
-        client, clock, stream=stream, poll_interval=3, stream_recheck=3, timeout=6
-    ).run()
+    result = watch(client, clock, stream=stream, poll_interval=3, stream_recheck=3, timeout=6).run()
     assert result.green
     assert result.waited <= 3.5 + 3 + 2
 
