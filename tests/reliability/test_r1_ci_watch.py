@@ -278,7 +278,7 @@ def watch_once(seed: int, workdir: Path) -> Watched:
             cwd=workdir,
         )
         token = Secret(TOKEN)
-        target = Target(SLUG, plan.sha, None, None, plan.descendants)
+        target = Target(SLUG, plan.sha, None, None, descendants=plan.descendants)
         if plan.action_after is not None:
             delay = plan.action_after
 
