@@ -75,6 +75,7 @@ class WoodpeckerEventStream:
         self._connected = False
         self._generation = 0
         self._proven_generation = -1
+        self.delivered = 0  # events of this repo received, over all connections
         self._stop = threading.Event()
         self._response: httpx.Response | None = None
         self._thread = threading.Thread(target=self._run, name="woodpecker-events", daemon=True)
@@ -174,6 +175,7 @@ class WoodpeckerEventStream:
         with self._lock:
             self._queue.append(snapshot)
             self._proven_generation = self._generation
+            self.delivered += 1
         self.wake.set()
 
 

@@ -14,7 +14,7 @@ an event stream that carries only repos with a row; ``stream_silent=True`` for a
 another replica (connected, pinging, never an event); ``answer_anonymously(n)`` (the token's user
 could not be loaded) and ``deny_pull(n)`` (a failed permission re-sync); pipelines deleted after
 creation (``add_pipeline(deleted_after=…)``); ``error`` pipelines with ``config_errors`` and no
-workflows, and ``errors: null`` when there are none; v3 never sets ``skipped`` on a pipeline.
+workflows, and ``errors: null`` when there are none; a pipeline is never ``skipped``.
 
 Typical use in a test::
 
@@ -325,10 +325,11 @@ def _evaluate(p: _Pipeline, t: float, naming: Naming) -> _State:
     error = "" if failed is None else f"uuid={failed.uuid}: exit code {failed.spec.exit_code}"
     if p.final_status is not None:
         status = workflow = p.final_status
-        if naming == "v3" and status == "skipped":
-            # v3 merges workflow states from ``success`` and skipped ranks lowest
-            # (server/pipeline/pipeline_status.go@v3.17.0:27-35, status.go@v3.17.0:19-44):
-            # an all-skipped pipeline is ``success``.
+        if status == "skipped":
+            # The server never sets skipped on a pipeline: v3 merges workflow states from
+            # ``success`` and skipped ranks lowest (server/pipeline/pipeline_status.go@v3.17.0:
+            # 27-35, status.go@v3.17.0:19-44); v2 changes it only for a failing workflow
+            # (server/model/workflow.go@v2.8.3:62-72). An all-skipped pipeline is ``success``.
             status = "success"
     finished = None if status in ACTIVE_STATUSES else last
     return _State(True, status, run_from, finished, last, workflow, error, steps)
@@ -486,9 +487,10 @@ class WoodpeckerSim:
         """Script a pipeline and return its number (assigned now, visible after ``appear_after``).
 
         ``final_status`` replaces the end status; a non-final one (``running``) makes a pipeline
-        that never ends (in v3, ``skipped`` ends ``success``: the server never sets skipped on a
-        pipeline). ``created`` overrides the creation time (unix seconds). ``ref`` defaults
-        to what the forge would send for ``event`` (``refs/pull/1/head`` for pull requests).
+        that never ends (``skipped`` ends ``success`` with its workflow skipped: the server never
+        sets skipped on a pipeline). ``created`` overrides the creation time (unix seconds).
+        ``ref`` defaults to what the forge would send for ``event`` (``refs/pull/1/head`` for
+        pull requests).
         ``deleted_after``: shown as ``created`` for that many seconds, then deleted, never
         announced on the stream. ``config_errors``: it ends ``error`` at once with these
         ``linter`` messages and no workflows. ``warnings``: non-blocking entries of ``errors``.

@@ -165,9 +165,10 @@ def script(sim: WoodpeckerSim, seed: int) -> Plan:
         plan.expected = "CheckFailed"
     elif kind == "skipped":
         plan.number = ours(steps=steps(rng), final_status="skipped")
-        # v3 never sets skipped on a pipeline: all-skipped workflows merge to success
-        # (woodpecker-ci/woodpecker server/pipeline/pipeline_status.go@v3.17.0:27-35).
-        plan.expected = "CheckFailed" if sim.naming == "v2" else "PASS"
+        # The server never sets skipped on a pipeline: all-skipped workflows give success
+        # (woodpecker-ci/woodpecker server/pipeline/pipeline_status.go@v3.17.0:27-35,
+        # server/model/workflow.go@v2.8.3:62-72).
+        plan.expected = "PASS"
     elif kind == "never":
         plan.appear_grace = rng.uniform(0.8, 1.5)
         plan.expected = "NotFound"
