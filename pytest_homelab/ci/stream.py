@@ -153,6 +153,8 @@ class WoodpeckerEventStream:
                 if self._connected:
                     self._connected = False
                     self.wake.set()
+                elif self._generation == 0:
+                    self.wake.set()  # the first connection failed: the watch stops waiting
             self._clock.wait(self._stop, next(delays))  # the injected clock, like every wait
 
     def _handle(self, data: str) -> None:

@@ -36,6 +36,9 @@ FINAL_LOOK = 10.0
 # server/pipeline/create.go@v3.17.0:80-86,124-131, and never publishes that), the list is
 # consulted at least this often even when the stream carries the repo.
 CREATED_RECHECK = 30.0
+# At the start, wait this long for the event stream's first connection before the first list:
+# the list after connecting must be made anyway (events before it are lost), so one list serves.
+STREAM_CONNECT_WAIT = 2.0
 
 # -- the watch -----------------------------------------------------------------------------------
 
@@ -185,6 +188,8 @@ class PipelineWatch:
         state = _State(started=start)
         generation = -1
         next_check = start
+        if self.stream is not None and self.stream.generation == 0:
+            self.clock.wait(self._wake, min(STREAM_CONNECT_WAIT, self.deadline.remaining()))
         while True:
             now = self.clock.monotonic()
             due = now >= next_check
