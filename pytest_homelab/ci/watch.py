@@ -29,9 +29,9 @@ from pytest_homelab.core.outcomes import (
 )
 from pytest_homelab.core.transport import HttpNotFound
 
-# How long the last look at the list may take once the deadline has passed: no deadline verdict
-# is given from a stale snapshot.
-FINAL_LOOK = 10.0
+# How long the last look at the list may take once the deadline has passed (no deadline verdict
+# is given from a stale snapshot); short, so that the verdict stays on time when the API hangs.
+FINAL_LOOK = 1.5
 # While nothing has appeared yet, or the pipeline is still ``created`` (the server may delete it:
 # server/pipeline/create.go@v3.17.0:80-86,124-131, and never publishes that), the list is
 # consulted at least this often even when the stream carries the repo.
