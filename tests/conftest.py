@@ -8,16 +8,38 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 import trustme
+from hypothesis import settings
 
 from tests.d601 import closed_port, d601, make_ssh_key, ssh_agent
 
 __all__ = ["closed_port", "d601", "make_ssh_key", "ssh_agent"]  # fixtures from tests/d601.py
+
+# -- hypothesis profiles ------------------------------------------------------------------------
+# "ci": every property test draws the same examples on every run (a seed derived from the test),
+# so two runs agree and a red one is reproduced by running it again; no deadline (a loaded 2-core
+# machine is slow, not wrong); no example database (nothing carried over between runs). It is the
+# profile of CI (CI=true, whatever else is set) and the default. "explore" draws new examples on
+# every run, more of them: HYPOTHESIS_PROFILE=explore, to hunt for cases worth an @example pin.
+# Loaded here, before any test module is imported: @settings(...) decorators inherit from it.
+settings.register_profile("ci", derandomize=True, deadline=None, database=None, print_blob=True)
+settings.register_profile("explore", deadline=None, max_examples=500)
+TRUTHY = frozenset({"1", "true", "yes", "on"})
+
+
+def hypothesis_profile(environ: Mapping[str, str]) -> str:
+    """The profile a run uses: "ci" in CI, else HYPOTHESIS_PROFILE, else "ci"."""
+    if environ.get("CI", "").strip().lower() in TRUTHY:
+        return "ci"
+    return environ.get("HYPOTHESIS_PROFILE", "").strip() or "ci"
+
+
+settings.load_profile(hypothesis_profile(os.environ))
 
 
 @pytest.fixture(scope="session")
