@@ -12,7 +12,6 @@ import os
 import platform
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -63,19 +62,11 @@ def mode(soak: bool) -> str:
     return "soak" if soak else "ci"
 
 
-@pytest.fixture
-def known_leaks() -> set[threading.Thread]:
-    """Threads a test knows a product bug leaves behind (each bug has a strict xfail test);
-    the hygiene check counts them in the figures instead of failing the test."""
-    return set()
-
-
 @pytest.fixture(autouse=True)
 def _hygiene(
     request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
     mode: str,
-    known_leaks: set[threading.Thread],
 ) -> Iterator[None]:
     """Fail a test that leaves threads, sockets, processes or temp dirs behind."""
     base = tmp_path_factory.getbasetemp()  # before TMPDIR moves: pytest's own temp stays put
@@ -83,12 +74,9 @@ def _hygiene(
     snapshot = hygiene.Snapshot.take(hygiene.session_mark(), base, base / "hygiene-tmp" / key)
     with hygiene.private_tmpdir(snapshot.tmpdir):
         yield
-    leaks = snapshot.leaks(_long_lived, known_leaks, remote="d601" in request.fixturenames)
+    leaks = snapshot.leaks(_long_lived, remote="d601" in request.fixturenames)
     _long_lived.update(snapshot.long_lived())
     fig = figures.figure(HYGIENE, mode)
-    if known_leaks:
-        tally = fig.extra.setdefault("known_bug_threads", {})
-        tally[request.node.name] = len([t for t in known_leaks if t.is_alive()])
     lines = leaks.lines()
     fig.run(
         outcome="clean" if not lines else "leaked",

@@ -167,12 +167,8 @@ class Snapshot:
         snap.procs = set(processes(mark, base))
         return snap
 
-    def _new_threads(self, known: set[threading.Thread]) -> list[threading.Thread]:
-        return [
-            t
-            for t in threading.enumerate()
-            if t.is_alive() and t.ident not in self.threads and t not in known
-        ]
+    def _new_threads(self) -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.is_alive() and t.ident not in self.threads]
 
     def _new_procs(self, allowed: set[Proc]) -> dict[Proc, str]:
         now = processes(self.mark, self.base)
@@ -190,17 +186,15 @@ class Snapshot:
     def leaks(
         self,
         allowed: set[Proc],
-        known: set[threading.Thread],
         *,
         remote: bool = False,
         grace: float = GRACE,
     ) -> Leaks:
-        """What the test left; ``known`` threads (a product bug with its own xfail test) are
-        not counted here. ``remote``: the test talked to D601, so its read-back dirs count too
+        """What the test left. ``remote``: the test talked to D601, so its read-back dirs count too
         (they cannot be told from another session's, so only then)."""
         deadline = time.monotonic() + grace
         while True:
-            threads = self._new_threads(known)
+            threads = self._new_threads()
             sockets = socket_inodes() - self.sockets
             procs = self._new_procs(allowed)
             temp = sorted(str(p) for p in self.tmpdir.iterdir()) if self.tmpdir.is_dir() else []

@@ -69,8 +69,6 @@ class Run:
     scenario: str
     seed: int
     verdict: str
-    first_look: float | None  # when the wait first judged the workload (its first progress)
-    replaced: float | None  # superseded: when the newer image was applied
     wall: float
     deadline: float
     latency: float | None  # terminal states: from visible in the cluster to the verdict
@@ -118,9 +116,7 @@ def is_stuck(scenario: str, event: WatchEvent) -> bool:
     )
 
 
-def build(
-    scenario: str, seed: int, marks: dict[str, float]
-) -> tuple[KubeSim, Callable[[KubeSim], None], float]:
+def build(scenario: str, seed: int) -> tuple[KubeSim, Callable[[KubeSim], None], float]:
     """The cluster for ``scenario``, what lands during the wait, and the wait's deadline."""
     rng = random.Random(seed)
     sha = sha_of(seed, "landed")
@@ -171,7 +167,6 @@ def build(
         if scenario == "superseded":
             time.sleep(rng.uniform(0.0, 0.3))
             s.set_image(NS, "web", image("web", sha_of(seed, "newer")), kind=kind)
-            marks["replaced"] = time.monotonic()
         if scenario == "deleted":
             time.sleep(rng.uniform(0.0, 0.3))
             s.delete("deployments", NS, "web")
@@ -185,7 +180,7 @@ def wait_once(scenario: str, seed: int, workdir: Path) -> Run:
     """One rollout wait of ``scenario`` under the seed's faults, simulator included."""
     rng = random.Random(seed * 7919 + SCENARIOS.index(scenario))
     marks: dict[str, float] = {}
-    sim, land, limit = build(scenario, seed, marks)
+    sim, land, limit = build(scenario, seed)
 
     def note(event: WatchEvent) -> None:  # called by the store at each write, under its lock
         if scenario in TERMINAL and "visible" not in marks and is_stuck(scenario, event):
@@ -195,7 +190,6 @@ def wait_once(scenario: str, seed: int, workdir: Path) -> Run:
     sha = sha_of(seed, "landed")
     target = Target("web", NS, "web", sha, kind_of(scenario), None, f"{REGISTRY}/web")
     stop = threading.Event()
-    seen = marks
     failure: str | None = None
     verdict = "?"
     kubeconfig = sim.kubeconfig(workdir / f"kubeconfig-{seed}-{SCENARIOS.index(scenario)}")
@@ -217,10 +211,7 @@ def wait_once(scenario: str, seed: int, workdir: Path) -> Run:
     with sim:
         client = connect(kubeconfig=str(kubeconfig), context=None, environ={})
 
-        def progress(line: str) -> None:
-            seen.setdefault("first_look", time.monotonic())
-
-        tracker = RolloutTracker(client, [target], rng=random.Random(seed), progress=progress)
+        tracker = RolloutTracker(client, [target], rng=random.Random(seed))
         started = time.monotonic()
         driver.start()
         try:
@@ -238,14 +229,12 @@ def wait_once(scenario: str, seed: int, workdir: Path) -> Run:
             client.close()
             stop.set()
             driver.join(timeout=10)
-    latency = ended - seen["visible"] if "visible" in seen else None
+    latency = ended - marks["visible"] if "visible" in marks else None
     faults = Counter(f for *_, f in sim.requests if f)
     return Run(
         scenario,
         seed,
         verdict,
-        seen.get("first_look"),
-        seen.get("replaced"),
         ended - started,
         limit,
         latency,
@@ -256,25 +245,11 @@ def wait_once(scenario: str, seed: int, workdir: Path) -> Run:
     )
 
 
-def supersede_missed(run: Run) -> bool:
-    """Product bug 3 (test_an_image_replaced_before_the_first_look_is_superseded): ours was
-    applied and replaced before the wait's first look (the pods list still syncing), so the
-    wait never saw it and reports DeadlineExceeded ("never applied") instead of Superseded."""
-    return (
-        run.scenario == "superseded"
-        and run.verdict == "DeadlineExceeded"
-        and run.replaced is not None
-        and (run.first_look is None or run.first_look > run.replaced)
-    )
-
-
 def record(fig: Figure, run: Run, latencies: list[float]) -> None:
     want = expected(run.scenario)
     where = f"{run.scenario} seed {run.seed}"
     problem = None
-    if supersede_missed(run):
-        fig.extra.setdefault("known_bug_3_supersede_missed", []).append(where)
-    elif run.verdict != want:
+    if run.verdict != want:
         problem = f"{where}: expected {want}, got {run.verdict}"
     if run.scenario in TERMINAL:
         if run.latency is None:
