@@ -7,7 +7,6 @@ import shutil
 import signal
 import socket
 import subprocess
-import time
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,6 +16,7 @@ import trustme
 from hypothesis import settings
 
 from tests.d601 import closed_port, d601, make_ssh_key, ssh_agent
+from tests.waiting import poll
 
 __all__ = ["closed_port", "d601", "make_ssh_key", "ssh_agent"]  # fixtures from tests/d601.py
 
@@ -74,30 +74,33 @@ def proxy(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Proxy]:
     if binary is None:
         pytest.fail("tinyproxy is not installed (apt-get install tinyproxy); CI installs it")
     root = tmp_path_factory.mktemp("proxy")
-    port = free_port()
-    conf = root / "tinyproxy.conf"
-    log = root / "tinyproxy.log"
-    conf.write_text(
-        f"Port {port}\nListen 127.0.0.1\nTimeout 60\nAllow 127.0.0.1\n"
-        f"LogLevel Connect\nMaxClients 50\nDisableViaHeader Yes\n"
-    )
-    with log.open("wb") as out:
-        proc = subprocess.Popen(
-            [binary, "-d", "-c", str(conf)],
-            stdout=out,
-            stderr=subprocess.STDOUT,
-            start_new_session=True,
+    for attempt in range(3):  # a port taken between probing and binding: try another
+        port = free_port()
+        conf = root / f"tinyproxy-{attempt}.conf"
+        log = root / f"tinyproxy-{attempt}.log"
+        conf.write_text(
+            f"Port {port}\nListen 127.0.0.1\nTimeout 60\nAllow 127.0.0.1\n"
+            f"LogLevel Connect\nMaxClients 50\nDisableViaHeader Yes\n"
         )
-    try:
-        wait_for_port("127.0.0.1", port, proc)
-        yield Proxy(f"http://127.0.0.1:{port}", log)
-    finally:
-        os.killpg(proc.pid, signal.SIGTERM)
+        with log.open("wb") as out:
+            proc = subprocess.Popen(
+                [binary, "-d", "-c", str(conf)],
+                stdout=out,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
         try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            if listening("127.0.0.1", port, proc):
+                yield Proxy(f"http://127.0.0.1:{port}", log)
+                return
+        finally:
+            os.killpg(proc.pid, signal.SIGTERM)
+            try:
+                proc.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+    pytest.fail(f"tinyproxy did not start:\n{log.read_text(errors='replace')[-2000:]}")
 
 
 def free_port() -> int:
@@ -106,13 +109,14 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def wait_for_port(host: str, port: int, proc: subprocess.Popen[bytes], seconds: float = 10) -> None:
-    deadline = time.monotonic() + seconds
-    while True:
+def listening(host: str, port: int, proc: subprocess.Popen[bytes], seconds: float = 10) -> bool:
+    """Whether ``proc`` listens on ``host:port`` within ``seconds`` (False once it has exited)."""
+
+    def state() -> str | None:
         try:
             socket.create_connection((host, port), timeout=0.2).close()
-            return
         except OSError:
-            if proc.poll() is not None or time.monotonic() > deadline:
-                raise RuntimeError(f"nothing listens on {host}:{port}") from None
-            time.sleep(0.02)
+            return "exited" if proc.poll() is not None else None
+        return "listening"
+
+    return poll(state, timeout=seconds) == "listening"

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -28,6 +27,7 @@ from pytest_homelab.sim.kube.controllers import Timing
 from pytest_homelab.sim.kube.tekton import pipeline
 from tests.d601 import descendants, end_processes
 from tests.gitenv import git, hermetic_git
+from tests.waiting import wait_until
 
 if TYPE_CHECKING:
     from tests.conftest import Proxy
@@ -339,10 +339,11 @@ def test_ssh_dropped_mid_run(lab: Lab, capsys: pytest.CaptureFixture[str]) -> No
     thread = threading.Thread(target=cli)
     thread.start()
     try:
-        deadline = time.monotonic() + 20
-        while not any((r / "runner.log").is_file() for r in lab.runs()):
-            assert time.monotonic() < deadline, "the runner never started"
-            time.sleep(0.05)
+        wait_until(
+            lambda: any((r / "runner.log").is_file() for r in lab.runs()),
+            what="the runner to start",
+            timeout=20,
+        )
         for pid, _port in lab.d601.connections(mark):  # drop every connection the CLI had
             os.kill(pid, signal.SIGKILL)
     finally:

@@ -20,6 +20,7 @@ import pytest
 
 from tests.reliability import figures, hygiene, leakguard
 from tests.reliability.leakguard import LeakGuard, leak_guard, pytest_runtest_makereport
+from tests.waiting import poll
 
 __all__ = ["leak_guard", "pytest_runtest_makereport"]  # fixture and hook of the leak guard
 
@@ -106,11 +107,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """After every fixture is gone: nothing the suite started may still run; write figures."""
     if "mode" not in _state:
         return  # no reliability test ran
-    deadline = time.monotonic() + hygiene.GRACE
+    poll(lambda: not any(hygiene.alive(p) for p in _long_lived), timeout=hygiene.GRACE)
     left = {p for p in _long_lived if hygiene.alive(p)}
-    while left and time.monotonic() < deadline:
-        time.sleep(0.05)
-        left = {p for p in left if hygiene.alive(p)}
     fig = figures.figure(HYGIENE, str(_state["mode"]))
     fig.note("session_end_processes_left", len(left))
     guard = figures.figure("R4 secret leak guard", str(_state["mode"]))

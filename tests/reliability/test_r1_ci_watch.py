@@ -37,6 +37,7 @@ from pytest_homelab.sim.faults import FaultPlan
 from pytest_homelab.sim.woodpecker import Naming, StepSpec, WoodpeckerSim
 from tests.reliability.figures import Figure, figure
 from tests.reliability.leakguard import LeakGuard
+from tests.waiting import wait_until
 
 SLUG = "homelab/app"
 TOKEN = "r1-wp-token-5b7d0c9e41"
@@ -547,10 +548,7 @@ def test_closing_the_event_stream_never_raises_in_its_thread(
         wake = HeldWake()
         stream.wake = wake
         stream.start()
-        deadline = time.monotonic() + 5
-        while not wake.held and time.monotonic() < deadline:
-            time.sleep(0.005)
-        assert wake.held, "the stream never connected"
+        wait_until(lambda: wake.held, what="the stream to connect", timeout=5, interval=0.005)
         stream.close()
         http.close()
         alive = stream._thread.is_alive()  # no public handle on the reader thread
