@@ -10,12 +10,14 @@ import subprocess
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import pytest
 import trustme
 from hypothesis import settings
 
 from tests.d601 import closed_port, d601, make_ssh_key, ssh_agent
+from tests.reliability import figures
 from tests.waiting import poll
 
 __all__ = ["closed_port", "d601", "make_ssh_key", "ssh_agent"]  # fixtures from tests/d601.py
@@ -120,3 +122,66 @@ def listening(host: str, port: int, proc: subprocess.Popen[bytes], seconds: floa
         return "listening"
 
     return poll(state, timeout=seconds) == "listening"
+
+
+# -- pytest-xdist -------------------------------------------------------------------------------
+# scripts/ci/test.sh runs the suite on several workers with `--dist loadgroup`: every test goes to
+# any worker, except that the tests of one xdist_group share a worker. Groups:
+#   reliability  tests/reliability: one session's figures (a module global, written once as
+#                JSON), and the hygiene check's session-end look at every process it started;
+#   bao          users of the session-scoped OpenBao servers: one server per run, not per worker;
+#   demo-*       tests/demo: tests that share one cached demo run (marked there).
+# Every other test is independent: ephemeral ports, its own temp dirs, no shared state.
+
+
+def xdist_group(item: pytest.Item) -> str | None:
+    """The worker group ``item`` belongs to, or None."""
+    try:
+        parts = item.path.relative_to(item.config.rootpath).parts
+    except ValueError:
+        parts = ()
+    if parts[:2] == ("tests", "reliability"):
+        return "reliability"
+    if {"bao", "bao_tls", "seeded"} & set(getattr(item, "fixturenames", ())):
+        return "bao"
+    return None
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the marks
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        group = xdist_group(item)
+        if group is not None and item.get_closest_marker("xdist_group") is None:
+            item.add_marker(pytest.mark.xdist_group(group))
+
+
+_from_workers: list[dict[str, Any]] = []  # on the controller: reliability figures of the workers
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_testnodedown(node: Any, error: object) -> None:
+    """pytest-xdist, on the controller: a worker is done; keep its reliability figures."""
+    output = getattr(node, "workeroutput", None) or {}
+    if figures.WORKER_OUTPUT in output:
+        _from_workers.append(output[figures.WORKER_OUTPUT])
+
+
+def pytest_sessionfinish(session: pytest.Session) -> None:
+    """A worker's reliability session that left processes behind fails the run, as it does
+    without xdist (tests/reliability/conftest.py)."""
+    if any(found["failed"] for found in _from_workers) and session.exitstatus == 0:
+        session.exitstatus = pytest.ExitCode.TESTS_FAILED
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    for found in _from_workers:
+        terminalreporter.section("reliability figures")
+        for line in found["lines"]:
+            terminalreporter.write_line(line)
+        terminalreporter.write_line(f"figures JSON: {found['json']}")
+        if found["failed"]:
+            terminalreporter.write_line(
+                "FAILED: processes the reliability tests started still ran after the session "
+                "(session_end_leaks above)",
+                red=True,
+            )

@@ -138,6 +138,9 @@ class D601:
     pid: int
     dir: Path
     authorized_keys: Path
+    tmp: Path
+    """TMPDIR of every session (``SetEnv``): what ``mktemp`` makes on "D601" lands here, in this
+    fixture's own directory, not in the machine's /tmp shared with every other test process."""
     _extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     # -- clients ----------------------------------------------------------------------------
@@ -268,7 +271,7 @@ def authorized_line(pub: str, home: Path) -> str:
     return f'environment="HOME={home}",command="{command}" {pub}'
 
 
-def _sshd_config(d: Path, port: int, home: Path) -> str:
+def _sshd_config(d: Path, port: int, home: Path, tmp: Path) -> str:
     return "\n".join(
         [
             f"Port {port}",
@@ -283,6 +286,7 @@ def _sshd_config(d: Path, port: int, home: Path) -> str:
             "PubkeyAuthentication yes",
             "PermitRootLogin prohibit-password",
             "PermitUserEnvironment HOME",  # only the HOME= of authorized_keys, nothing else
+            f"SetEnv TMPDIR={tmp}",
             "AllowAgentForwarding no",
             "X11Forwarding no",
             "PrintMotd no",
@@ -342,9 +346,10 @@ def running_sshd(base: Path) -> Iterator[D601]:
     d = base / "sshd"
     home = base / "d601-home"
     client_home = base / "client-home"
-    for path in (d, home, client_home):
+    tmp = base / "d601-tmp"
+    for path in (d, home, client_home, tmp):
         path.mkdir(mode=0o700)
-    assert '"' not in str(home) and "\\" not in str(home)
+    assert not any(c in str(p) for p in (home, tmp) for c in '"\\ ')
     keygen(d / "host_ed25519", "d601-host")
     key = keygen(base / "client_ed25519", "d601-client")
     authorized = d / "authorized_keys"
@@ -358,7 +363,7 @@ def running_sshd(base: Path) -> Iterator[D601]:
     for attempt in range(3):  # a port taken between probing and binding: try another
         port = free_port()
         config = d / "sshd_config"
-        config.write_text(_sshd_config(d, port, home))
+        config.write_text(_sshd_config(d, port, home, tmp))
         log = d / f"sshd-{attempt}.log"
         subprocess.run([SSHD, "-t", "-f", str(config)], check=True, capture_output=True)
         proc = subprocess.Popen(
@@ -388,6 +393,7 @@ def running_sshd(base: Path) -> Iterator[D601]:
                 pid=proc.pid,
                 dir=d,
                 authorized_keys=authorized,
+                tmp=tmp,
             )
             return
         finally:

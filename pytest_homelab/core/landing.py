@@ -47,9 +47,6 @@ class Landing:
     def record_failure(self, phase: str, check: str) -> None:
         self._failed.setdefault(phase, check)
 
-    def failed_check(self, phase: str) -> str | None:
-        return self._failed.get(phase)
-
     def prerequisite_failure(self, phase: str) -> PrerequisiteFailed | None:
         """The reason ``phase`` must not wait, if an earlier phase failed."""
         if phase not in PHASES:

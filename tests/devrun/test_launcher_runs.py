@@ -20,6 +20,7 @@ from pytest_homelab.e2e.launcher import LaunchParams, launcher_text, make_run_id
 from pytest_homelab.sim.gitserver import GitHttpServer
 from tests.gitenv import git, hermetic_git
 from tests.runs import wait_run_result
+from tests.samples import deploy_text, environment
 from tests.waiting import wait_until
 
 STUBS = {
@@ -61,9 +62,7 @@ def origin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Origin]:
     (work / "scripts" / "ci").mkdir(parents=True)
     for name, body in STUBS.items():
         (work / "scripts" / "ci" / name).write_text(body)
-    (work / "deploy.json").write_text(
-        '{"schemaVersion": 2, "environments": {"dev": {"services": []}}}\n'
-    )
+    (work / "deploy.json").write_text(deploy_text(dev=environment()))
     git(work, "add", ".")
     git(work, "commit", "-q", "-m", "runner stubs")
     git(work, "push", "-q", str(root / "app.git"), "master")

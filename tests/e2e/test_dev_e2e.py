@@ -27,6 +27,7 @@ from pytest_homelab.sim.kube.controllers import Timing
 from pytest_homelab.sim.kube.tekton import pipeline
 from tests.d601 import descendants, end_processes
 from tests.gitenv import git, hermetic_git
+from tests.samples import REGISTRY, ci_block, deploy_text, environment, service
 from tests.waiting import wait_until
 
 if TYPE_CHECKING:
@@ -43,23 +44,13 @@ KUBECTL = os.environ.get("HOMELAB_KUBECTL")
 def manifest(
     repo_url: str, *, script: str = "scripts/ci/dev-e2e.sh", timeout_ms: int = 60000
 ) -> str:
-    doc = {
-        "schemaVersion": 2,
-        "environments": {
-            "dev": {
-                "ci": {"repo": repo_url, "scriptPath": script, "timeoutMs": timeout_ms},
-                "services": [
-                    {"name": "web", "namespace": "apps-dev", "image": "registry.example.test/web"}
-                ],
-            },
-            "prod": {
-                "services": [
-                    {"name": "web", "namespace": "apps", "image": "registry.example.test/web"}
-                ]
-            },
-        },
-    }
-    return json.dumps(doc, indent=2) + "\n"
+    image = f"{REGISTRY}/web"
+    return deploy_text(
+        dev=environment(
+            [service("web", "apps-dev", image)], ci=ci_block(repo_url, script, timeout_ms)
+        ),
+        prod=environment([service("web", "apps", image)]),
+    )
 
 
 @dataclass

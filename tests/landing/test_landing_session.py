@@ -23,6 +23,7 @@ from pytest_homelab.sim.kube.controllers import Timing
 from pytest_homelab.sim.kube.objects import deployment
 from pytest_homelab.sim.woodpecker import StepSpec, WoodpeckerSim
 from tests.gitenv import git, hermetic_git
+from tests.samples import deploy_text, environment, service
 from tests.waiting import poll
 
 CHECKS = Path(__file__).parents[2] / "checks"
@@ -80,21 +81,9 @@ def homelab(
     repo = tmp_path / "app"
     repo.mkdir()
     git(repo, "init", "-q", "-b", "main")
-    (repo / "deploy.json").write_text(
-        json.dumps(
-            {
-                "schemaVersion": 2,
-                "environments": {
-                    "dev": {
-                        "services": [
-                            {"name": n, "namespace": ns, "image": f"{REGISTRY}/{n}"}
-                            for n, ns in (("web", "apps"), ("api", "apps"), ("gw", "edge"))
-                        ]
-                    }
-                },
-            }
-        )
-    )
+    workloads = (("web", "apps"), ("api", "apps"), ("gw", "edge"))
+    services = [service(n, ns, f"{REGISTRY}/{n}") for n, ns in workloads]
+    (repo / "deploy.json").write_text(deploy_text(dev=environment(services)))
     git(repo, "add", ".")
     git(repo, "commit", "-q", "-m", "landing")
     git(repo, "remote", "add", "origin", "https://git.example.test/homelab/app.git")

@@ -73,9 +73,10 @@ def _hygiene(
     base = tmp_path_factory.getbasetemp()  # before TMPDIR moves: pytest's own temp stays put
     key = hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:12]
     snapshot = hygiene.Snapshot.take(hygiene.session_mark(), base, base / "hygiene-tmp" / key)
+    remote = request.getfixturevalue("d601").tmp if "d601" in request.fixturenames else None
     with hygiene.private_tmpdir(snapshot.tmpdir):
         yield
-    leaks = snapshot.leaks(_long_lived, remote="d601" in request.fixturenames)
+    leaks = snapshot.leaks(_long_lived, remote=remote)
     _long_lived.update(snapshot.long_lived())
     fig = figures.figure(HYGIENE, mode)
     lines = leaks.lines()
@@ -120,17 +121,26 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if left:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
         fig.note("session_end_leaks", [f"pid {pid}" for pid, _ in sorted(left)])
+    workerinput = getattr(session.config, "workerinput", None)  # a pytest-xdist worker
+    argv = workerinput["mainargv"] if workerinput else sys.argv
     meta = {
         **_machine(),
         "mode": _state["mode"],
-        "command": " ".join([_program(), *sys.argv[1:]]),
+        "command": " ".join([_program(argv[0]), *argv[1:]]),
         "git": _git_head(),
     }
     figures.write_json(Path(str(_state["json"])), figures.all_figures(), meta)
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # the controller prints the figures and fails the run (conftest)
+        workeroutput[figures.WORKER_OUTPUT] = {
+            "lines": figures.render(figures.all_figures()),
+            "json": str(_state["json"]),
+            "failed": bool(left),
+        }
 
 
-def _program() -> str:
-    name = Path(sys.argv[0]).name
+def _program(arg0: str) -> str:
+    name = Path(arg0).name
     return "python -m pytest" if name == "__main__.py" else name
 
 

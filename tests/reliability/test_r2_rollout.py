@@ -76,6 +76,7 @@ class Run:
     faults: Counter[str]
     requests: int
     expired: int
+    relists: int  # the tracker's relists after a 410 (WatchStats.relists_after_410)
 
 
 def expected(scenario: str) -> str:
@@ -192,6 +193,7 @@ def wait_once(scenario: str, seed: int, workdir: Path) -> Run:
     stop = threading.Event()
     failure: str | None = None
     verdict = "?"
+    relists = 0
     kubeconfig = sim.kubeconfig(workdir / f"kubeconfig-{seed}-{SCENARIOS.index(scenario)}")
 
     def drive() -> None:
@@ -225,6 +227,7 @@ def wait_once(scenario: str, seed: int, workdir: Path) -> Run:
             verdict = "traceback"
         finally:
             ended = time.monotonic()
+            relists = tracker.view.stats.relists_after_410
             tracker.close()
             client.close()
             stop.set()
@@ -242,6 +245,7 @@ def wait_once(scenario: str, seed: int, workdir: Path) -> Run:
         faults,
         len(sim.requests),
         sim.expired_sent,
+        relists,
     )
 
 
@@ -278,14 +282,16 @@ def test_rollout_under_faults(soak: bool, mode: str, tmp_path: Path) -> None:
     jobs = [(scenario, seed) for seed in seeds for scenario in SCENARIOS]
     latencies: list[float] = []
     false_greens: list[str] = []
-    in_stream = 0
+    in_stream = relists = 0
     with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="r2") as pool:
         for run in pool.map(lambda job: wait_once(job[0], job[1], tmp_path), jobs):
             record(fig, run, latencies)
             in_stream += run.expired
+            relists += run.relists
             if run.scenario in LIES and run.verdict == "PASS":
                 false_greens.append(f"{run.scenario} seed {run.seed}")
     fig.note("in_stream_410_sent", in_stream)
+    fig.note("relists_after_410", relists)
     fig.note("scenarios", len(SCENARIOS))
     fig.note("false_greens", len(false_greens))
     fig.note("terminal_fail_latency_max_s", round(max(latencies), 3) if latencies else None)
@@ -300,6 +306,7 @@ def test_rollout_under_faults(soak: bool, mode: str, tmp_path: Path) -> None:
     assert fig.tracebacks == [], "\n".join(fig.tracebacks[:3])
     assert max(fig.overruns) <= OVERRUN_LIMIT, summary
     assert set(FAULT_KINDS) <= set(fig.faults) and in_stream > 0, fig.faults
+    assert relists > 0, "410s were sent, and no tracker relisted"
 
 
 def test_an_image_replaced_before_the_first_look_is_superseded(tmp_path: Path) -> None:

@@ -49,6 +49,7 @@ from tests.manifest.test_properties import hostile_paths
 from tests.reliability.figures import figure
 from tests.reliability.leakguard import LeakGuard
 from tests.runs import wait_run_result
+from tests.samples import ci_block, deploy_doc, environment
 from tests.waiting import wait_until
 
 if TYPE_CHECKING:
@@ -573,19 +574,7 @@ LOOK_ALIKES = [
 
 
 def manifest_with(script: str) -> dict[str, Any]:
-    return {
-        "schemaVersion": 2,
-        "environments": {
-            "dev": {
-                "ci": {
-                    "repo": "https://git.example.test/h/app",
-                    "scriptPath": script,
-                    "timeoutMs": 60000,
-                },
-                "services": [],
-            }
-        },
-    }
+    return deploy_doc(dev=environment(ci=ci_block(script=script, timeout_ms=60000)))
 
 
 def refused_everywhere(script: str) -> str | None:
