@@ -91,12 +91,11 @@ def _health(proc: subprocess.Popen[bytes], addr: str, ca: Path | None) -> str | 
     """ "exited", "healthy" (``/v1/sys/health`` answers 200), or None: not yet."""
     if proc.poll() is not None:
         return "exited"
-    if ca is not None and not ca.exists():
-        return None  # -dev-tls writes its CA once it is up
-    verify = ssl.create_default_context(cafile=ca) if ca else True
     try:
+        # -dev-tls writes its CA once it is up: a missing or half-written file is "not yet"
+        verify = ssl.create_default_context(cafile=ca) if ca else True
         answer = httpx.get(f"{addr}/v1/sys/health", timeout=1, verify=verify)
-    except httpx.HTTPError:
+    except (OSError, httpx.HTTPError):  # ssl.SSLError and FileNotFoundError are OSErrors
         return None
     return "healthy" if answer.status_code == 200 else None
 
