@@ -28,15 +28,6 @@ ENVIRONMENT = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 REPO = re.compile(
     r"((https?|ssh)://[A-Za-z0-9._~%@:/+-]+|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[A-Za-z0-9._~%/+-]+)"
 )
-RUN_FILES = (
-    "result.json",
-    "launcher.log",
-    "runner.log",
-    "pipelinerun.txt",
-    "pipelinerun.json",
-    "taskruns.json",
-    "junit.xml",
-)
 
 
 def make_run_id(commit: str, now: datetime | None = None, suffix: str | None = None) -> str:
@@ -109,10 +100,6 @@ class LaunchParams:
     @property
     def result_dir(self) -> str:
         return f"{self.result_root}/{self.run_id}"
-
-    @property
-    def work_dir(self) -> str:
-        return f"{self.work_root}/{self.run_id}"
 
 
 _WRAPPER = r"""

@@ -17,40 +17,19 @@ import pytest
 from pytest_homelab.sim.kube.api import KubeSim
 from pytest_homelab.sim.kube.controllers import Timing
 from pytest_homelab.sim.kube.tekton import pipeline
+from tests.samples import REGISTRY, ci_block, deploy_doc, environment, service
 
 RUNNER = Path(__file__).parents[2] / "scripts" / "ci" / "dev-e2e.sh"
 SHA = "0123456789abcdef0123456789abcdef01234567"
 PIN = "fedcba9876543210fedcba9876543210fedcba98"
-MANIFEST = {
-    "schemaVersion": 2,
-    "environments": {
-        "dev": {
-            "ci": {
-                "repo": "https://git.example.test/homelab/app",
-                "scriptPath": "scripts/ci/dev-e2e.sh",
-                "timeoutMs": 60000,
-            },
-            "services": [
-                {
-                    "name": "web",
-                    "namespace": "apps-dev",
-                    "image": "registry.example.test/homelab/web",
-                },
-                {
-                    "name": "api",
-                    "namespace": "apps-dev",
-                    "commit": PIN,
-                    "image": "registry.example.test/homelab/api",
-                },
-            ],
-        },
-        "prod": {
-            "services": [
-                {"name": "web", "namespace": "apps", "image": "registry.example.test/homelab/web"}
-            ]
-        },
-    },
-}
+WEB, API = f"{REGISTRY}/homelab/web", f"{REGISTRY}/homelab/api"
+MANIFEST = deploy_doc(
+    dev=environment(
+        [service("web", "apps-dev", WEB), service("api", "apps-dev", API, commit=PIN)],
+        ci=ci_block(timeout_ms=60000),
+    ),
+    prod=environment([service("web", "apps", WEB)]),
+)
 
 
 @dataclass

@@ -19,6 +19,7 @@ from pytest_homelab.sim.kube.controllers import Timing
 from pytest_homelab.sim.kube.objects import deployment
 from pytest_homelab.sim.woodpecker import StepSpec, WoodpeckerSim
 from tests.gitenv import git, hermetic_git
+from tests.samples import deploy_text, environment, service
 
 TOKEN = "land-token-19ab"
 REGISTRY = "registry.example.test/homelab"
@@ -347,15 +348,8 @@ def cd(ci: Ci, repos: Repos, tmp_path: Path) -> Iterator[Path]:
         kube.create_namespace("apps")
         kube.apply(deployment("web", "apps", f"{REGISTRY}/web:{repos.remote_head()}"))
         ci.kube = kube
-        doc = {
-            "schemaVersion": 2,
-            "environments": {
-                "prod": {
-                    "services": [{"name": "web", "namespace": "apps", "image": f"{REGISTRY}/web"}]
-                }
-            },
-        }
-        (repos.work / "deploy.json").write_text(json.dumps(doc))
+        web = service("web", "apps", f"{REGISTRY}/web")
+        (repos.work / "deploy.json").write_text(deploy_text(prod=environment([web])))
         git(repos.work, "add", "deploy.json")
         git(repos.work, "commit", "-q", "-m", "deploy.json")
         yield kube.kubeconfig(tmp_path / "kubeconfig")
