@@ -650,7 +650,7 @@ OPTIONS: tuple[Option, ...] = (
         "e2e_work_root",
         "--homelab-e2e-work-root",
         _remote_path,
-        "/tmp/unidesk-ci",
+        "$HOME/.unidesk/work",
         "work directory root on D601 (a run uses <root>/<runId>)",
         env=("HOMELAB_E2E_WORK_ROOT",),
         metavar="PATH",

@@ -75,7 +75,7 @@ class Settings:
     e2e_wait: float | None = None
     e2e_poll_interval: float = 2.0
     e2e_keep_namespace: bool = False
-    e2e_work_root: str = "/tmp/unidesk-ci"
+    e2e_work_root: str = "$HOME/.unidesk/work"
     e2e_result_root: str = "$HOME/.unidesk/runs"
     e2e_env_file: str = "$HOME/.unidesk/ci.env"
     verify_cmd: str | None = None

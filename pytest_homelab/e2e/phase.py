@@ -115,6 +115,13 @@ def dispatch(remote: Remote, params: LaunchParams) -> None:
             f"D601 refused run {params.run_id}: {stderr or 'it already exists'}",
             hint="run it again: every run gets a fresh id",
         )
+    if result.returncode == 77:
+        raise BadInput(
+            f"D601 refused run {params.run_id}: {stderr[-500:] or 'an unsafe work directory'}",
+            hint="the work and result roots on D601 (and the env file) must belong to the CI "
+            "user and be writable by nobody else, with no symlink and no directory above them "
+            "that another user may write (unless sticky, like /tmp); nothing ran",
+        )
     if result.returncode != 0:
         raise InfraError(
             f"the launcher failed on {remote.description} with exit {result.returncode}: "
@@ -129,6 +136,14 @@ def read_run(remote: Remote, result_root: str, run_id: str) -> RunFiles:
     result = remote.run(read_command(result_root, run_id), timeout=60.0)
     if result.returncode == 3:
         return RunFiles(run_id, exists=False)
+    if result.returncode == 4:
+        raise InfraError(
+            f"refusing to read run {run_id} on {remote.description}: its result directory (or "
+            f"{result_root}) is a symlink, not the CI user's, or writable by others, so another "
+            "user could have written what is in it",
+            hint="look at who owns the result root on D601; a run's verdict is read only from "
+            "the CI user's own directory",
+        )
     if result.returncode != 0:
         stderr = result.stderr.decode("utf-8", "replace").strip()
         raise InfraError(f"cannot read run {run_id} on {remote.description}: {stderr[-300:]}")
