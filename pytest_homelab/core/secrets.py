@@ -16,12 +16,14 @@ Not honoured: ``VAULT_SKIP_VERIFY`` (verification stays on), token helpers, ``RE
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
+import json
 import math
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -44,10 +46,129 @@ def known_secrets() -> frozenset[str]:
         return frozenset(_known)
 
 
+SHORT_SECRET = 12
+"""A secret shorter than this is scrubbed only where it stands alone (see :func:`scrub`)."""
+_TOKEN_CHARS = "A-Za-z0-9._~+/=-"
+
+
+def token_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a token, or None: tokens are visible ASCII (``!`` to ``~``).
+
+    The answer names the kind of character and its position, never the value or the character.
+    """
+    for index, char in enumerate(value):
+        if "\x21" <= char <= "\x7e":
+            continue
+        if char == " ":
+            kind = "a space"
+        elif ord(char) < 32 or ord(char) == 127:
+            kind = "a control character (a newline, tab or the like)"
+        else:
+            kind = "a character that is not ASCII (an invisible or look-alike one, perhaps)"
+        return f"{kind} at position {index + 1} of {len(value)}"
+    return None
+
+
+def _env_token(env: Mapping[str, str], name: str, what: str) -> Secret | str:
+    """The token in ``env[name]`` as a Secret, else ``"unset"`` or ``"empty"``; AuthError when it
+    is not visible ASCII. The value is remembered for scrubbing either way, and no frame keeps it
+    in a plain local when the error is raised (pytest's ``-l`` prints every frame's locals)."""
+    raw = env.get(name)
+    if raw is None:
+        return "unset"
+    if not raw.strip():
+        return "empty"
+    secret = Secret(raw.strip())
+    problem = token_problem(raw.strip())
+    raw = None
+    if problem is None:
+        return secret
+    del secret
+    raise AuthError(
+        f"{name} holds {problem}; {what} is visible ASCII only, so it is refused without being "
+        "sent or shown",
+        hint=f"set {name} again without the stray character (copying can add one)",
+    )
+
+
+class Environ(Mapping[str, str]):
+    """The process environment (or a test's), read like a dict, that never prints its values:
+    frames holding it show ``Environ(<n> variables)`` under ``-l``, not the tokens in it."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, str] | None = None) -> None:
+        self._data = dict(data or {})
+
+    def __getitem__(self, key: str) -> str:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"Environ({len(self._data)} variables, values not shown)"
+
+    __str__ = __repr__
+
+    def only(self, *names: str) -> Environ:
+        """A copy with just these variables (those that are set)."""
+        return Environ({k: self._data[k] for k in names if k in self._data})
+
+    def without(self, *names: str) -> Environ:
+        """A copy without these variables."""
+        return Environ({k: v for k, v in self._data.items() if k not in names})
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("an Environ cannot be pickled (it would write its values out)")
+
+
+def _forms(value: str) -> set[str]:
+    """How ``value`` is written out: as is, in a repr (str and bytes), JSON, XML/HTML, a URL."""
+    from html import escape
+    from urllib.parse import quote, quote_plus
+
+    xml = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    forms = {
+        value,
+        repr(value)[1:-1],
+        repr(value.encode("utf-8", "backslashreplace"))[2:-1],
+        json.dumps(value)[1:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
+        escape(value, quote=True),
+        escape(value, quote=True).replace("&#x27;", "&#39;"),
+        xml,
+        xml.replace('"', "&quot;").replace("'", "&apos;"),
+        quote(value, safe=""),
+        quote_plus(value, safe=""),
+    }
+    return {form for form in forms if form}
+
+
+@functools.lru_cache(maxsize=256)
+def _pattern(value: str) -> re.Pattern[str]:
+    parts = []
+    for form in sorted(_forms(value), key=len, reverse=True):
+        escaped = re.escape(form)
+        if len(form) < SHORT_SECRET:
+            # A short value is a secret only as a whole token: never inside a word, an outcome
+            # name, a key or an XML tag.
+            escaped = rf"(?<![{_TOKEN_CHARS}]){escaped}(?![{_TOKEN_CHARS}])"
+        parts.append(escaped)
+    return re.compile("|".join(parts))
+
+
 def scrub(text: str) -> str:
-    """``text`` with every known secret value replaced by ``***`` (longest first)."""
+    """``text`` with every known secret replaced by ``***``, in each form it is written in
+    (plain, repr, JSON, XML, URL). A secret shorter than :data:`SHORT_SECRET` characters is
+    replaced only where it stands alone, so words, outcome names and keys are never altered.
+
+    This is the last net: secrets are kept out of output by construction."""
     for value in sorted(known_secrets(), key=len, reverse=True):
-        text = text.replace(value, "***")
+        text = _pattern(value).sub("***", text)
     return text
 
 
@@ -271,9 +392,18 @@ def _vault_config(env: Mapping[str, str]) -> VaultConfig:
                 f"VAULT_CLIENT_TIMEOUT={env['VAULT_CLIENT_TIMEOUT']!r} is not a number of seconds",
                 "set VAULT_CLIENT_TIMEOUT like 5 or 5s, or unset it",
             )
+    problem = token_problem(token)
+    vault_token = Secret(token)
+    token = ""
+    if problem is not None:
+        raise _VaultFailure(
+            f"the Vault token holds {problem}; a token is visible ASCII only, so it is refused "
+            "without being sent or shown",
+            f"set VAULT_TOKEN (or {token_file}) again without the stray character, {_HINT_ENV}",
+        )
     return VaultConfig(
         addr=addr,
-        token=Secret(token),
+        token=vault_token,
         namespace=env.get("VAULT_NAMESPACE", "").strip() or None,
         verify=verify,
         cert=cert,
@@ -462,7 +592,16 @@ def _field(answer: object, where: VaultLocation) -> Secret:
             f"field {where.field} of {where.mount}/{where.path} is empty",
             f"store the token there, {_HINT_ENV}",
         )
-    return Secret(value.strip())
+    field_secret = Secret(value.strip())
+    problem = token_problem(value.strip())
+    value = answer = data = values = None  # no frame keeps the secret when this raises
+    if problem is not None:
+        raise _VaultFailure(
+            f"field {where.field} of {where.mount}/{where.path} holds {problem}; a token is "
+            "visible ASCII only, so it is refused without being sent or shown",
+            f"store the token again without the stray character, {_HINT_ENV}",
+        )
+    return field_secret
 
 
 def _from_vault(
@@ -497,10 +636,10 @@ def resolve_token(
     where = vault if vault is not None else VaultLocation()
     empty = []
     for name in TOKEN_ENV:
-        raw = env.get(name)
-        if raw is not None and raw.strip():
-            return Secret(raw.strip())
-        if raw is not None:
+        found = _env_token(env, name, "a Woodpecker token")
+        if isinstance(found, Secret):
+            return found
+        if found == "empty":
             empty.append(name)
     env_why = (
         f"{' and '.join(empty)} {'is' if len(empty) == 1 else 'are'} set but empty"

@@ -20,6 +20,7 @@ from typing import Any
 
 from pytest_homelab.core.options import OPTIONS, OPTIONS_BY_KEY, WOODPECKER_EVENTS, Option
 from pytest_homelab.core.outcomes import BadInput
+from pytest_homelab.core.secrets import Environ
 
 __all__ = [  # the option table lives in core.options; these names stay importable here
     "OPTIONS",
@@ -88,7 +89,7 @@ class Settings:
     )
     settings_file: Path | None = None
     # The process environment as resolved, for the token lookup; never printed.
-    environ: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+    environ: Mapping[str, str] = field(default_factory=Environ, compare=False, repr=False)
 
     @property
     def deploy_json_path(self) -> Path:
@@ -223,7 +224,8 @@ def resolve_settings(
     cwd: Path | None = None,
 ) -> Settings:
     """Resolve every option once. ``flags`` maps option keys to flag values (None = not given)."""
-    environ = os.environ if environ is None else environ
+    # Wrapped at once: a frame that holds the environment must never print it (``-l``).
+    environ = Environ(os.environ if environ is None else environ)
     cwd = Path.cwd() if cwd is None else cwd
     root = find_repo_root(cwd) or cwd
     table, settings_file = load_settings_file(root)
@@ -254,6 +256,6 @@ def resolve_settings(
             {k: MappingProxyType(dict(v)) for k, v in environments.items()}
         ),
         settings_file=settings_file,
-        environ=MappingProxyType(dict(environ)),
+        environ=environ,
         **values,
     )

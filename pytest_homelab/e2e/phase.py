@@ -19,6 +19,7 @@ from pytest_homelab.core.outcomes import (
     InfraError,
     NotFound,
 )
+from pytest_homelab.core.secrets import TOKEN_ENV, Environ
 from pytest_homelab.core.settings import Settings
 from pytest_homelab.e2e.launcher import (
     LaunchParams,
@@ -95,6 +96,12 @@ def open_d601(settings: Settings) -> Remote:
     from pytest_homelab.e2e.remote import open_remote
 
     s = settings
+    env = s.environ if isinstance(s.environ, Environ) else Environ(s.environ)
+    if s.d601_transport == "local":
+        # The launcher and the runner (the repo's code) run here: never with our credentials.
+        environ = env.without(*TOKEN_ENV, "VAULT_TOKEN")
+    else:
+        environ = env.only("HOME", "SSH_AUTH_SOCK")  # all that SSH needs
     return open_remote(
         s.d601_transport,
         s.d601_host,
@@ -102,7 +109,7 @@ def open_d601(settings: Settings) -> Remote:
         user=s.d601_user,
         key_file=s.d601_key,
         known_hosts=s.d601_known_hosts,
-        environ=s.environ,
+        environ=environ,
     )
 
 

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_homelab.core.outcomes import BadInput
+from pytest_homelab.core.secrets import Environ
 
 if TYPE_CHECKING:
     pass
@@ -66,7 +67,9 @@ def resolve_ssh_target(
     connect_timeout: float | None = None,
 ) -> SSHTarget:
     """Apply ``~/.ssh/config`` (or ``ssh_config``) to ``host``; explicit arguments win."""
-    env = os.environ if environ is None else environ
+    # Only what SSH needs, and never a plain copy of the environment in a frame (``-l``).
+    env = Environ(os.environ if environ is None else environ).only("HOME", "SSH_AUTH_SOCK")
+    environ = None
     home = env.get("HOME") or pwd.getpwuid(os.getuid()).pw_dir
     if not host or host.startswith("-") or any(c.isspace() for c in host):
         raise BadInput(f"D601 host {host!r} is not a host name or ssh_config alias")
