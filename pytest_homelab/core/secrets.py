@@ -270,6 +270,11 @@ def hvac_client(config: VaultConfig) -> Any:
     session.verify = config.verify
     session.cert = config.cert
     session.proxies = dict(config.proxies)
+    # Redirects are never followed: requests strips only Authorization on a cross-host redirect
+    # (sessions.py rebuild_auth), not X-Vault-Token. hvac follows them by default
+    # (adapters.py allow_redirects=True); the hook refuses any 3xx even if that changes.
+    session.max_redirects = 0
+    session.hooks["response"].append(_refuse_redirect)
     return hvac.Client(
         url=config.addr,
         token=config.token.reveal(),
@@ -279,7 +284,29 @@ def hvac_client(config: VaultConfig) -> Any:
         timeout=config.timeout,
         proxies=config.proxies,
         session=session,
+        allow_redirects=False,
     )
+
+
+class VaultRedirect(Exception):
+    """Vault answered a redirect; it is not followed (the token would go along)."""
+
+    def __init__(self, status: int, target: str) -> None:
+        super().__init__(f"{status} to {target}")
+        self.status = status
+        self.target = target
+
+
+def _refuse_redirect(response: Any, *args: object, **kwargs: object) -> None:
+    if 300 <= int(response.status_code) < 400:
+        location = urlsplit(str(response.headers.get("Location") or ""))
+        try:
+            where = f"{location.scheme}://{location.hostname}" + (
+                f":{location.port}" if location.port else ""
+            )
+        except ValueError:
+            where = "an unusable address"
+        raise VaultRedirect(int(response.status_code), where if location.hostname else "(none)")
 
 
 def _mask_addr(addr: str) -> str:
@@ -350,6 +377,12 @@ def _vault_config(env: Mapping[str, str]) -> VaultConfig:
         raise _VaultFailure(
             f"VAULT_ADDR={shown!r} is not an http(s):// URL",
             f"set VAULT_ADDR like https://vault.example:8200, {_HINT_ENV}",
+        )
+    if parts.scheme == "http" and not _is_loopback(parts.hostname.lower()):
+        raise _VaultFailure(
+            f"VAULT_ADDR={shown!r} is plain http to a host that is not loopback: the Vault token "
+            "would cross the network unencrypted, so it is not sent",
+            f"use https:// (with VAULT_CACERT for a private CA), {_HINT_ENV}",
         )
     token = env.get("VAULT_TOKEN", "").strip()
     token_file = Path(env["HOME"]) / ".vault-token" if env.get("HOME") else None
@@ -508,6 +541,13 @@ def _read_kv2(client: Any, where: VaultLocation, timeout: float) -> Secret:
         said = "; ".join(_errors(exc)) or "no details"
         raise _VaultFailure(
             f"Vault answered {type(exc).__name__}: {said}", f"{_HINT_LOCATION}, {_HINT_ENV}"
+        ) from None
+    except VaultRedirect as exc:
+        raise _VaultFailure(
+            f"Vault answered a redirect ({exc.status} to {exc.target}); redirects are never "
+            "followed, so the token was not sent there",
+            "set VAULT_ADDR to the address Vault itself answers on (the active node, not a "
+            f"standby or a proxy that redirects), {_HINT_ENV}",
         ) from None
     except rq.SSLError:
         raise _VaultFailure(
