@@ -318,7 +318,8 @@ def _mask_addr(addr: str) -> str:
     return (scheme.group(0) if scheme else "") + "***@" + after
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """``localhost`` (and ``*.localhost``) or a loopback IP address."""
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:
@@ -331,7 +332,7 @@ def _proxies(env: Mapping[str, str], addr: str) -> dict[str, str]:
     """The proxy for ``addr`` per ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` in ``env``."""
     parts = urlsplit(addr)
     host = (parts.hostname or "").lower()
-    if _is_loopback(host):
+    if is_loopback(host):
         return {}
     no_proxy = env.get("NO_PROXY", env.get("no_proxy", ""))
     for entry in (e.strip().lower() for e in no_proxy.split(",")):
@@ -378,7 +379,7 @@ def _vault_config(env: Mapping[str, str]) -> VaultConfig:
             f"VAULT_ADDR={shown!r} is not an http(s):// URL",
             f"set VAULT_ADDR like https://vault.example:8200, {_HINT_ENV}",
         )
-    if parts.scheme == "http" and not _is_loopback(parts.hostname.lower()):
+    if parts.scheme == "http" and not is_loopback(parts.hostname.lower()):
         raise _VaultFailure(
             f"VAULT_ADDR={shown!r} is plain http to a host that is not loopback: the Vault token "
             "would cross the network unencrypted, so it is not sent",

@@ -34,7 +34,7 @@ from pytest_homelab.core.outcomes import (
     InfraError,
     NotFound,
 )
-from pytest_homelab.core.secrets import Secret, scrub, token_problem
+from pytest_homelab.core.secrets import Secret, is_loopback, scrub, token_problem
 
 # -- dialing ------------------------------------------------------------------------------------
 
@@ -118,6 +118,23 @@ class DialingTransport(httpx.HTTPTransport):
         )
 
 
+def _require_encrypted_off_loopback(base_url: str, dial: str | None) -> None:
+    """Plain http carries the bearer token in clear text: only to this machine (the URL's host
+    and the dial address both loopback), never across a network."""
+    url = httpx.URL(base_url)
+    if url.scheme != "http":
+        return
+    dial_host = parse_dial(dial)[0] if dial else None
+    if is_loopback(url.host) and (dial_host is None or is_loopback(dial_host)):
+        return
+    where = url.host if not is_loopback(url.host) else f"{url.host} dialed at {dial_host}"
+    raise BadInput(
+        f"refusing plain http:// to {where}: the API token would cross the network "
+        "unencrypted (http is allowed only when the host and the dial address are loopback)",
+        hint="use the https:// URL of the server (with --ca-bundle for a private CA)",
+    )
+
+
 def _require_verifying(context: ssl.SSLContext) -> None:
     """Dialing an address while keeping the hostname is only safe if the certificate is checked."""
     if context.verify_mode != ssl.CERT_REQUIRED or not context.check_hostname:
@@ -151,6 +168,7 @@ def make_http_client(
 
     ``verify`` lets tests pass a context trusting their own CA; it is still a verifying context.
     """
+    _require_encrypted_off_loopback(base_url, dial)
     context = verify if verify is not None else ssl_context(ca_bundle)
     _require_verifying(context)
     host = httpx.URL(base_url).host
