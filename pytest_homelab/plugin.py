@@ -98,8 +98,18 @@ def _resolve(config: pytest.Config) -> Settings:
     """Resolve the settings once; BadInput when they are wrong."""
     if _SETTINGS not in config.stash:
         flags = {o.key: config.getoption(_dest(o.key)) for o in OPTIONS}
-        config.stash[_SETTINGS] = resolve_settings(flags, cwd=config.invocation_params.dir)
+        config.stash[_SETTINGS] = resolve_settings(
+            flags, cwd=config.invocation_params.dir, repo_flags=_flags_from_ini(config)
+        )
     return config.stash[_SETTINGS]
+
+
+def _flags_from_ini(config: pytest.Config) -> dict[str, str]:
+    """Options given in the ini file's ``addopts`` (the repository's file, not the user): the
+    settings refuse those that decide where credentials go unless the user trusts the repo."""
+    where = f"addopts in {config.inipath}" if config.inipath else "addopts"
+    given = {str(arg).split("=", 1)[0] for arg in config.getini("addopts")}
+    return {o.key: where for o in OPTIONS if o.user_only and o.flag in given}
 
 
 def _settings(config: pytest.Config) -> Settings:
