@@ -247,6 +247,12 @@ def user_config_path(environ: Mapping[str, str]) -> Path | None:
     return Path(home) / ".config" / "homelab" / "config.toml" if home else None
 
 
+def user_config_name(environ: Mapping[str, str]) -> str:
+    """The user config's path for messages (``~/.config/homelab/config.toml`` without a home)."""
+    path = user_config_path(environ)
+    return str(path) if path is not None else USER_CONFIG_HINT
+
+
 @dataclass(frozen=True)
 class UserConfig:
     """The user's own settings file: settings (every key, also those a repo may not set) and
@@ -278,7 +284,7 @@ def load_user_config(environ: Mapping[str, str]) -> UserConfig:
         raise BadInput(f"{path}: trusted_repos must be a list of repository paths")
     home = environ.get("HOME", "")
     trusted = tuple(
-        Path(home + t[1:] if t.startswith("~/") and home else t).resolve() for t in trusted_raw
+        Path(home + t[1:] if t.startswith("~") and home else t).resolve() for t in trusted_raw
     )
     known = set(OPTIONS_BY_KEY) - {"commit"}
     for key in data:
@@ -372,39 +378,8 @@ def resolve_settings(
     )
 
 
-def user_config_path(environ: Mapping[str, str]) -> Path:
-    """The user's own settings file: ``$XDG_CONFIG_HOME/homelab/config.toml``, else
-    ``~/.config/homelab/config.toml``. Trusted: it is in the user's home, not in a repository."""
-    base = environ.get("XDG_CONFIG_HOME") or str(
-        Path(environ.get("HOME") or Path.home()) / ".config"
-    )
-    return Path(base) / "homelab" / "config.toml"
-
-
 def repo_trusted(settings: Settings) -> bool:
-    """Whether the user trusts the repository under test enough to run its own code (its
-    ``checks/``): its root is listed in ``trusted_repos`` of the user's config file."""
-    path = user_config_path(settings.environ)
-    if not path.is_file():
-        return False
-    import tomllib
-
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise BadInput(f"{path}: not valid TOML: {exc}", hint="fix the file") from None
-    except OSError as exc:
-        raise BadInput(f"{path}: cannot read: {exc.strerror}") from None
-    listed = data.get("trusted_repos", [])
-    if not isinstance(listed, list) or not all(isinstance(x, str) for x in listed):
-        raise BadInput(
-            f"{path}: trusted_repos must be a list of repository paths",
-            hint='e.g. trusted_repos = ["~/src/app"]',
-        )
-    root = settings.repo_root.resolve()
-    home = settings.environ.get("HOME") or str(Path.home())
-    for entry in listed:
-        expanded = home + entry[1:] if entry.startswith("~") else entry
-        if Path(expanded).resolve() == root:
-            return True
-    return False
+    """Whether the user trusts the repository under test (its settings may decide where
+    credentials go, its own ``checks/`` may run): its root is listed in ``trusted_repos`` of the
+    user's config file."""
+    return load_user_config(settings.environ).trusts(settings.repo_root)
