@@ -335,6 +335,13 @@ def test_verify_command_from_the_settings_file(
     (repos.work / ".homelab.toml").write_text('verify_cmd = "echo verified-by-settings"\n')
     git(repos.work, "add", ".homelab.toml")
     git(repos.work, "commit", "-q", "-m", "settings")
+    # The repo's own file may name a command to run only when the user trusts the repo.
+    code, out, err = land(capsys, "--no-ci-watch")
+    assert code == 2 and "sets verify_cmd, which decides where credentials go or what runs" in err
+    assert "verified-by-settings" not in out
+    config = Path(os.environ["HOME"]) / ".config" / "homelab" / "config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(f"trusted_repos = [{str(repos.work)!r}]\n")
     code, out, err = land(capsys, "--no-ci-watch")
     assert code == 0, out + err
     assert repos.remote_head() == git(repos.work, "rev-parse", "HEAD")
