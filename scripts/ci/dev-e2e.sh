@@ -6,7 +6,8 @@
 # It creates a Tekton PipelineRun of the configured Pipeline in the CI namespace, with the dev
 # services' commits, the run id and a temporary namespace as params; waits for the Succeeded
 # condition (cancelling the PipelineRun at its timeout); saves the PipelineRun, its TaskRuns
-# and their pods' logs; writes junit.xml (one testcase per TaskRun) and result.json; and deletes
+# and their pods' logs; writes junit.xml (one testcase per TaskRun, tolerated failures labelled,
+# Tekton's skipped tasks as <skipped>) and result.json telling the same story; and deletes
 # the temporary namespace unless --keep-namespace. It never deploys services, and it refuses any
 # namespace a service of deploy.json uses, the protected ones, and the CI namespace itself.
 #
