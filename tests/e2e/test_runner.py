@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import os
 import subprocess
+import threading
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -364,3 +365,57 @@ def test_a_failure_names_the_taskrun_and_validates(cluster: KubeSim, tmp_path: P
     assert props == {"run_id": "e2e-01234567-1", "pipeline_run": pr, "namespace": "unidesk-ci"}
     assert suite.get("hostname") and suite.get("timestamp")
     assert run.result()["tasks"][1]["outcome"] == "failed"
+
+
+def test_a_cancelled_run_is_reported_cancelled(cluster: KubeSim, tmp_path: Path) -> None:
+    cluster.tekton.behave("setup", duration=1e9)
+
+    def cancel_when_created() -> None:
+        cluster.wait_until(lambda: bool(cluster.store.select("pipelineruns", "unidesk-ci")[0]), 60)
+        [pr] = cluster.store.select("pipelineruns", "unidesk-ci")[0]
+        name = pr["metadata"]["name"]
+        cluster.wait_until(
+            lambda: bool(cluster.store.find("taskruns", "unidesk-ci", f"{name}-setup"))
+        )
+        cluster.tekton.cancel("unidesk-ci", name, "CancelledRunFinally")
+
+    canceller = threading.Thread(target=cancel_when_created)
+    canceller.start()
+    run = run_runner(cluster, tmp_path)
+    canceller.join(timeout=60)
+    assert run.done.returncode == 1, run.log()
+    result = run.result()
+    pr = result["pipelineRun"]
+    # a graceful cancel ends Cancelled (pipelinerunstate.go@v1.15.0:626-630)
+    assert (result["status"], result["message"]) == (
+        "cancelled",
+        f'Cancelled: PipelineRun "{pr}" was cancelled',
+    )
+    failure = run.junit()["setup"].find("failure")
+    assert failure is not None and failure.get("type") == "TaskRunCancelled"
+    assert (failure.get("message") or "").startswith(
+        f'TaskRun {pr}-setup TaskRunCancelled: TaskRun "'
+    )
+
+
+def test_a_missing_parameter_is_a_failed_run(cluster: KubeSim, tmp_path: Path) -> None:
+    cluster.apply(
+        pipeline(
+            "unidesk-dev-namespace-e2e",
+            "unidesk-ci",
+            tasks=["setup"],
+            params=[{"name": "runId"}, {"name": "clusterToken"}],
+        )
+    )
+    run = run_runner(cluster, tmp_path)
+    assert run.done.returncode == 1, run.log()
+    result = run.result()
+    pr = result["pipelineRun"]
+    # pipelinerun.go@v1.15.0:628-635
+    assert result["status"] == "failed"
+    assert result["message"] == (
+        f"ParameterMissing: [User error] PipelineRun unidesk-ci/{pr} is missing some parameters "
+        "required by Pipeline unidesk-ci/unidesk-dev-namespace-e2e: pipelineRun missing "
+        "parameters: [clusterToken]"
+    )
+    assert run.junit() == {} and result["tasks"] == []
