@@ -71,10 +71,29 @@ class Run:
         return self.done.stdout + self.done.stderr
 
     def junit(self) -> dict[str, ET.Element]:
-        """The runner's testcases by name, after checking the file against junit-10.xsd."""
+        """The runner's testcases by name, after checking the file against junit-10.xsd and
+        that it tells result.json's story: the same tasks, each with the same outcome."""
         JUNIT_XSD.validate(str(self.dir / "junit.xml"))
         root = ET.parse(self.dir / "junit.xml").getroot()
-        return {c.get("name", ""): c for c in root.iter("testcase")}
+        cases = {c.get("name", ""): c for c in root.iter("testcase")}
+
+        def outcome(case: ET.Element) -> str:
+            if case.find("failure") is not None:
+                return "failed"
+            if case.find("skipped") is not None:
+                return "skipped"
+            out = case.find("system-out")
+            tolerated = out is not None and (out.text or "").startswith("tolerated failure")
+            return "tolerated" if tolerated else "passed"
+
+        tasks = self.result().get("tasks")
+        if tasks is not None:
+            assert [(t["task"], t["outcome"]) for t in tasks] == [
+                (name, outcome(case)) for name, case in cases.items()
+            ]
+            assert root.get("failures") == str(sum(t["outcome"] == "failed" for t in tasks))
+            assert root.get("skipped") == str(sum(t["outcome"] == "skipped" for t in tasks))
+        return cases
 
 
 @pytest.fixture
@@ -173,7 +192,7 @@ def test_a_passing_run(cluster: KubeSim, tmp_path: Path) -> None:
         {"name": "web", "commit": SHA},
         {"name": "api", "commit": PIN},
     ]
-    cases = list(ET.parse(run.dir / "junit.xml").getroot().iter("testcase"))
+    cases = list(run.junit().values())
     assert [c.get("name") for c in cases] == ["setup", "smoke", "teardown"]
     assert all(c.find("failure") is None for c in cases)
     assert {p.name for p in (run.dir / "logs").iterdir()} == {
@@ -198,7 +217,7 @@ def test_a_failing_task_puts_its_log_in_the_junit(cluster: KubeSim, tmp_path: Pa
     result = run.result()
     assert (result["ok"], result["status"]) == (False, "failed")
     assert result["message"].startswith("Failed")
-    cases = {c.get("name"): c for c in ET.parse(run.dir / "junit.xml").getroot().iter("testcase")}
+    cases = run.junit()
     failure = cases["smoke"].find("failure")
     assert failure is not None and (failure.text or "").splitlines()[-1] == "FAIL: login page 502"
     assert len((failure.text or "").splitlines()) == 50
@@ -211,6 +230,14 @@ def test_a_pipeline_timeout(cluster: KubeSim, tmp_path: Path) -> None:
     run = run_runner(cluster, tmp_path, timeout_ms=2000)
     assert run.done.returncode == 1
     assert (run.result()["ok"], run.result()["status"]) == (False, "timeout")
+    pr = run.result()["pipelineRun"]
+    failure = run.junit()["smoke"].find("failure")
+    # cancelled by the PipelineRun's timeout (timeout.go@v1.15.0:42-54, taskrun.go:195-199)
+    assert failure is not None and failure.get("type") == "TaskRunCancelled"
+    assert "TaskRun cancelled as the PipelineRun it belongs to has timed out." in (
+        failure.get("message") or ""
+    )
+    assert f"(kubectl get taskrun {pr}-smoke -n unidesk-ci)" in (failure.get("message") or "")
 
 
 def test_keep_namespace(cluster: KubeSim, tmp_path: Path) -> None:
