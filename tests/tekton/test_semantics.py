@@ -3,13 +3,24 @@ parameter validation, as tektoncd/pipeline v1.15.0 does them (the citations name
 
 from __future__ import annotations
 
+from collections.abc import Iterator
 from typing import Any
+
+import pytest
 
 from pytest_homelab.sim.kube.api import KubeSim
 from pytest_homelab.sim.kube.tekton import pipeline, succeeded, when
+from tests.tekton.test_controller import assert_schema_valid
 from tests.tekton.test_reasons import history
 
 STATE = "pkg/reconciler/pipelinerun/resources/pipelinerunstate.go@v1.15.0"
+
+
+@pytest.fixture(autouse=True)
+def schema_valid(sim: KubeSim) -> Iterator[None]:
+    """Whatever the controller wrote in each scenario passes the CRDs' schemas, strictly."""
+    yield
+    assert_schema_valid(sim)
 
 
 def finished(sim: KubeSim, name: str, resource: str = "pipelineruns") -> dict[str, Any]:
