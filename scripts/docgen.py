@@ -22,8 +22,8 @@ from pytest_homelab.core.manifest import schema
 from pytest_homelab.core.outcomes import (
     EXIT_SUCCESS,
     OUTCOME_TYPES,
+    SKIPPED_BY_TEKTON,
     SUCCESS_OUTCOMES,
-    TEKTON_SKIPPED,
     HomelabError,
     fold_exit_codes,
 )
@@ -246,7 +246,7 @@ def render_exit_codes() -> str:
         ]
         if code == EXIT_SUCCESS:
             outcomes = ", ".join(
-                f"{_code(o)} ({'skipped' if o == TEKTON_SKIPPED else 'passed'})"
+                f"{_code(o)} ({'skipped' if o == SKIPPED_BY_TEKTON else 'passed'})"
                 for o in sorted(SUCCESS_OUTCOMES)
             )
             meaning = (

@@ -6,7 +6,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from pytest_homelab.core.outcomes import EXIT_BAD_INPUT, OUTCOME_TYPES, TEKTON_SKIPPED, TOLERATED
+from pytest_homelab.core.outcomes import EXIT_BAD_INPUT, OUTCOME_TYPES, SKIPPED_BY_TEKTON, TOLERATED
 
 
 def annotate_junit(path: Path, taskruns: bytes | None = None) -> None:
@@ -49,7 +49,7 @@ def merge_taskruns(tree: ET.ElementTree[ET.Element], junit: bytes) -> None:
     A failing TaskRun is a CheckFailed failure; a failure Tekton ignored (onError: continue,
     which the runner writes as a passing testcase whose system-out starts "tolerated failure")
     is outcome ``tolerated``; a task in the PipelineRun's skippedTasks keeps its ``<skipped>``
-    with outcome ``tekton-skipped``. Neither of the last two changes the verdict."""
+    with outcome ``skipped-by-tekton``. Neither of the last two changes the verdict."""
     try:
         suite = ET.fromstring(junit)
     except ET.ParseError:
@@ -63,10 +63,10 @@ def merge_taskruns(tree: ET.ElementTree[ET.Element], junit: bytes) -> None:
         if failure is not None:
             outcome = "CheckFailed"
         elif skipped is not None:
-            outcome = TEKTON_SKIPPED
+            outcome = SKIPPED_BY_TEKTON
             reason = skipped.get("message") or "skipped"
             skipped.set("message", f"task {task} skipped by Tekton: {reason}")
-            skipped.set("type", TEKTON_SKIPPED)
+            skipped.set("type", SKIPPED_BY_TEKTON)
             counts["skipped"] += 1
         elif out is not None and (out.text or "").startswith("tolerated failure"):
             outcome = TOLERATED

@@ -305,7 +305,7 @@ def test_skipped_tasks_and_tolerated_failures_pass_and_are_named(
     assert "tolerated failures (onError: continue): smoke (FailureIgnored)" in verdict
     skipped = cases["notify"].find("skipped")
     assert skipped is not None and skipped.get("message") == f"task notify skipped by Tekton: {why}"
-    assert props(cases["notify"])["outcome"] == "tekton-skipped"
+    assert props(cases["notify"])["outcome"] == "skipped-by-tekton"
     assert (
         cases["smoke"].find("failure") is None and props(cases["smoke"])["outcome"] == "tolerated"
     )
@@ -314,7 +314,7 @@ def test_skipped_tasks_and_tolerated_failures_pass_and_are_named(
     records = read_junit(lab.junit)  # the CLI's read-back gives the same exit code
     assert exit_code(records) == 0
     assert {r.outcome for r in records if r.name in ("notify", "smoke")} == {
-        "tekton-skipped",
+        "skipped-by-tekton",
         "tolerated",
     }
 
