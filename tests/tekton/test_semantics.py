@@ -261,3 +261,25 @@ def test_a_refused_cancel_is_retried(sim: KubeSim) -> None:
     assert f"failed to patch TaskRun `{name}-build` with cancellation: denied" in message
     sim.tekton.refuse_taskrun_patches(None)
     assert cond_of(finished(sim, name))[:2] == ("False", "Cancelled")
+
+
+def test_finally_timeout_cancels_the_finally_tasks(sim: KubeSim) -> None:
+    sim.apply(
+        pipeline("fin", "ci", ["build", "deploy"], {"deploy": ["build"]}, finally_tasks=["report"])
+    )
+    sim.tekton.behave("report", duration=1e9)
+    name = run(sim, "fin", timeouts={"pipeline": "1m", "finally": "2s"})
+    pr = finished(sim, name)
+    # pipelinerun.go@v1.15.0:920-937 cancels the running finally tasks; a TaskRun cancelled for a
+    # timeout counts as failed (pipelinerunstate.go@v1.15.0:853-855)
+    assert cond_of(pr) == (
+        "False",
+        "Failed",
+        "Tasks Completed: 3 (Failed: 1, Cancelled 0), Skipped: 0",
+    )
+    report = taskrun(sim, name, "report")
+    assert cond_of(report)[1] == "TaskRunCancelled"
+    assert report["spec"]["statusMessage"] == (
+        "TaskRun cancelled as the PipelineRun it belongs to has timed out."
+    )
+    assert report["spec"]["timeout"] == "1h0m0s"  # 2s is below the default: not copied
