@@ -271,7 +271,7 @@ def test_finally_timeout_cancels_the_finally_tasks(sim: KubeSim) -> None:
     name = run(sim, "fin", timeouts={"pipeline": "1m", "finally": "2s"})
     pr = finished(sim, name)
     # pipelinerun.go@v1.15.0:920-937 cancels the running finally tasks; a TaskRun cancelled for a
-    # timeout counts as failed (pipelinerunstate.go@v1.15.0:853-855)
+    # timeout counts as failed (pipelinerunstate.go@v1.15.0:847-849)
     assert cond_of(pr) == (
         "False",
         "Failed",
