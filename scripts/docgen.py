@@ -23,6 +23,7 @@ from pytest_homelab.core.outcomes import (
     EXIT_SUCCESS,
     OUTCOME_TYPES,
     SIGNAL_EXIT_CODES,
+    SKIPPED_BY_TEKTON,
     SUCCESS_OUTCOMES,
     HomelabError,
     Interrupted,
@@ -252,8 +253,14 @@ def render_exit_codes() -> str:
         ]
         signal = next((n for n, c in SIGNAL_EXIT_CODES.items() if c == code), None)
         if code == EXIT_SUCCESS:
-            outcomes = ", ".join(f"{_code(o)} (passed)" for o in sorted(SUCCESS_OUTCOMES))
-            meaning = "Every check passed (a dev e2e run that was only dispatched counts)."
+            outcomes = ", ".join(
+                f"{_code(o)} ({'skipped' if o == SKIPPED_BY_TEKTON else 'passed'})"
+                for o in sorted(SUCCESS_OUTCOMES)
+            )
+            meaning = (
+                "Every check passed (a dev e2e run that was only dispatched counts; so do the "
+                "run's TaskRuns Tekton skipped or whose failure it tolerated)."
+            )
         elif signal is not None:
             outcomes = f"{_code(Interrupted.outcome)} ({Interrupted.junit})"
             how = "Ctrl-C (SIGINT)" if signal == "SIGINT" else "SIGTERM"
@@ -342,6 +349,11 @@ def render_options() -> str:
                 if option.key == "commit"
                 else _code(option.key) + (" (also per environment)" if option.per_env else "")
             )
+            if option.user_only:
+                file_name += (
+                    " in the user's `~/.config/homelab/config.toml` only (a repository's file"
+                    " only when the user trusts it)"
+                )
             envs = [_code(option.env[0])] + [f"{_code(e)} (alias)" for e in option.env[1:]]
             flags = [f"{flag} ({', '.join(names)})" for flag, names in cli_flags(option)]
             lines += [

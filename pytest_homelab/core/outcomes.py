@@ -145,7 +145,12 @@ _EXIT_PRECEDENCE = (
 )
 
 
-SUCCESS_OUTCOMES = frozenset({"success", "dispatched"})
+# Outcomes that count as a pass. "tolerated" and "skipped-by-tekton" are the dev e2e run's TaskRun
+# testcases: a failure Tekton ignored (the pipeline task's onError: continue) and a task Tekton
+# skipped (status.skippedTasks, e.g. a `when` expression). Neither changes the verdict or the exit
+# code; our own checks are never skipped (a skipped check is a failure, see docs/junit.md).
+TOLERATED, SKIPPED_BY_TEKTON = "tolerated", "skipped-by-tekton"
+SUCCESS_OUTCOMES = frozenset({"success", "dispatched", TOLERATED, SKIPPED_BY_TEKTON})
 
 # The verdict word of each exit code: the verdict line, the JSON ``verdict`` and docs/cli.md.
 VERDICTS = {
