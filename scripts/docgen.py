@@ -335,6 +335,11 @@ def render_options() -> str:
                 if option.key == "commit"
                 else _code(option.key) + (" (also per environment)" if option.per_env else "")
             )
+            if option.user_only:
+                file_name += (
+                    " in the user's `~/.config/homelab/config.toml` only (a repository's file"
+                    " only when the user trusts it)"
+                )
             envs = [_code(option.env[0])] + [f"{_code(e)} (alias)" for e in option.env[1:]]
             flags = [f"{flag} ({', '.join(names)})" for flag, names in cli_flags(option)]
             lines += [

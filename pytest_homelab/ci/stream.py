@@ -16,7 +16,7 @@ from pytest_homelab.core.clock import SYSTEM_CLOCK, Backoff, Clock
 from pytest_homelab.core.outcomes import (
     HomelabError,
 )
-from pytest_homelab.core.secrets import Secret
+from pytest_homelab.core.secrets import Secret, scrub
 
 # -- the event stream: a wake-up signal only -----------------------------------------------------
 
@@ -127,7 +127,9 @@ class WoodpeckerEventStream:
                 _StreamUnavailable,
                 OSError,
             ) as exc:
-                self.last_error = f"{type(exc).__name__}: {exc}"
+                self.last_error = f"{type(exc).__name__}: {scrub(str(exc))}"
+            except Exception as exc:
+                self.last_error = type(exc).__name__  # its text may quote a header value
             finally:
                 self._response = None
                 if self._connected:

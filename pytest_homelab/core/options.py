@@ -15,6 +15,9 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any
 
+USER_CONFIG_HINT = "~/.config/homelab/config.toml"
+"""The user's own settings file (``$XDG_CONFIG_HOME/homelab/config.toml`` when that is set)."""
+
 WOODPECKER_EVENTS = frozenset(
     {
         "push",
@@ -224,6 +227,7 @@ class Option:
         "metavar",
         "per_env",
         "phase",
+        "user_only",
     )
     key: str  # Settings attribute and key in [tool.homelab]
     flag: str  # pytest flag
@@ -236,6 +240,7 @@ class Option:
     per_env: bool  # may be set under [tool.homelab.environments.<env>]
     phase: str  # for grouping in --help and docs
     boolean: bool  # a flag without a value (``--x`` sets true)
+    user_only: bool  # decides where credentials go or what runs: never from the repo's file
 
     def __init__(
         self,
@@ -250,8 +255,22 @@ class Option:
         per_env: bool = False,
         phase: str = "general",
         boolean: bool = False,
+        user_only: bool = False,
     ) -> None:
-        values = (key, flag, convert, default, help, env, cli, metavar, per_env, phase, boolean)
+        values = (
+            key,
+            flag,
+            convert,
+            default,
+            help,
+            env,
+            cli,
+            metavar,
+            per_env,
+            phase,
+            boolean,
+            user_only,
+        )
         for name, value in zip(_FIELDS, values, strict=True):
             object.__setattr__(self, name, value)
 
@@ -283,7 +302,10 @@ class Option:
         if self.cli and self.cli != self.flag:
             parts.append(f"{self.cli} (homelab CLI)")
         parts += [f"env {name}" for name in self.env]
-        parts.append(f"{self.ini} in [tool.homelab]")
+        if self.user_only:
+            parts.append(f"{self.ini} in {USER_CONFIG_HINT}")
+        else:
+            parts.append(f"{self.ini} in [tool.homelab] or {USER_CONFIG_HINT}")
         return ", ".join(parts)
 
 
@@ -299,6 +321,7 @@ _FIELDS = (
     "per_env",
     "phase",
     "boolean",
+    "user_only",
 )
 
 
@@ -350,6 +373,7 @@ OPTIONS: tuple[Option, ...] = (
         env=("WOODPECKER_SERVER",),
         metavar="URL",
         phase="ci",
+        user_only=True,
     ),
     Option(
         "woodpecker_dial",
@@ -361,6 +385,7 @@ OPTIONS: tuple[Option, ...] = (
         env=("HOMELAB_WOODPECKER_DIAL", "HOMELAB_WP_IP"),
         metavar="HOST[:PORT]",
         phase="ci",
+        user_only=True,
     ),
     Option(
         "ca_bundle",
@@ -371,6 +396,7 @@ OPTIONS: tuple[Option, ...] = (
         env=("HOMELAB_CA_BUNDLE",),
         metavar="PATH",
         phase="ci",
+        user_only=True,
     ),
     Option(
         "woodpecker_repo",
@@ -462,6 +488,7 @@ OPTIONS: tuple[Option, ...] = (
         env=("HOMELAB_VAULT_MOUNT",),
         metavar="MOUNT",
         phase="ci",
+        user_only=True,
     ),
     Option(
         "vault_path",
@@ -472,6 +499,7 @@ OPTIONS: tuple[Option, ...] = (
         env=("HOMELAB_VAULT_PATH",),
         metavar="PATH",
         phase="ci",
+        user_only=True,
     ),
     Option(
         "vault_field",
@@ -482,6 +510,7 @@ OPTIONS: tuple[Option, ...] = (
         env=("HOMELAB_VAULT_FIELD",),
         metavar="FIELD",
         phase="ci",
+        user_only=True,
     ),
     Option(
         "rollout_timeout",
@@ -563,6 +592,7 @@ OPTIONS: tuple[Option, ...] = (
         metavar="PATH",
         phase="rollout",
         per_env=True,
+        user_only=True,
     ),
     Option(
         "kube_context",
@@ -575,6 +605,7 @@ OPTIONS: tuple[Option, ...] = (
         metavar="NAME",
         phase="rollout",
         per_env=True,
+        user_only=True,
     ),
     Option(
         "namespace",
@@ -608,6 +639,7 @@ OPTIONS: tuple[Option, ...] = (
         cli="--transport",
         metavar="ssh|local",
         phase="e2e",
+        user_only=True,
     ),
     Option(
         "d601_host",
@@ -619,6 +651,7 @@ OPTIONS: tuple[Option, ...] = (
         cli="--d601-host",
         metavar="HOST",
         phase="e2e",
+        user_only=True,
     ),
     Option(
         "d601_port",
@@ -630,6 +663,7 @@ OPTIONS: tuple[Option, ...] = (
         cli="--d601-port",
         metavar="PORT",
         phase="e2e",
+        user_only=True,
     ),
     Option(
         "d601_user",
@@ -641,6 +675,7 @@ OPTIONS: tuple[Option, ...] = (
         cli="--d601-user",
         metavar="USER",
         phase="e2e",
+        user_only=True,
     ),
     Option(
         "d601_key",
@@ -652,6 +687,7 @@ OPTIONS: tuple[Option, ...] = (
         cli="--d601-key",
         metavar="PATH",
         phase="e2e",
+        user_only=True,
     ),
     Option(
         "d601_known_hosts",
@@ -663,6 +699,7 @@ OPTIONS: tuple[Option, ...] = (
         cli="--d601-known-hosts",
         metavar="PATH",
         phase="e2e",
+        user_only=True,
     ),
     Option(
         "e2e_env",
@@ -721,11 +758,12 @@ OPTIONS: tuple[Option, ...] = (
         "e2e_work_root",
         "--homelab-e2e-work-root",
         _remote_path,
-        "/tmp/unidesk-ci",
+        "$HOME/.unidesk/work",
         "work directory root on D601 (a run uses <root>/<runId>)",
         env=("HOMELAB_E2E_WORK_ROOT",),
         metavar="PATH",
         phase="e2e",
+        user_only=True,
     ),
     Option(
         "e2e_result_root",
@@ -736,6 +774,7 @@ OPTIONS: tuple[Option, ...] = (
         env=("HOMELAB_E2E_RESULT_ROOT",),
         metavar="PATH",
         phase="e2e",
+        user_only=True,
     ),
     Option(
         "e2e_env_file",
@@ -746,6 +785,7 @@ OPTIONS: tuple[Option, ...] = (
         env=("HOMELAB_E2E_ENV_FILE",),
         metavar="PATH",
         phase="e2e",
+        user_only=True,
     ),
     Option(
         "verify_cmd",
@@ -757,6 +797,7 @@ OPTIONS: tuple[Option, ...] = (
         cli="--verify-cmd",
         metavar="CMD",
         phase="land",
+        user_only=True,
     ),
     Option(
         "land_onto",

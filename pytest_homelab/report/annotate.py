@@ -12,7 +12,7 @@ from pytest_homelab.core.outcomes import EXIT_BAD_INPUT, OUTCOME_TYPES, SKIPPED_
 def annotate_junit(path: Path, taskruns: bytes | None = None) -> None:
     """Type every failure and error by its outcome, add the dev e2e run's TaskRun testcases,
     and scrub known secrets from the file."""
-    from pytest_homelab.core.secrets import known_secrets
+    from pytest_homelab.core.secrets import known_secrets, scrub
 
     tree = ET.parse(path)
     if taskruns:
@@ -30,10 +30,17 @@ def annotate_junit(path: Path, taskruns: bytes | None = None) -> None:
                     # raised: other CI systems tell "the check could not run" from "it failed".
                     element.tag = "error"
                     _move_count(tree, case, "failures", "errors")
+    if known_secrets():
+        # Element by element, before serializing: text, tails and attribute values are
+        # scrubbed in every form a secret takes; tags, names and outcome types never are.
+        for element in tree.iter():
+            if element.text:
+                element.text = scrub(element.text)
+            if element.tail:
+                element.tail = scrub(element.tail)
+            for name, value in element.attrib.items():
+                element.set(name, scrub(value))
     text = ET.tostring(tree.getroot(), encoding="unicode")
-    for secret in known_secrets():
-        if secret:
-            text = text.replace(secret, "***")
     path.write_text('<?xml version="1.0" encoding="utf-8"?>' + text, encoding="utf-8")
 
 

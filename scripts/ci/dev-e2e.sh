@@ -9,13 +9,15 @@
 # and their pods' logs; writes junit.xml (one testcase per TaskRun, tolerated failures labelled,
 # Tekton's skipped tasks as <skipped>) and result.json telling the same story; and deletes
 # the temporary namespace unless --keep-namespace. It never deploys services, and it refuses any
-# namespace a service of deploy.json uses, the protected ones, and the CI namespace itself.
+# namespace a service of deploy.json uses, the protected ones, and the CI namespace itself; a
+# CI namespace that is a service namespace or a protected one is refused before any write.
 #
 # Host settings (defaults here; D601 overrides them in the env file the launcher sources):
 #   HOMELAB_E2E_CI_NAMESPACE   CI namespace holding the Pipeline and PipelineRuns [unidesk-ci]
 #   HOMELAB_E2E_PIPELINE       Pipeline to run                   [unidesk-dev-namespace-e2e]
 #   HOMELAB_E2E_NS_PREFIX      prefix of temporary namespaces    [unidesk-e2e]
 #   HOMELAB_E2E_PROTECTED      more namespaces never to touch    [unidesk unidesk-dev]
+#                              (kube-system, kube-public, kube-node-lease, default: always)
 #   HOMELAB_E2E_POLL           seconds between status polls      [5]
 #   KUBECONFIG, KUBECTL        as kubectl users know them        [-, kubectl]
 # Needs: bash, kubectl, python3.
@@ -63,6 +65,7 @@ ci_namespace="${HOMELAB_E2E_CI_NAMESPACE:-unidesk-ci}"
 pipeline="${HOMELAB_E2E_PIPELINE:-unidesk-dev-namespace-e2e}"
 prefix="${HOMELAB_E2E_NS_PREFIX:-unidesk-e2e}"
 protected_extra="${HOMELAB_E2E_PROTECTED:-unidesk unidesk-dev}"
+always_protected="kube-system kube-public kube-node-lease default"
 poll="${HOMELAB_E2E_POLL:-5}"
 kubectl="${KUBECTL:-kubectl}"
 temp_namespace="$prefix-$run_id"
@@ -127,7 +130,13 @@ for ns in $service_namespaces; do
     fail refused "CI namespace $ci_namespace is a service namespace; refusing to run there"
   fi
 done
-for ns in $service_namespaces $protected_extra "$ci_namespace"; do
+# The CI namespace is written to (the PipelineRun): a protected one is refused like a service's.
+for ns in $always_protected $protected_extra; do
+  if [ "$ci_namespace" = "$ns" ]; then
+    fail refused "CI namespace $ci_namespace is protected; refusing to run there"
+  fi
+done
+for ns in $service_namespaces $always_protected $protected_extra "$ci_namespace"; do
   if [ "$temp_namespace" = "$ns" ]; then
     fail refused "temporary namespace $temp_namespace is protected; refusing"
   fi

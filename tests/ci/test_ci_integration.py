@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -16,6 +15,7 @@ import pytest
 
 from pytest_homelab.cli import main
 from pytest_homelab.sim.woodpecker import StepSpec
+from tests.waiting import wait_until
 
 HERE = Path(__file__).parent
 TOKEN = "wp-token-3f9c2d1e"
@@ -260,10 +260,12 @@ def test_watch_under_faults_still_gets_the_right_verdict(
     assert "Traceback" not in out + err
     # The faults really happened. A stalled request is recorded when its handler finishes, which
     # can be after the client gave up on it and the watch ended: wait for the record, bounded.
-    deadline = time.monotonic() + 5
-    while not {r.fault for r in lab.sim.requests} >= set(kinds) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert {r.fault for r in lab.sim.requests} >= set(kinds)
+    wait_until(
+        lambda: {r.fault for r in lab.sim.requests} >= set(kinds),
+        what=f"the simulator's records of faults {sorted(kinds)}",
+        timeout=5,
+        detail=lambda: sorted({str(r.fault) for r in lab.sim.requests}),
+    )
 
 
 def test_watch_json(lab: Any, capsys: pytest.CaptureFixture[str]) -> None:

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -29,6 +28,8 @@ from pytest_homelab.sim.kube.controllers import Timing
 from pytest_homelab.sim.kube.tekton import pipeline, when
 from tests.d601 import descendants, end_processes
 from tests.gitenv import git, hermetic_git
+from tests.samples import REGISTRY, ci_block, deploy_text, environment, service
+from tests.waiting import wait_until
 
 if TYPE_CHECKING:
     from tests.conftest import Proxy
@@ -44,23 +45,13 @@ KUBECTL = os.environ.get("HOMELAB_KUBECTL")
 def manifest(
     repo_url: str, *, script: str = "scripts/ci/dev-e2e.sh", timeout_ms: int = 60000
 ) -> str:
-    doc = {
-        "schemaVersion": 2,
-        "environments": {
-            "dev": {
-                "ci": {"repo": repo_url, "scriptPath": script, "timeoutMs": timeout_ms},
-                "services": [
-                    {"name": "web", "namespace": "apps-dev", "image": "registry.example.test/web"}
-                ],
-            },
-            "prod": {
-                "services": [
-                    {"name": "web", "namespace": "apps", "image": "registry.example.test/web"}
-                ]
-            },
-        },
-    }
-    return json.dumps(doc, indent=2) + "\n"
+    image = f"{REGISTRY}/web"
+    return deploy_text(
+        dev=environment(
+            [service("web", "apps-dev", image)], ci=ci_block(repo_url, script, timeout_ms)
+        ),
+        prod=environment([service("web", "apps", image)]),
+    )
 
 
 @dataclass
@@ -381,10 +372,11 @@ def test_ssh_dropped_mid_run(lab: Lab, capsys: pytest.CaptureFixture[str]) -> No
     thread = threading.Thread(target=cli)
     thread.start()
     try:
-        deadline = time.monotonic() + 20
-        while not any((r / "runner.log").is_file() for r in lab.runs()):
-            assert time.monotonic() < deadline, "the runner never started"
-            time.sleep(0.05)
+        wait_until(
+            lambda: any((r / "runner.log").is_file() for r in lab.runs()),
+            what="the runner to start",
+            timeout=20,
+        )
         for pid, _port in lab.d601.connections(mark):  # drop every connection the CLI had
             os.kill(pid, signal.SIGKILL)
     finally:

@@ -19,6 +19,7 @@ import xmlschema
 from pytest_homelab.sim.kube.api import KubeSim
 from pytest_homelab.sim.kube.controllers import Timing
 from pytest_homelab.sim.kube.tekton import pipeline, when
+from tests.samples import REGISTRY, ci_block, deploy_doc, environment, service
 
 RUNNER = Path(__file__).parents[2] / "scripts" / "ci" / "dev-e2e.sh"
 # jenkinsci/xunit-plugin src/main/resources/org/jenkinsci/plugins/xunit/types/model/xsd/
@@ -26,36 +27,14 @@ RUNNER = Path(__file__).parents[2] / "scripts" / "ci" / "dev-e2e.sh"
 JUNIT_XSD = xmlschema.XMLSchema(Path(__file__).parents[1] / "junit" / "junit-10.xsd")
 SHA = "0123456789abcdef0123456789abcdef01234567"
 PIN = "fedcba9876543210fedcba9876543210fedcba98"
-MANIFEST = {
-    "schemaVersion": 2,
-    "environments": {
-        "dev": {
-            "ci": {
-                "repo": "https://git.example.test/homelab/app",
-                "scriptPath": "scripts/ci/dev-e2e.sh",
-                "timeoutMs": 60000,
-            },
-            "services": [
-                {
-                    "name": "web",
-                    "namespace": "apps-dev",
-                    "image": "registry.example.test/homelab/web",
-                },
-                {
-                    "name": "api",
-                    "namespace": "apps-dev",
-                    "commit": PIN,
-                    "image": "registry.example.test/homelab/api",
-                },
-            ],
-        },
-        "prod": {
-            "services": [
-                {"name": "web", "namespace": "apps", "image": "registry.example.test/homelab/web"}
-            ]
-        },
-    },
-}
+WEB, API = f"{REGISTRY}/homelab/web", f"{REGISTRY}/homelab/api"
+MANIFEST = deploy_doc(
+    dev=environment(
+        [service("web", "apps-dev", WEB), service("api", "apps-dev", API, commit=PIN)],
+        ci=ci_block(timeout_ms=60000),
+    ),
+    prod=environment([service("web", "apps", WEB)]),
+)
 
 
 @dataclass
@@ -446,3 +425,28 @@ def test_a_missing_parameter_is_a_failed_run(cluster: KubeSim, tmp_path: Path) -
         "parameters: [clusterToken]"
     )
     assert run.junit() == {} and result["tasks"] == []
+
+
+@pytest.mark.parametrize(
+    ("env", "namespace"),
+    [
+        ({"HOMELAB_E2E_CI_NAMESPACE": "unidesk-dev"}, "unidesk-dev"),  # the review's: a default
+        ({"HOMELAB_E2E_CI_NAMESPACE": "unidesk"}, "unidesk"),
+        ({"HOMELAB_E2E_CI_NAMESPACE": "kube-system"}, "kube-system"),
+        ({"HOMELAB_E2E_CI_NAMESPACE": "default"}, "default"),
+        ({"HOMELAB_E2E_CI_NAMESPACE": "ci-x", "HOMELAB_E2E_PROTECTED": "ci-x"}, "ci-x"),
+    ],
+)
+def test_a_protected_namespace_as_ci_namespace_is_refused_before_any_write(
+    cluster: KubeSim, tmp_path: Path, env: dict[str, str], namespace: str
+) -> None:
+    """Issue 19, finding 9: docs/dev-e2e.md says so; the runner compared the CI namespace with
+    the service namespaces only, and created its PipelineRun in ``unidesk-dev``."""
+    before = len(cluster.store.writes(namespace))
+    run = run_runner(cluster, tmp_path, env=env)
+    assert run.done.returncode == 1
+    assert (run.result()["ok"], run.result()["status"]) == (False, "refused")
+    assert f"CI namespace {namespace} is protected" in run.result()["message"]
+    assert len(cluster.store.writes(namespace)) == before  # not one write there
+    assert service_namespace_writes(cluster) == []
+    assert cluster.store.find("namespaces", "", "unidesk-e2e-e2e-01234567-1") is None

@@ -19,6 +19,7 @@ from pytest_homelab.sim.kube.controllers import Timing
 from pytest_homelab.sim.kube.objects import deployment
 from pytest_homelab.sim.woodpecker import StepSpec, WoodpeckerSim
 from tests.gitenv import git, hermetic_git
+from tests.samples import deploy_text, environment, service
 
 TOKEN = "land-token-19ab"
 REGISTRY = "registry.example.test/homelab"
@@ -334,6 +335,13 @@ def test_verify_command_from_the_settings_file(
     (repos.work / ".homelab.toml").write_text('verify_cmd = "echo verified-by-settings"\n')
     git(repos.work, "add", ".homelab.toml")
     git(repos.work, "commit", "-q", "-m", "settings")
+    # The repo's own file may name a command to run only when the user trusts the repo.
+    code, out, err = land(capsys, "--no-ci-watch")
+    assert code == 2 and "sets verify_cmd, which decides where credentials go or what runs" in err
+    assert "verified-by-settings" not in out
+    config = Path(os.environ["HOME"]) / ".config" / "homelab" / "config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(f"trusted_repos = [{str(repos.work)!r}]\n")
     code, out, err = land(capsys, "--no-ci-watch")
     assert code == 0, out + err
     assert repos.remote_head() == git(repos.work, "rev-parse", "HEAD")
@@ -347,15 +355,8 @@ def cd(ci: Ci, repos: Repos, tmp_path: Path) -> Iterator[Path]:
         kube.create_namespace("apps")
         kube.apply(deployment("web", "apps", f"{REGISTRY}/web:{repos.remote_head()}"))
         ci.kube = kube
-        doc = {
-            "schemaVersion": 2,
-            "environments": {
-                "prod": {
-                    "services": [{"name": "web", "namespace": "apps", "image": f"{REGISTRY}/web"}]
-                }
-            },
-        }
-        (repos.work / "deploy.json").write_text(json.dumps(doc))
+        web = service("web", "apps", f"{REGISTRY}/web")
+        (repos.work / "deploy.json").write_text(deploy_text(prod=environment([web])))
         git(repos.work, "add", "deploy.json")
         git(repos.work, "commit", "-q", "-m", "deploy.json")
         yield kube.kubeconfig(tmp_path / "kubeconfig")

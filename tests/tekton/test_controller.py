@@ -4,7 +4,6 @@ semantics as summarised in shared/reference/kubernetes-tekton.md §5)."""
 from __future__ import annotations
 
 import json
-import time
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -12,6 +11,7 @@ import httpx
 from pytest_homelab.sim.kube.api import KubeSim
 from pytest_homelab.sim.kube.openapi import admit
 from pytest_homelab.sim.kube.tekton import RESOURCES, pipeline_run, succeeded
+from tests.waiting import wait_until
 
 if TYPE_CHECKING:
     from tests.tekton.conftest import Api
@@ -360,7 +360,10 @@ def test_scripting_api(sim: KubeSim) -> None:
     assert cond is not None and cond["reason"] == "Failed"
     sim.tekton.behave("build", duration=1e9)
     sim.tekton.start("ship", "ci", name="stopped")
-    time.sleep(0.05)
+    wait_until(
+        lambda: succeeded(sim.get("pipelineruns", "ci", "stopped")),
+        what="the PipelineRun to start running",
+    )
     sim.tekton.cancel("ci", "stopped")
     sim.wait_until(
         lambda: (
