@@ -261,6 +261,31 @@ def test_unknown_flags_are_refused(cluster: KubeSim, tmp_path: Path) -> None:
     assert not (run.dir / "result.json").exists()
 
 
+@pytest.mark.parametrize(
+    ("env", "namespace"),
+    [
+        ({"HOMELAB_E2E_CI_NAMESPACE": "unidesk-dev"}, "unidesk-dev"),  # the review's: a default
+        ({"HOMELAB_E2E_CI_NAMESPACE": "unidesk"}, "unidesk"),
+        ({"HOMELAB_E2E_CI_NAMESPACE": "kube-system"}, "kube-system"),
+        ({"HOMELAB_E2E_CI_NAMESPACE": "default"}, "default"),
+        ({"HOMELAB_E2E_CI_NAMESPACE": "ci-x", "HOMELAB_E2E_PROTECTED": "ci-x"}, "ci-x"),
+    ],
+)
+def test_a_protected_namespace_as_ci_namespace_is_refused_before_any_write(
+    cluster: KubeSim, tmp_path: Path, env: dict[str, str], namespace: str
+) -> None:
+    """Issue 19, finding 9: docs/dev-e2e.md says so; the runner compared the CI namespace with
+    the service namespaces only, and created its PipelineRun in ``unidesk-dev``."""
+    before = len(cluster.store.writes(namespace))
+    run = run_runner(cluster, tmp_path, env=env)
+    assert run.done.returncode == 1
+    assert (run.result()["ok"], run.result()["status"]) == (False, "refused")
+    assert f"CI namespace {namespace} is protected" in run.result()["message"]
+    assert len(cluster.store.writes(namespace)) == before  # not one write there
+    assert service_namespace_writes(cluster) == []
+    assert cluster.store.find("namespaces", "", "unidesk-e2e-e2e-01234567-1") is None
+
+
 @pytest.mark.parametrize("timeout_ms", ["0", "999", "86400001", "0999", "1e6", "-5000", " 5000"])
 def test_an_unbounded_or_odd_timeout_is_refused(
     cluster: KubeSim, tmp_path: Path, timeout_ms: str
@@ -425,28 +450,3 @@ def test_a_missing_parameter_is_a_failed_run(cluster: KubeSim, tmp_path: Path) -
         "parameters: [clusterToken]"
     )
     assert run.junit() == {} and result["tasks"] == []
-
-
-@pytest.mark.parametrize(
-    ("env", "namespace"),
-    [
-        ({"HOMELAB_E2E_CI_NAMESPACE": "unidesk-dev"}, "unidesk-dev"),  # the review's: a default
-        ({"HOMELAB_E2E_CI_NAMESPACE": "unidesk"}, "unidesk"),
-        ({"HOMELAB_E2E_CI_NAMESPACE": "kube-system"}, "kube-system"),
-        ({"HOMELAB_E2E_CI_NAMESPACE": "default"}, "default"),
-        ({"HOMELAB_E2E_CI_NAMESPACE": "ci-x", "HOMELAB_E2E_PROTECTED": "ci-x"}, "ci-x"),
-    ],
-)
-def test_a_protected_namespace_as_ci_namespace_is_refused_before_any_write(
-    cluster: KubeSim, tmp_path: Path, env: dict[str, str], namespace: str
-) -> None:
-    """Issue 19, finding 9: docs/dev-e2e.md says so; the runner compared the CI namespace with
-    the service namespaces only, and created its PipelineRun in ``unidesk-dev``."""
-    before = len(cluster.store.writes(namespace))
-    run = run_runner(cluster, tmp_path, env=env)
-    assert run.done.returncode == 1
-    assert (run.result()["ok"], run.result()["status"]) == (False, "refused")
-    assert f"CI namespace {namespace} is protected" in run.result()["message"]
-    assert len(cluster.store.writes(namespace)) == before  # not one write there
-    assert service_namespace_writes(cluster) == []
-    assert cluster.store.find("namespaces", "", "unidesk-e2e-e2e-01234567-1") is None
