@@ -181,12 +181,16 @@ def make_http_client(
     ca_bundle: Path | None = None,
     timeout: float = 20.0,
     verify: ssl.SSLContext | None = None,
+    credentials: bool = True,
 ) -> httpx.Client:
     """An httpx client for ``base_url`` that verifies TLS and, with ``dial``, dials the LB.
 
     ``verify`` lets tests pass a context trusting their own CA; it is still a verifying context.
+    A client that will carry credentials (the default) refuses plain http off loopback;
+    ``credentials=False`` is for clients that never send any (probes, a landing's own checks).
     """
-    _require_encrypted_off_loopback(base_url, dial)
+    if credentials:
+        _require_encrypted_off_loopback(base_url, dial)
     context = verify if verify is not None else ssl_context(ca_bundle)
     _require_verifying(context)
     host = httpx.URL(base_url).host
@@ -471,7 +475,7 @@ class ClientPool:
         key = (str(httpx.URL(url).copy_with(path="/", query=None, fragment=None)), dial)
         if key not in self._clients:
             self._clients[key] = make_http_client(
-                url, dial=dial, ca_bundle=self.ca_bundle, timeout=self.timeout
+                url, dial=dial, ca_bundle=self.ca_bundle, timeout=self.timeout, credentials=False
             )
         return self._clients[key]
 
