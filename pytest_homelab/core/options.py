@@ -201,6 +201,23 @@ def _remote_path(value: object) -> str:
     return normalize_remote_path(_text(value))
 
 
+def _branch(value: object) -> str:
+    """A branch name as Woodpecker stores it (``refs/heads/`` stripped), or ``*`` for any."""
+    text = _text(value).removeprefix("refs/heads/")
+    if text == "*":
+        return text
+    if (
+        any(c in text for c in " ~^:?*[\\")
+        or text.startswith(("-", "/"))
+        or text.endswith(("/", ".lock", "."))
+        or ".." in text
+        or "//" in text
+        or "@{" in text
+    ):
+        raise ValueError(f"{text!r} is not a branch name ('*' accepts any branch)")
+    return text
+
+
 def _repo_slug(value: object) -> str:
     from pytest_homelab.core.gitrepo import parse_repo_flag
 
@@ -417,6 +434,17 @@ OPTIONS: tuple[Option, ...] = (
         "pipeline events that count as the landing's CI",
         env=("HOMELAB_CI_EVENTS",),
         metavar="EVENT,...",
+        phase="ci",
+    ),
+    Option(
+        "ci_branch",
+        "--ci-branch",
+        _branch,
+        None,
+        "branch whose pipeline counts; '*' accepts any (default: the branch that landed, the "
+        "checked-out branch's upstream when it has the commit, else the remote's default branch)",
+        env=("HOMELAB_CI_BRANCH",),
+        metavar="BRANCH",
         phase="ci",
     ),
     Option(

@@ -65,6 +65,7 @@ class Settings:
     ca_bundle: Path | None = None
     woodpecker_repo: str | None = None
     ci_events: tuple[str, ...] = ("push", "manual")
+    ci_branch: str | None = None
     ci_pages: int = 5
     appear_grace: float = 600.0
     ci_timeout: float = 1800.0

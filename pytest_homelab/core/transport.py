@@ -215,6 +215,11 @@ class HttpNotFound(NotFound):
     """A 404; the caller decides whether that means 'not there' or 'no access'."""
 
 
+class HttpUnauthorized(AuthError):
+    """A 401; a caller that saw the token work may treat it as transient (Woodpecker runs a
+    request anonymously when loading the token's user fails)."""
+
+
 _NOT_RETRIED_TLS = (ssl.SSLCertVerificationError,)
 
 
@@ -369,7 +374,7 @@ class JsonApi:
         body = response.content
         url = f"{method} {path}"
         if status == 401:
-            raise AuthError(
+            raise HttpUnauthorized(
                 f"{self.service} {url} -> 401 Unauthorized",
                 hint="the token is missing, wrong or expired, or the repo is private and the "
                 "token cannot see it; check WOODPECKER_TOKEN or the Vault secret",

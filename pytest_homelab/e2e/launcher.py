@@ -32,15 +32,6 @@ ENVIRONMENT = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
 REPO = re.compile(
     r"((https?|ssh)://[A-Za-z0-9._~%@:/+-]+|[A-Za-z0-9._-]+@[A-Za-z0-9.-]+:[A-Za-z0-9._~%/+-]+)"
 )
-RUN_FILES = (
-    "result.json",
-    "launcher.log",
-    "runner.log",
-    "pipelinerun.txt",
-    "pipelinerun.json",
-    "taskruns.json",
-    "junit.xml",
-)
 
 
 def make_run_id(commit: str, now: datetime | None = None, suffix: str | None = None) -> str:
@@ -113,11 +104,6 @@ class LaunchParams:
     @property
     def result_dir(self) -> str:
         return f"{self.result_root}/{self.run_id}"
-
-    @property
-    def work_dir(self) -> str:
-        """The prefix of the run's work directory: D601 adds a random suffix (``mktemp -d``)."""
-        return f"{self.work_root}/{self.run_id}"
 
 
 _WRAPPER = r"""

@@ -215,6 +215,15 @@ class DevRunResult:
             props.append(("temporary_namespace", str(result["temporaryNamespace"])))
         status = result.get("status") or (self.files.state if self.files else "dispatched")
         props.append(("status", str(status)))
+        # A pass may carry tasks Tekton skipped and failures it ignored (onError: continue):
+        # named here so the verdict line shows them; neither changes the outcome.
+        for key, prop in (("skippedTasks", "skipped_tasks"), ("toleratedFailures", "tolerated")):
+            entries = result.get(key)
+            if isinstance(entries, list) and entries:
+                named = [
+                    f"{e.get('name')} ({e.get('reason')})" for e in entries if isinstance(e, dict)
+                ]
+                props.append((prop, ", ".join(named)))
         if self.dispatched_only:
             props.append(("outcome", "dispatched"))
         props.append(("next", f"homelab ci logs {p.run_id}"))

@@ -10,6 +10,7 @@ import pytest
 
 from pytest_homelab.sim.gitserver import GitHttpServer
 from tests.gitenv import git, hermetic_git
+from tests.samples import deploy_text, environment
 
 STUBS = {
     "ok.sh": """#!/usr/bin/env bash
@@ -50,9 +51,7 @@ def origin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Origin]:
     (work / "scripts" / "ci").mkdir(parents=True)
     for name, body in STUBS.items():
         (work / "scripts" / "ci" / name).write_text(body)
-    (work / "deploy.json").write_text(
-        '{"schemaVersion": 2, "environments": {"dev": {"services": []}}}\n'
-    )
+    (work / "deploy.json").write_text(deploy_text(dev=environment()))
     git(work, "add", ".")
     git(work, "commit", "-q", "-m", "runner stubs")
     git(work, "push", "-q", str(root / "app.git"), "master")

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pytest_homelab.core.outcomes import BadInput
@@ -184,15 +184,19 @@ def test_no_repo_escapes(scheme: str, rest: str) -> None:
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.text(min_size=1, max_size=12), min_size=1, max_size=4))
+@example(parts=["0", " "])  # "$HOME/0/ ": trimmed to "$HOME/0/", then the trailing slash goes
+@example(parts=["a/", "b/"])  # "$HOME/a//b/": a trailing slash drops every empty part
 def test_no_path_escapes_and_home_is_expanded_remotely(parts: list[str]) -> None:
     raw = "$HOME/" + "/".join(parts)
     try:
         path = normalize_remote_path(raw)
     except BadInput:
         return
-    # Surrounding whitespace is trimmed, nothing else changes.
-    expected = "/home/d601/" + "/".join(parts).strip()
-    assert bash_values(f"X={shell_path(path)}", ["X"]) == [expected]
+    # Only surrounding whitespace and empty parts go; every name stays, in order.
+    names = [p for p in raw.strip().removeprefix("$HOME/").split("/") if p]
+    assert path == "$HOME/" + "/".join(names)
+    # The shell word is that path exactly, with $HOME expanded on D601's side.
+    assert bash_values(f"X={shell_path(path)}", ["X"]) == ["/home/d601/" + "/".join(names)]
 
 
 def test_read_command_quotes_the_run_id_and_refuses_bad_ones() -> None:

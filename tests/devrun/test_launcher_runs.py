@@ -14,6 +14,8 @@ from typing import Any
 
 from pytest_homelab.e2e.launcher import LaunchParams, launcher_text, make_run_id
 from tests.devrun.conftest import Origin
+from tests.runs import wait_run_result
+from tests.waiting import wait_until
 
 
 def launch(
@@ -59,26 +61,7 @@ def work_dir(origin: Origin, params: LaunchParams) -> Path:
 
 
 def wait_result(origin: Origin, params: LaunchParams, seconds: float = 20) -> dict[str, Any]:
-    path = result_dir(origin, params) / "result.json"
-    deadline = time.monotonic() + seconds
-    while not (path.exists() and path.stat().st_size and not pid_alive(origin, params)):
-        assert time.monotonic() < deadline, (
-            result_dir(origin, params) / "launcher.log"
-        ).read_text()
-        time.sleep(0.05)
-    data: dict[str, Any] = json.loads(path.read_text())
-    return data
-
-
-def pid_alive(origin: Origin, params: LaunchParams) -> bool:
-    pid_file = result_dir(origin, params) / "launcher.pid"
-    if not pid_file.exists():
-        return True
-    try:
-        os.kill(int(pid_file.read_text()), 0)
-    except ProcessLookupError:
-        return False
-    return True
+    return wait_run_result(result_dir(origin, params), seconds)
 
 
 def test_the_launcher_returns_at_once_and_the_runner_runs_detached(
@@ -153,11 +136,12 @@ def test_runner_dying_without_a_result_is_reported(origin: Origin, proxy: Any) -
 def test_runner_killed_is_reported_not_unknown_forever(origin: Origin, proxy: Any) -> None:
     _, params = launch(origin, "slow.sh", proxy.url)
     pid_file = result_dir(origin, params) / "runner.pid"
-    deadline = time.monotonic() + 20
-    while not (pid_file.exists() and pid_file.read_text().strip()):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    pid = wait_until(
+        lambda: pid_file.read_text().strip() if pid_file.exists() else "",
+        what="the runner's pid file",
+        timeout=20,
+    )
+    os.kill(int(pid), signal.SIGKILL)
     result = wait_result(origin, params)
     assert (result["ok"], result["status"]) == (False, "runner-died")
 
