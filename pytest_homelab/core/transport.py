@@ -14,6 +14,7 @@ from __future__ import annotations
 import email.utils
 import ipaddress
 import json
+import os
 import random
 import ssl
 import time
@@ -141,17 +142,34 @@ def _require_verifying(context: ssl.SSLContext) -> None:
         raise BadInput("refusing a TLS context that does not verify certificates and hostnames")
 
 
+def _system_context() -> ssl.SSLContext:
+    """A verifying context trusting the system's CA store as OpenSSL was built to find it.
+
+    Not ``ssl.create_default_context()``: its ``load_default_certs`` lets ``SSL_CERT_FILE`` and
+    ``SSL_CERT_DIR`` replace the trusted CAs. No environment variable changes what is trusted
+    here; only ``--ca-bundle`` does."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED, hostnames checked
+    paths = ssl.get_default_verify_paths()
+    cafile = paths.openssl_cafile if os.path.isfile(paths.openssl_cafile) else None
+    capath = paths.openssl_capath if os.path.isdir(paths.openssl_capath) else None
+    if cafile is not None or capath is not None:
+        context.load_verify_locations(cafile=cafile, capath=capath)
+    return context
+
+
 def ssl_context(ca_bundle: Path | None = None) -> ssl.SSLContext:
     """A verifying client context: the system's CAs, or only those in ``ca_bundle``."""
     if ca_bundle is None:
-        return ssl.create_default_context()
+        return _system_context()
     if not ca_bundle.is_file():
         raise BadInput(
             f"CA bundle {ca_bundle} does not exist or is not a file",
             hint="pass a PEM file with --ca-bundle (env HOMELAB_CA_BUNDLE)",
         )
     try:
-        return ssl.create_default_context(cafile=str(ca_bundle))
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # no default paths: nothing from env
+        context.load_verify_locations(cafile=str(ca_bundle))
+        return context
     except ssl.SSLError as exc:
         raise BadInput(f"CA bundle {ca_bundle} is not a PEM certificate file: {exc}") from None
 
@@ -168,8 +186,8 @@ def make_http_client(
     """An httpx client for ``base_url`` that verifies TLS and, with ``dial``, dials the LB.
 
     ``verify`` lets tests pass a context trusting their own CA; it is still a verifying context.
-    A client that will carry ``credentials`` (an API token) is refused plain http off loopback;
-    one that never does (a smoke probe, an own check's client) may speak http anywhere.
+    A client that will carry credentials (the default) refuses plain http off loopback;
+    ``credentials=False`` is for clients that never send any (probes, a landing's own checks).
     """
     if credentials:
         _require_encrypted_off_loopback(base_url, dial)

@@ -83,7 +83,7 @@ def http_fetch(
         ca_bundle=ca_bundle,
         timeout=timeout,
         verify=verify,
-        credentials=False,  # a probe carries none: http is as good as https for it
+        credentials=False,
     )
 
     def fetch() -> Answer:
