@@ -21,6 +21,8 @@ NOT_GREEN = {
     "the pipeline failed",
     "one per failing step",
     "the TaskRun failed",
+    "a TaskRun failed under `onError: continue`",
+    "the failure was tolerated",
 }
 TABLES = {
     "The ci check": "ci",
