@@ -23,6 +23,7 @@ NOT_GREEN = {
     "the TaskRun failed",
     "a TaskRun failed under `onError: continue`",
     "the failure was tolerated",
+    "Tekton skipped tasks of a run that passed or failed",
 }
 TABLES = {
     "The ci check": "ci",
