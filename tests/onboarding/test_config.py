@@ -1,0 +1,88 @@
+"""``homelab config``: every setting with its value and origin; secrets only as set or unset."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+TOKEN = "wp-" + "7f3c9a" * 5
+
+
+def homelab(cwd: Path, env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    base = {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(cwd),
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        **{k: v for k, v in os.environ.items() if k == "PYTHONPATH"},
+    }
+    return subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys; from pytest_homelab.cli import main; sys.exit(main())",
+            *args,
+        ],
+        cwd=cwd,
+        env={**base, **env},
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+
+
+def test_every_origin_is_shown(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".homelab.toml").write_text('ci_pages = 7\nverify_cmd = "pytest -q"\n')
+    done = homelab(
+        tmp_path,
+        {"WOODPECKER_TOKEN": TOKEN, "HOMELAB_CI_TIMEOUT": "45m", "KUBECONFIG": "/k/config"},
+        "config",
+        "--json",
+        "--appear-grace",
+        "2m",
+    )
+    assert done.returncode == 0, done.stderr
+    assert TOKEN not in done.stdout + done.stderr
+    doc = json.loads(done.stdout)
+    rows = {row["key"]: row for row in doc["settings"]}
+    assert rows["appear_grace"]["source"] == "flag --appear-grace"
+    assert rows["appear_grace"]["value"] == "2m00s"
+    assert rows["ci_timeout"]["source"] == "env HOMELAB_CI_TIMEOUT"
+    assert rows["ci_pages"] == {
+        "key": "ci_pages",
+        "value": "7",
+        "source": f"file {tmp_path / '.homelab.toml'}",
+        "secret": False,
+    }
+    assert rows["ci_poll_interval"]["source"] == "default"
+    assert rows["woodpecker_server"]["value"] is None
+    assert rows["woodpecker_token"] == {
+        "key": "woodpecker_token",
+        "value": "set",
+        "source": "env WOODPECKER_TOKEN",
+        "secret": True,
+    }
+    assert rows["KUBECONFIG"]["value"] == "/k/config"
+    assert doc["files"] == [str(tmp_path / ".homelab.toml")]
+    assert doc["refused"] == []
+
+
+def test_text_and_unset_secrets(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    home.mkdir()
+    (home / ".vault-token").write_text("hvs.secret-vault-token\n")
+    done = homelab(
+        tmp_path, {"HOME": str(home), "VAULT_ADDR": "https://vault.example.org:8200"}, "config"
+    )
+    assert done.returncode == 0, done.stderr
+    assert "hvs.secret-vault-token" not in done.stdout
+    lines = {line.split()[0]: line for line in done.stdout.splitlines() if line.strip()}
+    assert "[Vault secret/ci/global field woodpecker_api_token]" in lines["woodpecker_token"]
+    assert "set (secret, not shown)" in lines["vault_token"]
+    assert f"file {home / '.vault-token'}" in lines["vault_token"]
+    assert "(unset)" in lines["woodpecker_server"] and "[default]" in lines["woodpecker_server"]
