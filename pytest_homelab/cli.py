@@ -396,8 +396,8 @@ def build_parser(words: Sequence[str] | None = None) -> argparse.ArgumentParser:
     init = _verb(
         verbs,
         "init",
-        "write a starting deploy.json from the workloads the cluster runs (never over an "
-        "existing file without --force)",
+        "write a starting deploy.json (environment --env, default dev) from the workloads "
+        "the cluster runs; never over an existing file without --force",
     )
     init.add_argument(
         "--namespace",

@@ -67,6 +67,14 @@ def ci_group(ctx: Context, deadline: Deadline) -> Group:
         dial_host, dial_port, via = host, port, ""
 
     def dns(timeout: float) -> str:
+        import ipaddress
+
+        try:
+            ipaddress.ip_address(dial_host)
+        except ValueError:
+            pass
+        else:
+            return f"{dial_host} is an address: nothing to resolve{via}"
         addresses = resolve_host(dial_host, dial_port, timeout)
         return f"{dial_host} resolves to {', '.join(addresses[:3])}{via}"
 
