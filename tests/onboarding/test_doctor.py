@@ -370,3 +370,39 @@ def test_the_token_from_vault(lab: Lab, vault: Bao) -> None:
     code, checks, _ = lab.doctor(only="ci")
     assert problems(checks) == {"vault.secret"}, checks
     assert "no field nope" in checks["vault.secret"]["detail"]
+
+
+def test_name_resolution_fails_or_hangs(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Without a dial address the URL's host is resolved, with its own short timeout (the
+    resolver is replaced here: tests never ask the machine's DNS)."""
+    import threading
+
+    from pytest_homelab.onboarding import doctor_ci
+
+    del lab.env["HOMELAB_WOODPECKER_DIAL"]
+    real = socket.getaddrinfo
+
+    def unknown(host: str, *args: Any, **kwargs: Any) -> Any:
+        if host == "ci.example.org":
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(doctor_ci.socket, "getaddrinfo", unknown)
+    code, checks, _ = lab.doctor(only="ci")
+    assert code == 2
+    assert problems(checks) == {"woodpecker.dns"}
+    assert "woodpecker_dial" in checks["woodpecker.dns"]["next"]
+    release = threading.Event()
+
+    def hangs(host: str, *args: Any, **kwargs: Any) -> Any:
+        release.wait(30)
+        raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
+
+    monkeypatch.setattr(doctor_ci.socket, "getaddrinfo", hangs)
+    try:
+        code, checks, elapsed = lab.doctor(only="ci")
+    finally:
+        release.set()
+    assert problems(checks) == {"woodpecker.dns"}
+    assert "did not resolve within" in checks["woodpecker.dns"]["detail"]
+    assert elapsed < 10
