@@ -387,7 +387,7 @@ def test_name_resolution_fails_or_hangs(lab: Lab, monkeypatch: pytest.MonkeyPatc
             raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
         return real(host, *args, **kwargs)
 
-    monkeypatch.setattr(doctor_ci.socket, "getaddrinfo", unknown)
+    monkeypatch.setattr(socket, "getaddrinfo", unknown)
     code, checks, _ = lab.doctor(only="ci")
     assert code == 2
     assert problems(checks) == {"woodpecker.dns"}
@@ -398,7 +398,7 @@ def test_name_resolution_fails_or_hangs(lab: Lab, monkeypatch: pytest.MonkeyPatc
         release.wait(30)
         raise socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution")
 
-    monkeypatch.setattr(doctor_ci.socket, "getaddrinfo", hangs)
+    monkeypatch.setattr(socket, "getaddrinfo", hangs)
     try:
         code, checks, elapsed = lab.doctor(only="ci")
     finally:
