@@ -377,8 +377,6 @@ def test_name_resolution_fails_or_hangs(lab: Lab, monkeypatch: pytest.MonkeyPatc
     resolver is replaced here: tests never ask the machine's DNS)."""
     import threading
 
-    from pytest_homelab.onboarding import doctor_ci
-
     del lab.env["HOMELAB_WOODPECKER_DIAL"]
     real = socket.getaddrinfo
 
