@@ -17,10 +17,10 @@ REMOTE_TIMEOUT = 8.0
 # (scripts/ci/dev-e2e.sh) and the launcher's (e2e/launcher.py): the same env file overrides them.
 _SCRIPT = r"""
 say() { printf '%s\t%s\t%s\t%s\n' "$1" "$2" "$(printf '%s' "$3" | tr '\t\n' '  ')" "${4:-}"; }
+sourced=ok
 if [ -f "$ENV_FILE" ]; then
   # shellcheck source=/dev/null
-  . "$ENV_FILE" >/dev/null 2>&1 || say env-file problem "sourcing $ENV_FILE failed" \
-    "fix the host settings file on D601"
+  . "$ENV_FILE" >/dev/null 2>&1 || sourced=failed
 fi
 kubectl="${KUBECTL:-kubectl}"
 ns="${HOMELAB_E2E_CI_NAMESPACE:-unidesk-ci}"
@@ -112,7 +112,11 @@ root_check() {  # name path: the root and every directory above it
   fi
   up=$(dirname "$2")
   while :; do
-    if [ -e "$up" ]; then
+    if [ -L "$up" ]; then
+      say "$1" problem "$up (above $2) is a symbolic link: the launcher refuses it" \
+        "use a path without symbolic links"
+      return
+    elif [ -e "$up" ]; then
       why=$(unsafe "$up")
       if [ -n "$why" ]; then
         say "$1" problem "$why: another user could replace $2" \
@@ -129,10 +133,30 @@ root_check() {  # name path: the root and every directory above it
     say "$1" ok "$2 does not exist yet; the launcher creates it (only this user can write above)"
   fi
 }
+if [ "$sourced" = failed ]; then
+  say env-file problem "sourcing $ENV_FILE failed" "fix the host settings file on D601"
+elif [ -L "$ENV_FILE" ]; then
+  say env-file problem "$ENV_FILE is a symbolic link: the launcher refuses it" \
+    "make it a regular file"
+elif [ -e "$ENV_FILE" ]; then
+  set -- $(stat -c '%u %a' "$ENV_FILE")
+  if [ "$1" != "$me" ] && [ "$1" != 0 ]; then
+    say env-file problem "$ENV_FILE is owned by uid $1, neither this user nor root" \
+      "chown it, or point e2e_env_file at a file you own"
+  elif [ $((8#$2 & 8#022)) -ne 0 ]; then
+    say env-file problem "$ENV_FILE is writable by group or others (mode $2)" \
+      "chmod go-w $ENV_FILE"
+  else
+    say env-file ok "$ENV_FILE is sourced by the launcher (owned by uid $1, mode $2)"
+  fi
+else
+  say env-file ok "$ENV_FILE does not exist: the runner's defaults apply"
+fi
 root_check work-root "$WORK_ROOT"
 root_check result-root "$RESULT_ROOT"
 """
 _CHECKS = (
+    "env-file",
     "git",
     "python3",
     "kubectl",
@@ -273,14 +297,12 @@ def _remote_checks(ctx: Context, group: Group, remote: Any, repo: str) -> None:
         fields = raw.split("\t")
         if len(fields) == 4 and fields[1] in ("ok", "problem", "warning"):
             seen[fields[0]] = (fields[1], fields[2], fields[3])
-    for name in ("env-file", *_CHECKS):
+    for name in _CHECKS:
         if name not in seen:
-            if name != "env-file" and not (
-                name in ("tekton", "ci-namespace") and "cluster" in seen
-            ):
-                group.add(f"d601.{name}", "problem", "D601 gave no answer for this check")
-            elif name in ("tekton", "ci-namespace"):
+            if name in ("tekton", "ci-namespace") and seen.get("cluster", ("",))[0] != "ok":
                 group.add(f"d601.{name}", "skipped", "because d601.cluster did not pass")
+            else:
+                group.add(f"d601.{name}", "problem", "D601 gave no answer for this check")
             continue
         status, detail, hint = seen[name]
         _record(group, f"d601.{name}", status, detail, hint)

@@ -168,6 +168,10 @@ def _unsafe_work_root(lab: Lab, tmp: Path) -> None:
     root.chmod(0o777)
 
 
+def _writable_env_file(lab: Lab, tmp: Path) -> None:
+    (lab.sim.d601 / "ci.env").chmod(0o666)
+
+
 def _vault_down(lab: Lab, tmp: Path) -> None:
     del lab.env["WOODPECKER_TOKEN"]
     lab.env.update(VAULT_ADDR=f"http://127.0.0.1:{_closed_port()}", VAULT_TOKEN="v")
@@ -185,6 +189,7 @@ BREAKS: dict[str, tuple[Callable[[Lab, Path], None], set[str]]] = {
     "no-rbac-on-one-namespace": (_no_rbac, {"kube.rbac.jobs-dev"}),
     "missing-crds": (_missing_crds, {"d601.tekton"}),
     "unsafe-work-root": (_unsafe_work_root, {"d601.work-root"}),
+    "writable-env-file": (_writable_env_file, {"d601.env-file"}),
     "vault-down": (_vault_down, {"vault.reachable"}),
     "no-deploy-json": (_no_deploy_json, {"deploy.json"}),
 }
