@@ -294,37 +294,31 @@ def _token_checks(ctx: Context, group: Group) -> Any:
 
     group.check("vault.reachable", vault_reachable)
 
-    outcome: dict[str, Any] = {}
-
-    def vault_auth(timeout: float) -> str:
-        limited = dict(environ)
-        current = limited.get("VAULT_CLIENT_TIMEOUT", "").strip().removesuffix("s")
+    def limited(timeout: float) -> dict[str, str]:
+        """The environment with VAULT_CLIENT_TIMEOUT at most ``timeout``."""
+        env = dict(environ)
+        current = env.get("VAULT_CLIENT_TIMEOUT", "").strip().removesuffix("s")
         try:
             if not current or float(current) > timeout:
-                limited["VAULT_CLIENT_TIMEOUT"] = f"{timeout:g}"
+                env["VAULT_CLIENT_TIMEOUT"] = f"{timeout:g}"
         except ValueError:
-            pass  # resolve_token reports the bad value
-        location = VaultLocation(s.vault_mount, s.vault_path, s.vault_field)
-        try:
-            outcome["secret"] = resolve_token(limited, location)
-        except AuthError as exc:
-            outcome["problem"] = Problem(
-                "Vault " + exc.message.split("; Vault ", 1)[-1], exc.hint or ""
-            )
-        problem = outcome.get("problem")
-        if problem is not None and any(marker in problem.detail for marker in _AUTH_FAILED):
-            raise problem
-        source = "env VAULT_TOKEN" if environ.get("VAULT_TOKEN", "").strip() else "~/.vault-token"
-        return f"the Vault token ({source}) is accepted"
+            pass  # core.secrets reports the bad value
+        return env
+
+    def vault_auth(timeout: float) -> str:
+        return _vault_lookup_self(limited(timeout))
 
     group.check("vault.auth", vault_auth, needs=["vault.reachable"], timeout=5.0)
 
-    def vault_secret(_: float) -> tuple[str, Secret]:
-        if "problem" in outcome:
-            raise outcome["problem"]
-        return f"{where} exists and holds the token", outcome["secret"]
+    def vault_secret(timeout: float) -> tuple[str, Secret]:
+        location = VaultLocation(s.vault_mount, s.vault_path, s.vault_field)
+        try:
+            secret = resolve_token(limited(timeout), location)
+        except AuthError as exc:
+            raise Problem("Vault " + exc.message.split("; Vault ", 1)[-1], exc.hint or "") from None
+        return f"{where} exists and holds the token", secret
 
-    secret = group.check("vault.secret", vault_secret, needs=["vault.auth"])
+    secret = group.check("vault.secret", vault_secret, needs=["vault.auth"], timeout=5.0)
     return group.check(
         "woodpecker.token",
         lambda _: (f"from Vault {where}", secret),
@@ -332,8 +326,38 @@ def _token_checks(ctx: Context, group: Group) -> Any:
     )
 
 
-_AUTH_FAILED = ("no Vault token", "invalid or expired", "was refused (401)")
-"""What core.secrets says when Vault refused the token itself, not the read of the secret."""
+def _vault_lookup_self(env: dict[str, str]) -> str:
+    """Vault's ``auth/token/lookup-self`` with the client core.secrets builds from ``env`` (the
+    same address, token, CA, namespace, proxy and timeout the token is read with)."""
+    from pytest_homelab.core import secrets
+
+    try:
+        config = secrets._vault_config(env)
+    except secrets._VaultFailure as failure:
+        raise Problem(failure.why, failure.hint) from None
+    source = "env VAULT_TOKEN" if env.get("VAULT_TOKEN", "").strip() else "~/.vault-token"
+    try:
+        client = secrets.hvac_client(config)
+        client.auth.token.lookup_self()
+    except Exception as exc:
+        name = type(exc).__name__
+        if name in ("Forbidden", "Unauthorized"):
+            raise Problem(
+                f"Vault refused the token ({source}): invalid or expired",
+                "log in to Vault again (vault login), or set VAULT_TOKEN",
+            ) from None
+        if name in ("Timeout", "ReadTimeout", "ConnectTimeout"):
+            why = f"Vault gave no answer within {config.timeout:g} s"
+        elif name in ("SSLError",):
+            why = "TLS verification of Vault failed (VAULT_CACERT names its CA)"
+        elif name == "VaultDown":
+            why = "Vault is sealed or in maintenance"
+        else:
+            why = f"asking Vault who the token is failed ({name})"
+        raise Problem(
+            why, "check VAULT_ADDR and that Vault is up, or set WOODPECKER_TOKEN"
+        ) from None
+    return f"the Vault token ({source}) is accepted"
 
 
 def _stream(http: Any, token: Any, repo_id: int, server: str, slug: str) -> str:

@@ -312,11 +312,14 @@ def test_everything_down_ends_in_time(lab: Lab, silent_listener: int, tmp_path: 
         HOMELAB_D601_PORT=str(port),
         HOMELAB_D601_KNOWN_HOSTS=str(known_hosts),
         HOMELAB_D601_KEY=str(tmp_path / "hostkey"),
+        VAULT_ADDR=f"http://127.0.0.1:{port}",
+        VAULT_TOKEN="s.silent",
     )
+    del lab.env["WOODPECKER_TOKEN"]  # so the token comes from the silent Vault
     code, checks, elapsed = lab.doctor()
     assert code == 2
     assert elapsed <= 15.0, elapsed
-    assert {"woodpecker.tls", "kube.api", "d601.ssh"} <= problems(checks), checks
+    assert {"woodpecker.tls", "vault.auth", "kube.api", "d601.ssh"} <= problems(checks), checks
 
 
 def test_over_real_ssh_with_an_unknown_host_key(lab: Lab, d601: D601, tmp_path: Path) -> None:
