@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from pytest_homelab.core.clock import Deadline
-from pytest_homelab.onboarding.doctor import Context, Group, Problem
+from pytest_homelab.onboarding.doctor import Context, Group, Problem, Skip
 
 
 def git_group(ctx: Context, deadline: Deadline) -> Group:
@@ -39,10 +39,7 @@ def git_group(ctx: Context, deadline: Deadline) -> Group:
             where = settings.sources.get("woodpecker_repo", "default")
             return f"Woodpecker repo {ctx.slug} (woodpecker_repo from {where})"
         if url is None:
-            raise Problem(
-                "the Woodpecker repo is unknown: no git remote to derive it from",
-                "add the remote (git remote add origin URL) or set woodpecker_repo OWNER/NAME",
-            )
+            raise Skip("git.remote did not pass and woodpecker_repo is not set")
         ctx.slug = parse_repo_slug(url)
         return f"Woodpecker repo {ctx.slug} (derived from the remote's URL)"
 

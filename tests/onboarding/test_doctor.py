@@ -412,3 +412,15 @@ def test_name_resolution_fails_or_hangs(lab: Lab, monkeypatch: pytest.MonkeyPatc
     assert problems(checks) == {"woodpecker.dns"}
     assert "did not resolve within" in checks["woodpecker.dns"]["detail"]
     assert elapsed < 10
+
+
+def test_outside_a_git_repository(lab: Lab, tmp_path: Path) -> None:
+    elsewhere = tmp_path / "not-a-repo"
+    elsewhere.mkdir()
+    lab.repo = elsewhere
+    code, checks, _ = lab.doctor(only="ci")
+    assert code == 2
+    assert problems(checks) == {"git.repository", "deploy.json"}, checks
+    assert checks["git.repo-slug"]["status"] == "skipped"
+    assert checks["woodpecker.repo"]["status"] == "skipped"
+    assert checks["woodpecker.user"]["status"] == "ok"  # what does not need the repo still runs
