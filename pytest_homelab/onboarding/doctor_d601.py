@@ -38,7 +38,7 @@ if v=$("$kubectl" version --client 2>&1 | head -n 1) && [ -n "$v" ] \
     "install kubectl on D601, or set KUBECTL in $ENV_FILE"; fi
 case "$REPO" in
   http://* | https://*)
-    if out=$(lim git -c http.proxy="$proxy" ls-remote "$REPO" HEAD 2>&1); then
+    if out=$(lim git -c http.proxy="$proxy" ls-remote -- "$REPO" HEAD 2>&1); then
       say proxy ok "$proxy answers: git ls-remote $REPO through it works"
     else
       last=$(printf '%s' "$out" | tail -n 1)

@@ -245,13 +245,25 @@ def run_init(
         api.close()
     rule = f"from {', '.join(registries)}" if registries else f"with {repo_name!r} in their path"
     if not found:
-        listed = ", ".join(sorted(seen)[:8]) + (", ..." if len(seen) > 8 else "")
-        say(f"init: no workload runs an image {rule}; images seen: {listed or 'none'}")
+        prefixes = sorted({repo.rsplit("/", 1)[0] for repo in seen if "/" in repo})
+        listed = ", ".join(prefixes[:12]) + (", ..." if len(prefixes) > 12 else "")
+        say(f"init: no workload runs an image {rule}; image prefixes seen: {listed or 'none'}")
         say("  next: pass the registry prefix of your images with --registry PREFIX")
         return EXIT_NOT_FOUND
     services = propose_services(found)
     doc = build_document(services, env=env, e2e_repo=e2e_repo)
     issues = validate_document(doc)
+    refused = _refused_services(issues, env)
+    if refused:  # e.g. an image path with capitals: leave those out, say why, keep the rest
+        for index in sorted(refused, reverse=True):
+            dropped = services.pop(index)
+            workload = dropped.get("deployment", dropped["name"])
+            say(f"init: left out {dropped['namespace']}/{workload}: {refused[index]}")
+        if not services:
+            say("init: no proposed service fits deploy.json's rules; nothing written")
+            return EXIT_NOT_FOUND
+        doc = build_document(services, env=env, e2e_repo=e2e_repo)
+        issues = validate_document(doc)
     if issues:
         raise BadInput(
             "the proposed deploy.json is not valid: " + "; ".join(str(i) for i in issues[:5]),
@@ -278,6 +290,19 @@ def run_init(
     for line in still_needed(settings, e2e=e2e):
         say(line)
     return EXIT_SUCCESS
+
+
+def _refused_services(issues: Sequence[Any], env: str) -> dict[int, str]:
+    """Which proposed services (by index) the schema refuses, and the first reason each."""
+    prefix = f"environments.{env}.services["
+    found: dict[int, str] = {}
+    for issue in issues:
+        path = str(issue.path)
+        if path.startswith(prefix):
+            index = path[len(prefix) :].split("]", 1)[0]
+            if index.isdigit():
+                found.setdefault(int(index), str(issue))
+    return found
 
 
 def _write(path: Path, text: str, *, force: bool) -> None:

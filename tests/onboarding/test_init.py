@@ -37,6 +37,8 @@ def cluster(tmp_path: Path) -> Iterator[tuple[KubeSim, Path]]:
         kube.apply(statefulset("queue", "jobs", f"{B}/queue:1.2", replicas=1))
         kube.apply(daemonset("agent", "infra", f"{B}/agent:7"))
         kube.apply(deployment("redis", "shop", "docker.io/library/redis:7", replicas=1))
+        # capitals in the path: a registry may serve it, deploy.json's image rule refuses it
+        kube.apply(deployment("legacy", "shop", f"{A}/Legacy:1", replicas=1))
         kube.apply(deployment("hidden", "secret-ns", f"{A}/hidden:1", replicas=1))
         yield kube, kube.kubeconfig(tmp_path / "kubeconfig")
 
@@ -113,6 +115,7 @@ def test_several_registries_give_a_valid_manifest(
     }
     assert (where / "scripts" / "ci" / "dev-e2e.sh").is_file()
     assert "skipped" in done.stderr and "secret-ns" in done.stderr
+    assert "left out shop/legacy" in done.stderr
     assert "woodpecker_server" in done.stderr  # what the user still has to give
     check = homelab(where, kubeconfig, "manifest", "check")
     assert check.returncode == 0, check.stderr
@@ -155,7 +158,7 @@ def test_nothing_matches(cluster: tuple[KubeSim, Path], tmp_path: Path) -> None:
     where = repo(tmp_path)
     done = homelab(where, kubeconfig, "init", "--registry", "registry.none.example.org")
     assert done.returncode == 3
-    assert "--registry" in done.stderr and f"{A}/web" in done.stderr  # the images it saw
+    assert "--registry" in done.stderr and A in done.stderr and B in done.stderr  # prefixes seen
     assert not (where / "deploy.json").exists()
 
 
