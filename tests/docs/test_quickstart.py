@@ -4,6 +4,7 @@ empty repository to a green ``homelab doctor`` and a green landing."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 from pytest_homelab.sim.homelab import SimHomelab
@@ -29,7 +30,16 @@ def test_quickstart_against_the_simulated_homelab(
                 ran.append(block.text)
         assert (runner.work / "deploy.json").is_file()
         text = "".join(ran)
-        for step in ("homelab init", "homelab config", "homelab doctor", "homelab ci watch"):
+        for step in (
+            "homelab init",
+            "homelab config",
+            "homelab doctor",
+            "homelab ci watch",
+            "homelab deploy wait",
+            "homelab ci run-dev-e2e",
+        ):
             assert step in text, f"the quickstart runs {step}"
-        # the landing the page pushed was verified: its pipeline exists and CD rolled it out
+        # the landing the page pushed was verified: its pipeline ran, and D601 ran the dev e2e
         assert len(lab.pipelines) == 2
+        results = list((lab.d601 / "runs").glob("*/result.json"))
+        assert len(results) == 1 and json.loads(results[0].read_text())["ok"] is True
