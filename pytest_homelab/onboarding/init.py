@@ -345,8 +345,8 @@ def still_needed(settings: Settings, *, e2e: bool) -> list[str]:
     if settings.woodpecker_server is None:
         lines.append(
             "init: still needed: woodpecker_server (the Woodpecker URL): export "
-            "WOODPECKER_SERVER=https://ci.example.org, or put woodpecker_server in your user "
-            "config file (docs/configuration.md)"
+            "WOODPECKER_SERVER=https://ci.example.org (or pass --woodpecker-server; every "
+            "setting's names are in docs/configuration.md)"
         )
     if not any(env.get(n, "").strip() for n in TOKEN_ENV) and not env.get("VAULT_ADDR"):
         lines.append(
@@ -356,8 +356,8 @@ def still_needed(settings: Settings, *, e2e: bool) -> list[str]:
         )
     if e2e and settings.d601_transport == "ssh" and settings.d601_host is None:
         lines.append(
-            "init: still needed: d601_host (the CI host D601): export HOMELAB_D601_HOST=d601, "
-            "or put d601_host in your user config file"
+            "init: still needed: d601_host (the CI host D601): export HOMELAB_D601_HOST=d601 "
+            "(a host name or an alias from ~/.ssh/config), or pass --d601-host"
         )
     if lines:
         lines.append("init: then check everything with: homelab doctor")
