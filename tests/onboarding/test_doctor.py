@@ -424,3 +424,34 @@ def test_outside_a_git_repository(lab: Lab, tmp_path: Path) -> None:
     assert checks["git.repo-slug"]["status"] == "skipped"
     assert checks["woodpecker.repo"]["status"] == "skipped"
     assert checks["woodpecker.user"]["status"] == "ok"  # what does not need the repo still runs
+
+
+def test_the_command_line(lab: Lab) -> None:
+    """``homelab doctor`` as a user runs it: text lines, exit 2 on a problem, 0 when ready."""
+    import sys
+
+    def doctor(*args: str) -> subprocess.CompletedProcess[str]:
+        program = "import sys; from pytest_homelab.cli import main; sys.exit(main())"
+        return subprocess.run(
+            [sys.executable, "-c", program, "doctor", *args],
+            cwd=lab.repo,
+            env=lab.env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+            check=False,
+        )
+
+    lab.env["WOODPECKER_TOKEN"] = "not-the-token"
+    done = doctor("--only", "ci")
+    assert done.returncode == 2, done.stderr
+    line = next(ln for ln in done.stdout.splitlines() if " woodpecker.user " in ln)
+    assert line.startswith("problem") and "401" in line and "next: " in line
+    assert done.stdout.splitlines()[-1].startswith("doctor: not ready")
+    assert "not-the-token" not in done.stdout + done.stderr
+    lab.env["WOODPECKER_TOKEN"] = lab.sim.token
+    done = doctor("--only", "ci", "--json")
+    assert done.returncode == 0, done.stdout
+    assert json.loads(done.stdout)["exit_code"] == 0
+    bad = doctor("--only", "deploy")
+    assert bad.returncode == 2 and "invalid choice" in bad.stderr
