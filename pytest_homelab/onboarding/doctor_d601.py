@@ -5,6 +5,7 @@ Tekton CRDs, the CI namespace and the Pipeline), and the work and result roots."
 from __future__ import annotations
 
 import shlex
+from collections.abc import Mapping
 from typing import Any
 
 from pytest_homelab.core.clock import Deadline
@@ -184,6 +185,14 @@ def script(ctx: Context, repo: str, timeout: float) -> str:
     return "\n".join(head) + _SCRIPT
 
 
+def local_environ(environ: Mapping[str, str]) -> dict[str, str]:
+    """What the checks on D601 run with locally: never the Woodpecker or Vault token (they
+    source D601's env file and run its tools, as the launcher does)."""
+    from pytest_homelab.core.secrets import TOKEN_ENV
+
+    return {k: v for k, v in environ.items() if k not in (*TOKEN_ENV, "VAULT_TOKEN")}
+
+
 def e2e_group(ctx: Context, deadline: Deadline) -> Group:
     group = Group("e2e", deadline)
     s = ctx.settings
@@ -207,7 +216,7 @@ def e2e_group(ctx: Context, deadline: Deadline) -> Group:
         group.skip_all(("d601.host-key", "d601.ssh"), "d601_transport is local (this is D601)")
         from pytest_homelab.e2e.remote import LocalRemote
 
-        remote = LocalRemote(environ=s.environ)
+        remote = LocalRemote(environ=local_environ(s.environ))
         group.values["d601.ssh"] = True
     else:
         remote = _ssh_checks(ctx, group)
@@ -242,7 +251,7 @@ def _ssh_checks(ctx: Context, group: Group) -> Any:
         "user": s.d601_user,
         "key_file": s.d601_key,
         "known_hosts": s.d601_known_hosts,
-        "environ": s.environ,
+        "environ": {k: v for k, v in s.environ.items() if k in ("HOME", "SSH_AUTH_SOCK")},
     }
 
     def host_key(_: float) -> str:

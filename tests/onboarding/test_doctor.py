@@ -455,3 +455,17 @@ def test_the_command_line(lab: Lab) -> None:
     assert json.loads(done.stdout)["exit_code"] == 0
     bad = doctor("--only", "deploy")
     assert bad.returncode == 2 and "invalid choice" in bad.stderr
+
+
+def test_the_checks_on_d601_never_get_the_tokens(lab: Lab) -> None:
+    """The local transport runs D601's env file and tools: not with our credentials."""
+    spy = lab.sim.d601 / "seen-env"
+    with (lab.sim.d601 / "ci.env").open("a") as env_file:
+        env_file.write(f'env > "{spy}"\n')
+    lab.env["VAULT_TOKEN"] = "s.vault-token-value"
+    code, checks, _ = lab.doctor(only="e2e")
+    assert code == 0, checks
+    assert checks["d601.env-file"]["status"] == "ok", checks["d601.env-file"]
+    seen = spy.read_text()
+    assert "HOMELAB_E2E_WORK_ROOT" in seen  # the spy ran with the environment
+    assert lab.sim.token not in seen and "s.vault-token-value" not in seen
