@@ -727,12 +727,9 @@ def _demo(args: argparse.Namespace) -> int:
 
 def _config(args: argparse.Namespace) -> int:
     from pytest_homelab.core.settings import resolve_settings
-    from pytest_homelab.onboarding.config import show_config
+    from pytest_homelab.onboarding.config import scoped, show_config
 
-    settings = resolve_settings(_flags(args))
-    if settings.env is not None:
-        settings = settings.for_env(settings.env)
-    return show_config(settings, as_json=args.json)
+    return show_config(scoped(resolve_settings(_flags(args))), as_json=args.json)
 
 
 def _doctor(args: argparse.Namespace) -> int:

@@ -3,10 +3,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
+from types import MappingProxyType
 from typing import Any
 
 from pytest_homelab.core.options import OPTIONS
@@ -127,6 +129,28 @@ def refusals(settings: Settings) -> list[Refusal]:
             )
             out.append(Refusal(str(key), source, reason))
     return out
+
+
+def scoped(settings: Settings) -> Settings:
+    """The settings as the rollout phase sees them: with the per-environment table of the
+    chosen environment (``env``, else the only one of deploy.json) applied."""
+    name = settings.env
+    if name is None and settings.deploy_json_path.is_file():
+        from pytest_homelab.core.manifest import load_manifest
+
+        try:
+            names = list(load_manifest(settings.deploy_json_path).environments)
+        except Exception:  # homelab doctor reports an invalid deploy.json
+            names = []
+        name = names[0] if len(names) == 1 else None
+    if name is None:
+        return settings
+    chosen = settings.for_env(name)
+    if settings.env is None:  # say where the environment itself came from
+        sources = dict(chosen.sources)
+        sources["env"] = "the only environment of deploy.json"
+        chosen = dataclasses.replace(chosen, sources=MappingProxyType(sources))
+    return chosen
 
 
 def show_config(

@@ -86,3 +86,24 @@ def test_text_and_unset_secrets(tmp_path: Path) -> None:
     assert "set (secret, not shown)" in lines["vault_token"]
     assert f"file {home / '.vault-token'}" in lines["vault_token"]
     assert "(unset)" in lines["woodpecker_server"] and "[default]" in lines["woodpecker_server"]
+
+
+def test_the_environment_table_applies(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    (tmp_path / ".homelab.toml").write_text('[environments.dev]\nrollout_timeout = "5m"\n')
+    doc = {"schemaVersion": 2, "environments": {"dev": {"services": []}}}
+    (tmp_path / "deploy.json").write_text(json.dumps(doc))
+    done = homelab(tmp_path, {}, "config", "--json")
+    assert done.returncode == 0, done.stderr
+    rows = {row["key"]: row for row in json.loads(done.stdout)["settings"]}
+    assert rows["rollout_timeout"]["value"] == "5m00s"
+    assert rows["rollout_timeout"]["source"] == "[tool.homelab.environments.dev]"
+    assert rows["env"] == {
+        "key": "env",
+        "value": "dev",
+        "source": "the only environment of deploy.json",
+        "secret": False,
+    }
+    flagged = homelab(tmp_path, {}, "config", "--json", "--rollout-timeout", "7m")
+    rows = {row["key"]: row for row in json.loads(flagged.stdout)["settings"]}
+    assert rows["rollout_timeout"]["source"] == "flag --rollout-timeout"
