@@ -14,7 +14,6 @@ import threading
 import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 from typing import Any
 
 from pytest_homelab.core.clock import Deadline
@@ -100,7 +99,12 @@ class Group:
                 return None
         remaining = self.deadline.remaining()
         if remaining <= 0.2:
-            self.add(check_id, "skipped", "because the doctor's time budget ran out")
+            self.add(
+                check_id,
+                "problem",
+                "not checked: the doctor's time budget ran out before it",
+                "the lines above say what took the time",
+            )
             return None
         started = time.monotonic()
         try:
@@ -117,6 +121,15 @@ class Group:
             return None
         except HomelabError as exc:
             self.add(check_id, "problem", exc.message, exc.hint or "", started=started)
+            return None
+        except Exception as exc:  # a surprise: named, never its text (it may hold a secret)
+            self.add(
+                check_id,
+                "problem",
+                f"the check failed unexpectedly ({type(exc).__name__})",
+                "report this; the other checks still ran",
+                started=started,
+            )
             return None
         detail, value = result if isinstance(result, tuple) else (result, True)
         self.add(check_id, "ok", detail, started=started)
@@ -169,35 +182,45 @@ def run_doctor(
     deadline = Deadline.after(budget)
     ctx = Context(settings, settings.environ)
     local = [doctor_local.git_group(ctx, deadline), doctor_local.manifest_group(ctx, deadline)]
-    runners: dict[str, Callable[[Context, Deadline], Group]] = {
+    runners: dict[str, Callable[[Context, Group], None]] = {
         "ci": doctor_ci.ci_group,
         "rollout": doctor_kube.rollout_group,
         "e2e": doctor_d601.e2e_group,
     }
     wanted = [p for p in PHASES if only in (None, p)]
-    results: dict[str, Group] = {}
+    groups = {phase: Group(phase, deadline) for phase in wanted}
     threads = []
     for phase in wanted:
 
         def work(phase: str = phase) -> None:
             try:
-                results[phase] = runners[phase](ctx, deadline)
-            except Exception as exc:  # a bug in a check must not hide the others' lines
-                group = Group(phase, deadline)
-                group.add(f"{phase}.doctor", "problem", f"the check crashed: {type(exc).__name__}")
-                results[phase] = group
+                runners[phase](ctx, groups[phase])
+            except Exception as exc:  # a bug between checks must not hide the others' lines
+                groups[phase].add(
+                    f"{phase}.doctor", "problem", f"the checks stopped: {type(exc).__name__}"
+                )
 
         thread = threading.Thread(target=work, name=f"doctor-{phase}", daemon=True)
         thread.start()
         threads.append((phase, thread))
+    late = []
     for phase, thread in threads:
         thread.join(max(0.0, deadline.remaining()) + 1.0)
-        if phase not in results:
-            group = Group(phase, deadline)
-            group.add(f"{phase}.doctor", "problem", "did not finish within the time budget")
-            results[phase] = group
-    groups = [*local, *(results[p] for p in wanted)]
-    lines = [line for group in groups for line in group.lines]
+        if thread.is_alive():
+            late.append(phase)
+    lines = [line for group in local for line in group.lines]
+    for phase in wanted:
+        lines += list(groups[phase].lines)  # a snapshot: a late thread may still append
+        if phase in late:
+            lines.append(
+                Line(
+                    f"{phase}.doctor",
+                    phase,
+                    "problem",
+                    "a check did not finish within the time budget",
+                    "the line above it says what was being checked",
+                )
+            )
     code = EXIT_BAD_INPUT if any(ln.status == "problem" for ln in lines) else EXIT_SUCCESS
     if as_json:
         counts = {s: sum(1 for ln in lines if ln.status == s) for s in STATUSES}
@@ -218,7 +241,3 @@ def run_doctor(
             f"{'s' if problems != 1 else ''}, {warnings} warning{'s' if warnings != 1 else ''}"
         )
     return code
-
-
-def shown_path(path: Path | str) -> str:
-    return str(path)

@@ -10,7 +10,6 @@ import threading
 from typing import Any
 from urllib.parse import urlsplit
 
-from pytest_homelab.core.clock import Deadline
 from pytest_homelab.onboarding.doctor import Context, Degraded, Group, Problem, Skip
 
 STREAM_WINDOW = 2.0
@@ -44,8 +43,7 @@ def resolve_host(host: str, port: int, timeout: float) -> list[str]:
     return sorted({str(info[4][0]) for info in found})
 
 
-def ci_group(ctx: Context, deadline: Deadline) -> Group:
-    group = Group("ci", deadline)
+def ci_group(ctx: Context, group: Group) -> None:
     settings = ctx.settings
     server = settings.woodpecker_server
     if server is None:
@@ -53,7 +51,7 @@ def ci_group(ctx: Context, deadline: Deadline) -> Group:
             "woodpecker.server",
             _missing("woodpecker_server", "the Woodpecker base URL, e.g. https://ci.example.org"),
         )
-        return group
+        return
     parts = urlsplit(server)
     host = parts.hostname or ""
     port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -184,7 +182,7 @@ def ci_group(ctx: Context, deadline: Deadline) -> Group:
         return _stream(client(timeout), token, repo_id, server, ctx.slug or "?")
 
     group.check("woodpecker.stream", stream, needs=["woodpecker.repo"], timeout=4.0)
-    return group
+    return
 
 
 def _missing(key: str, what: str) -> Any:

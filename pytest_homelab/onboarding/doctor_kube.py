@@ -8,7 +8,6 @@ import os
 from pathlib import Path
 from typing import Any
 
-from pytest_homelab.core.clock import Deadline
 from pytest_homelab.onboarding.doctor import Context, Group, Problem, Skip
 
 WORKLOAD_RESOURCES = {
@@ -66,11 +65,10 @@ def _context_name(ctx: Context) -> str:
     return str(active.get("name", "?")) if isinstance(active, dict) else "?"
 
 
-def rollout_group(ctx: Context, deadline: Deadline) -> Group:
+def rollout_group(ctx: Context, group: Group) -> None:
     from pytest_homelab.onboarding.kubeapi import can_i, request
     from pytest_homelab.rollout.tracker import connect
 
-    group = Group("rollout", deadline)
     settings = ctx.settings
 
     def config(_: float) -> tuple[str, Any]:
@@ -107,7 +105,7 @@ def rollout_group(ctx: Context, deadline: Deadline) -> Group:
             raise Skip(why)
 
         group.check("kube.permissions", none)
-        return group
+        return
     for namespace, kinds in sorted(namespaces.items()):
 
         def permissions(timeout: float, namespace: str = namespace, kinds: set[str] = kinds) -> str:
@@ -146,4 +144,4 @@ def rollout_group(ctx: Context, deadline: Deadline) -> Group:
             )
 
         group.check(f"kube.rbac.{namespace}", permissions, needs=["kube.api"], timeout=5.0)
-    return group
+    return

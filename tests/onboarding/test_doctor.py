@@ -18,7 +18,7 @@ import pytest
 import trustme
 
 from pytest_homelab.core.settings import resolve_settings
-from pytest_homelab.onboarding.doctor import run_doctor
+from pytest_homelab.onboarding.doctor import BUDGET, run_doctor
 from pytest_homelab.sim.homelab import SimHomelab
 from tests.d601 import D601
 from tests.secrets.conftest import Bao, running_bao
@@ -36,12 +36,14 @@ class Lab:
             **lab.environ(),
         }
 
-    def doctor(self, *, only: str | None = None) -> tuple[int, dict[str, dict[str, Any]], float]:
+    def doctor(
+        self, *, only: str | None = None, budget: float = BUDGET
+    ) -> tuple[int, dict[str, dict[str, Any]], float]:
         settings = resolve_settings({}, environ=self.env, cwd=self.repo)
         out = io.StringIO()
         started = time.monotonic()
         with redirect_stdout(out):
-            code = run_doctor(settings, only=only, as_json=True)
+            code = run_doctor(settings, only=only, as_json=True, budget=budget)
         elapsed = time.monotonic() - started
         checks = {c["id"]: c for c in json.loads(out.getvalue())["checks"]}
         return code, checks, elapsed
@@ -469,3 +471,28 @@ def test_the_checks_on_d601_never_get_the_tokens(lab: Lab) -> None:
     seen = spy.read_text()
     assert "HOMELAB_E2E_WORK_ROOT" in seen  # the spy ran with the environment
     assert lab.sim.token not in seen and "s.vault-token-value" not in seen
+
+
+def test_a_check_that_hangs_past_the_budget(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Whatever a check does, the run ends at its budget; what was found is kept."""
+    import threading
+
+    from pytest_homelab.onboarding import kubeapi
+
+    release = threading.Event()
+
+    def hangs(*args: Any, **kwargs: Any) -> tuple[bool, str]:
+        release.wait(30)
+        return True, ""
+
+    import kubernetes.client  # noqa: F401 - imported before the clock starts: slow under load
+
+    monkeypatch.setattr(kubeapi, "can_i", hangs)
+    try:
+        code, checks, elapsed = lab.doctor(only="rollout", budget=5.0)
+    finally:
+        release.set()
+    assert elapsed < 5.0 + 2.0, elapsed
+    assert code == 2, checks
+    assert checks["kube.api"]["status"] == "ok"
+    assert checks["rollout.doctor"]["status"] == "problem"
