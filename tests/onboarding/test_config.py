@@ -107,3 +107,38 @@ def test_the_environment_table_applies(tmp_path: Path) -> None:
     flagged = homelab(tmp_path, {}, "config", "--json", "--rollout-timeout", "7m")
     rows = {row["key"]: row for row in json.loads(flagged.stdout)["settings"]}
     assert rows["rollout_timeout"]["source"] == "flag --rollout-timeout"
+
+
+def test_refused_settings_are_listed_with_the_reason(tmp_path: Path) -> None:
+    """A value a source may not give (the trust rules) is shown as refused, with why; the
+    settings carry them as ``refused``: key -> [(source, reason)]."""
+    import dataclasses
+    import io
+    from collections.abc import Mapping
+    from contextlib import redirect_stdout
+    from typing import Any
+
+    from pytest_homelab.core.settings import Settings
+    from pytest_homelab.onboarding.config import show_config
+
+    @dataclasses.dataclass(frozen=True)
+    class WithRefusals(Settings):
+        refused: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+
+    why = "decides where credentials go: set it in the environment or a flag, not in the repo"
+    settings = WithRefusals(
+        repo_root=tmp_path,
+        refused={"woodpecker_dial": [(f"file {tmp_path / 'pyproject.toml'}", why)]},
+    )
+    out = io.StringIO()
+    with redirect_stdout(out):
+        assert show_config(settings) == 0
+    assert f"refused: woodpecker_dial from file {tmp_path / 'pyproject.toml'}: {why}" in (
+        out.getvalue()
+    )
+    out = io.StringIO()
+    with redirect_stdout(out):
+        show_config(settings, as_json=True)
+    assert json.loads(out.getvalue())["refused"] == [
+        {"key": "woodpecker_dial", "source": f"file {tmp_path / 'pyproject.toml'}", "reason": why}
+    ]
