@@ -59,10 +59,25 @@ def shown(value: object) -> str | None:
     return str(value)
 
 
+def origin(key: str, source: str, settings_file: Path | None) -> str:
+    """``source`` as settings record it, with the file's key spelled out: ``file PATH, key K``
+    (``[tool.homelab] K`` in a pyproject.toml), or the environment's table in its file."""
+    if source.startswith("file "):
+        path = source.removeprefix("file ")
+        table = "[tool.homelab] " if path.endswith("pyproject.toml") else "key "
+        return f"file {path}, {table}{key}"
+    prefix = "[tool.homelab.environments."
+    if source.startswith(prefix) and settings_file is not None:
+        table = source if settings_file.name == "pyproject.toml" else "[" + source[14:]
+        return f"file {settings_file}, {table} {key}"
+    return source
+
+
 def setting_rows(settings: Settings) -> list[Row]:
     rows = []
     for option in OPTIONS:
         source = settings.sources.get(option.key, "default")
+        source = origin(option.key, source, settings.settings_file)
         rows.append(Row(option.key, shown(getattr(settings, option.key)), source))
     return rows
 

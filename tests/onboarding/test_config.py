@@ -56,7 +56,7 @@ def test_every_origin_is_shown(tmp_path: Path) -> None:
     assert rows["ci_pages"] == {
         "key": "ci_pages",
         "value": "7",
-        "source": f"file {tmp_path / '.homelab.toml'}",
+        "source": f"file {tmp_path / '.homelab.toml'}, key ci_pages",
         "secret": False,
     }
     assert rows["ci_poll_interval"]["source"] == "default"
@@ -97,7 +97,9 @@ def test_the_environment_table_applies(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     rows = {row["key"]: row for row in json.loads(done.stdout)["settings"]}
     assert rows["rollout_timeout"]["value"] == "5m00s"
-    assert rows["rollout_timeout"]["source"] == "[tool.homelab.environments.dev]"
+    assert rows["rollout_timeout"]["source"] == (
+        f"file {tmp_path / '.homelab.toml'}, [environments.dev] rollout_timeout"
+    )
     assert rows["env"] == {
         "key": "env",
         "value": "dev",
@@ -142,3 +144,19 @@ def test_refused_settings_are_listed_with_the_reason(tmp_path: Path) -> None:
     assert json.loads(out.getvalue())["refused"] == [
         {"key": "woodpecker_dial", "source": f"file {tmp_path / 'pyproject.toml'}", "reason": why}
     ]
+
+
+def test_a_pyproject_key_is_named_with_its_table(tmp_path: Path) -> None:
+    (tmp_path / ".git").mkdir()
+    (tmp_path / "pyproject.toml").write_text(
+        '[tool.homelab]\nci_pages = 3\n[tool.homelab.environments.prod]\nnamespace = "shop"\n'
+    )
+    done = homelab(tmp_path, {"HOMELAB_ENV": "prod"}, "config", "--json")
+    assert done.returncode == 0, done.stderr
+    rows = {row["key"]: row for row in json.loads(done.stdout)["settings"]}
+    pyproject = tmp_path / "pyproject.toml"
+    assert rows["ci_pages"]["source"] == f"file {pyproject}, [tool.homelab] ci_pages"
+    assert rows["namespace"]["source"] == (
+        f"file {pyproject}, [tool.homelab.environments.prod] namespace"
+    )
+    assert rows["env"]["source"] == "env HOMELAB_ENV"
