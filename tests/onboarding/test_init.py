@@ -171,3 +171,19 @@ def test_namespaces_it_may_not_list(cluster: tuple[KubeSim, Path], tmp_path: Pat
     assert "--namespace" in done.stderr
     done = homelab(where, kubeconfig, "init", "--registry", A, "--namespace", "shop")
     assert done.returncode == 0, done.stderr
+
+
+def test_an_unreachable_cluster(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    with KubeSim() as kube:
+        kubeconfig = kube.kubeconfig(tmp_path / "kubeconfig")
+    kubeconfig.write_text(kubeconfig.read_text().replace(f":{kube.port}", f":{port}"))
+    where = repo(tmp_path)
+    done = homelab(where, kubeconfig, "init", "--registry", A)
+    assert done.returncode == 2
+    assert "unreachable" in done.stderr and "next:" in done.stderr
+    assert not (where / "deploy.json").exists()
