@@ -16,7 +16,10 @@ STREAM_WINDOW = 2.0
 """Seconds the event stream is watched for the server's first bytes and this repo's events."""
 
 
-def resolve_host(host: str, port: int, timeout: float) -> list[str]:
+DIAL_HINT = "check the host name, or set woodpecker_dial HOST[:PORT] to the address to dial"
+
+
+def resolve_host(host: str, port: int, timeout: float, hint: str = DIAL_HINT) -> list[str]:
     """getaddrinfo with a timeout (the resolver's own can be far longer)."""
     found: list[Any] = []
     error: list[BaseException] = []
@@ -31,15 +34,9 @@ def resolve_host(host: str, port: int, timeout: float) -> list[str]:
     thread.start()
     thread.join(timeout)
     if thread.is_alive():
-        raise Problem(
-            f"{host} did not resolve within {timeout:g} s",
-            "check the resolver (/etc/resolv.conf) or set woodpecker_dial to an address",
-        )
+        raise Problem(f"{host} did not resolve within {timeout:g} s", f"check the resolver; {hint}")
     if error:
-        raise Problem(
-            f"{host} does not resolve: {error[0]}",
-            "check the host name, or set woodpecker_dial HOST[:PORT] to the address to dial",
-        )
+        raise Problem(f"{host} does not resolve: {error[0]}", hint)
     return sorted({str(info[4][0]) for info in found})
 
 

@@ -105,7 +105,6 @@ def rollout_group(ctx: Context, group: Group) -> None:
             raise Skip(why)
 
         group.check("kube.permissions", none)
-        return
     for namespace, kinds in sorted(namespaces.items()):
 
         def permissions(timeout: float, namespace: str = namespace, kinds: set[str] = kinds) -> str:
@@ -144,4 +143,40 @@ def rollout_group(ctx: Context, group: Group) -> None:
             )
 
         group.check(f"kube.rbac.{namespace}", permissions, needs=["kube.api"], timeout=5.0)
-    return
+    if environment is not None:
+        probe_checks(group, environment.services)
+
+
+PROBE_HINT = "check the probe's url in deploy.json, or give the probe a dial HOST[:PORT]"
+
+
+def probe_checks(group: Group, services: Any) -> None:
+    """Each probe URL of the environment's services resolves (its dial host, when it has one):
+    the smoke phase polls them after the rollouts."""
+    import ipaddress
+    from urllib.parse import urlsplit
+
+    from pytest_homelab.core.transport import parse_dial
+    from pytest_homelab.onboarding.doctor_ci import resolve_host
+
+    for service in services:
+        probe = service.probe
+        if probe is None:
+            continue
+        parts = urlsplit(probe.url)
+        host = parts.hostname or ""
+        port = parts.port or (443 if parts.scheme == "https" else 80)
+        via = ""
+        if probe.dial:
+            host, dial_port = parse_dial(probe.dial)
+            port, via = dial_port or port, f" (the probe's dial address for {parts.hostname})"
+
+        def resolves(timeout: float, host: str = host, port: int = port, via: str = via) -> str:
+            try:
+                ipaddress.ip_address(host.strip("[]"))
+            except ValueError:
+                addresses = resolve_host(host, port, timeout, PROBE_HINT)
+                return f"{host} resolves to {', '.join(addresses[:3])}{via}"
+            return f"{host} is an address: nothing to resolve{via}"
+
+        group.check(f"probe.{service.name}", resolves)

@@ -496,3 +496,27 @@ def test_a_check_that_hangs_past_the_budget(lab: Lab, monkeypatch: pytest.Monkey
     assert code == 2, checks
     assert checks["kube.api"]["status"] == "ok"
     assert checks["rollout.doctor"]["status"] == "problem"
+
+
+def test_each_probe_url_resolves(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The smoke phase's probe URLs: their host (or dial host) resolves; the machine's DNS is
+    never asked here (the resolver is replaced)."""
+    doc = json.loads((lab.repo / "deploy.json").read_text())
+    web, worker = doc["environments"]["dev"]["services"]
+    web["probe"] = {"url": "https://web.example.org/version"}
+    worker["probe"] = {"url": "https://worker.example.org/v", "dial": "127.0.0.1:9"}
+    (lab.repo / "deploy.json").write_text(json.dumps(doc))
+    real = socket.getaddrinfo
+
+    def resolver(host: str, *args: Any, **kwargs: Any) -> Any:
+        if host.endswith(".example.org"):
+            raise socket.gaierror(socket.EAI_NONAME, "Name or service not known")
+        return real(host, *args, **kwargs)
+
+    monkeypatch.setattr(socket, "getaddrinfo", resolver)
+    code, checks, _ = lab.doctor(only="rollout")
+    assert code == 2
+    assert problems(checks) == {"probe.web"}, checks
+    assert "web.example.org does not resolve" in checks["probe.web"]["detail"]
+    assert "probe" in checks["probe.web"]["next"]
+    assert "127.0.0.1 is an address" in checks["probe.worker"]["detail"]
