@@ -79,6 +79,7 @@ _CI_CONNECTION = (
     "woodpecker_repo",
     "remote",
     "ci_events",
+    "ci_branch",
     "ci_pages",
     "request_timeout",
     "vault_mount",
@@ -515,6 +516,7 @@ def _ci_status(args: argparse.Namespace) -> int:
             pages=settings.ci_pages,
             not_before=target.commit_time,
             deadline=deadline,
+            branch=target.branch_for(repo),
         )
     finally:
         client.close()
@@ -691,6 +693,8 @@ def _work_land(args: argparse.Namespace) -> int:
 
     flags = _flags(args)
     flags["commit"] = landed.sha
+    if flags.get("ci_branch") is None:  # the pipeline that counts is the target branch's
+        flags["ci_branch"] = landed.target
     code = run_checks(
         settings,
         verb="work-land",
@@ -740,14 +744,15 @@ def _config(args: argparse.Namespace) -> int:
     from pytest_homelab.core.settings import resolve_settings
     from pytest_homelab.onboarding.config import scoped, show_config
 
-    return show_config(scoped(resolve_settings(_flags(args))), as_json=args.json)
+    settings = resolve_settings(_flags(args), collect_refused=True)
+    return show_config(scoped(settings), as_json=args.json)
 
 
 def _doctor(args: argparse.Namespace) -> int:
     from pytest_homelab.core.settings import resolve_settings
     from pytest_homelab.onboarding.doctor import run_doctor
 
-    settings = resolve_settings(_flags(args))
+    settings = resolve_settings(_flags(args), collect_refused=True)
     return run_doctor(settings, only=args.only, as_json=args.json)
 
 

@@ -66,6 +66,8 @@ def origin(key: str, source: str, settings_file: Path | None) -> str:
         path = source.removeprefix("file ")
         table = "[tool.homelab] " if path.endswith("pyproject.toml") else "key "
         return f"file {path}, {table}{key}"
+    if source.startswith("user config "):
+        return f"{source}, key {key}"
     prefix = "[tool.homelab.environments."
     if source.startswith(prefix) and settings_file is not None:
         table = source if settings_file.name == "pyproject.toml" else "[" + source[14:]

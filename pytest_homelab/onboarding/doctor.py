@@ -181,7 +181,11 @@ def run_doctor(
 
     deadline = Deadline.after(budget)
     ctx = Context(settings, settings.environ)
-    local = [doctor_local.git_group(ctx, deadline), doctor_local.manifest_group(ctx, deadline)]
+    local = [
+        doctor_local.settings_group(ctx, deadline),
+        doctor_local.git_group(ctx, deadline),
+        doctor_local.manifest_group(ctx, deadline),
+    ]
     runners: dict[str, Callable[[Context, Group], None]] = {
         "ci": doctor_ci.ci_group,
         "rollout": doctor_kube.rollout_group,

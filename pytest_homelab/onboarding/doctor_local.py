@@ -6,6 +6,23 @@ from pytest_homelab.core.clock import Deadline
 from pytest_homelab.onboarding.doctor import Context, Group, Problem, Skip
 
 
+def settings_group(ctx: Context, deadline: Deadline) -> Group:
+    """A value the trust rules refused (the repository may not say where credentials go) was
+    left out: each is a problem, since what the user meant is not what runs."""
+    group = Group("settings", deadline)
+    for key, entries in sorted(ctx.settings.refused.items()):
+        for where, reason in entries:
+            why, _, hint = reason.partition("; ")
+
+            def refused(
+                _: float, said: str = f"{key} from {where}", why: str = why, hint: str = hint
+            ) -> str:
+                raise Problem(f"{said} was refused: {why}", hint)
+
+            group.check(f"settings.{key}", refused)
+    return group
+
+
 def git_group(ctx: Context, deadline: Deadline) -> Group:
     from pytest_homelab.core.gitrepo import GitRepo, mask_credentials, parse_repo_slug
 

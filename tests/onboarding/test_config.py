@@ -69,7 +69,10 @@ def test_every_origin_is_shown(tmp_path: Path) -> None:
     }
     assert rows["KUBECONFIG"]["value"] == "/k/config"
     assert doc["files"] == [str(tmp_path / ".homelab.toml")]
-    assert doc["refused"] == []
+    # verify_cmd decides what runs: the repository may not set it (the trust rules)
+    assert [(r["key"], r["source"]) for r in doc["refused"]] == [
+        ("verify_cmd", str(tmp_path / ".homelab.toml"))
+    ]
 
 
 def test_text_and_unset_secrets(tmp_path: Path) -> None:
@@ -160,3 +163,37 @@ def test_a_pyproject_key_is_named_with_its_table(tmp_path: Path) -> None:
         f"file {pyproject}, [tool.homelab.environments.prod] namespace"
     )
     assert rows["env"]["source"] == "env HOMELAB_ENV"
+
+
+def test_a_value_the_repository_may_not_give_is_listed_as_refused(tmp_path: Path) -> None:
+    """The trust rules: a repo's settings file may not say where credentials go. config lists
+    the refused value with its reason instead of failing, and it is not applied."""
+    (tmp_path / ".git").mkdir()
+    pyproject = tmp_path / "pyproject.toml"
+    pyproject.write_text(
+        '[tool.homelab]\nwoodpecker_dial = "127.0.0.3"\nci_pages = 4\n'
+        '[tool.homelab.environments.dev]\nkubeconfig = "/elsewhere/config"\n'
+    )
+    home = tmp_path / "home"
+    (home / ".config" / "homelab").mkdir(parents=True)
+    user = home / ".config" / "homelab" / "config.toml"
+    user.write_text('woodpecker_server = "https://ci.example.org"\n')
+    done = homelab(tmp_path, {"HOME": str(home)}, "config", "--json")
+    assert done.returncode == 0, done.stderr
+    doc = json.loads(done.stdout)
+    refused = {(r["key"], r["source"]): r["reason"] for r in doc["refused"]}
+    assert set(refused) == {
+        ("woodpecker_dial", str(pyproject)),
+        ("kubeconfig", f"{pyproject} [environments.dev]"),
+    }
+    assert "decides where credentials go" in refused[("woodpecker_dial", str(pyproject))]
+    assert "trusted_repos" in refused[("woodpecker_dial", str(pyproject))]
+    rows = {row["key"]: row for row in doc["settings"]}
+    assert rows["woodpecker_dial"]["value"] is None  # refused, so not applied
+    assert rows["ci_pages"]["value"] == "4"  # the repository's to say
+    assert rows["woodpecker_server"]["source"] == f"user config {user}, key woodpecker_server"
+    text = homelab(tmp_path, {"HOME": str(home)}, "config")
+    assert f"refused: woodpecker_dial from {pyproject}: " in text.stdout
+    # the landing verbs still refuse it outright
+    status = homelab(tmp_path, {"HOME": str(home)}, "ci", "status")
+    assert status.returncode == 2 and "woodpecker_dial" in status.stderr

@@ -39,7 +39,7 @@ class Lab:
     def doctor(
         self, *, only: str | None = None, budget: float = BUDGET
     ) -> tuple[int, dict[str, dict[str, Any]], float]:
-        settings = resolve_settings({}, environ=self.env, cwd=self.repo)
+        settings = resolve_settings({}, environ=self.env, cwd=self.repo, collect_refused=True)
         out = io.StringIO()
         started = time.monotonic()
         with redirect_stdout(out):
@@ -520,3 +520,15 @@ def test_each_probe_url_resolves(lab: Lab, monkeypatch: pytest.MonkeyPatch) -> N
     assert "web.example.org does not resolve" in checks["probe.web"]["detail"]
     assert "probe" in checks["probe.web"]["next"]
     assert "127.0.0.1 is an address" in checks["probe.worker"]["detail"]
+
+
+def test_a_refused_setting_is_a_problem_line(lab: Lab) -> None:
+    """The repository may not say where the token goes: doctor names the refused value (the
+    rest of the chain is still checked with what the user set)."""
+    (lab.repo / ".homelab.toml").write_text('woodpecker_dial = "127.0.0.3:443"\n')
+    code, checks, _ = lab.doctor(only="ci")
+    assert code == 2
+    assert problems(checks) == {"settings.woodpecker_dial"}, checks
+    line = checks["settings.woodpecker_dial"]
+    assert "was refused" in line["detail"] and "trusted_repos" in line["next"]
+    assert checks["woodpecker.user"]["status"] == "ok"  # dialed where the user said
