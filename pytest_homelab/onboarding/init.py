@@ -339,14 +339,16 @@ def _runner(settings: Settings, say: Callable[[str], None]) -> None:
 def still_needed(settings: Settings, *, e2e: bool) -> list[str]:
     """The settings a landing still needs, and where to put them."""
     from pytest_homelab.core.secrets import TOKEN_ENV
+    from pytest_homelab.core.settings import user_config_path
 
     lines = []
     env = settings.environ
+    user = user_config_path(env) or "~/.config/homelab/config.toml"
     if settings.woodpecker_server is None:
         lines.append(
-            "init: still needed: woodpecker_server (the Woodpecker URL): export "
-            "WOODPECKER_SERVER=https://ci.example.org (or pass --woodpecker-server; every "
-            "setting's names are in docs/configuration.md)"
+            "init: still needed: woodpecker_server (the Woodpecker URL): "
+            f'woodpecker_server = "https://ci.example.org" in {user} (yours, not the '
+            "repository's), or export WOODPECKER_SERVER"
         )
     if not any(env.get(n, "").strip() for n in TOKEN_ENV) and not env.get("VAULT_ADDR"):
         lines.append(
@@ -356,8 +358,8 @@ def still_needed(settings: Settings, *, e2e: bool) -> list[str]:
         )
     if e2e and settings.d601_transport == "ssh" and settings.d601_host is None:
         lines.append(
-            "init: still needed: d601_host (the CI host D601): export HOMELAB_D601_HOST=d601 "
-            "(a host name or an alias from ~/.ssh/config), or pass --d601-host"
+            f'init: still needed: d601_host (the CI host D601): d601_host = "d601" in {user}, '
+            "or export HOMELAB_D601_HOST (a host name or an alias from ~/.ssh/config)"
         )
     if lines:
         lines.append("init: then check everything with: homelab doctor")
