@@ -175,7 +175,12 @@ def show_config(
 ) -> int:
     rows = setting_rows(settings) + secret_rows(settings.environ, settings)
     refused = refusals(settings)
+    from pytest_homelab.core.settings import user_config_path
+
     files = [str(settings.settings_file)] if settings.settings_file is not None else []
+    user = user_config_path(settings.environ)
+    if user is not None and user.is_file():
+        files.append(str(user))
     if as_json:
         out(
             json.dumps(
@@ -189,7 +194,7 @@ def show_config(
             )
         )
         return 0
-    out(f"# repository {settings.repo_root}; settings file: {', '.join(files) or 'none'}")
+    out(f"# repository {settings.repo_root}; settings files: {', '.join(files) or 'none'}")
     width = max(len(r.key) for r in rows)
     for row in rows:
         value = row.value if row.value is not None else UNSET

@@ -192,6 +192,7 @@ def test_a_value_the_repository_may_not_give_is_listed_as_refused(tmp_path: Path
     assert rows["woodpecker_dial"]["value"] is None  # refused, so not applied
     assert rows["ci_pages"]["value"] == "4"  # the repository's to say
     assert rows["woodpecker_server"]["source"] == f"user config {user}, key woodpecker_server"
+    assert doc["files"] == [str(pyproject), str(user)]
     text = homelab(tmp_path, {"HOME": str(home)}, "config")
     assert f"refused: woodpecker_dial from {pyproject}: " in text.stdout
     # the landing verbs still refuse it outright
