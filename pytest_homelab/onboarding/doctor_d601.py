@@ -298,7 +298,7 @@ def _remote_checks(ctx: Context, group: Group, remote: Any, repo: str) -> None:
             )
         return
     budget = min(REMOTE_TIMEOUT, remaining - 0.5)
-    step = max(1.0, min(3.0, budget / 4))
+    step = max(2.0, min(4.0, budget / 3))  # kubectl alone takes a second or two on a busy host
     try:
         done = remote.run("bash -s", stdin=script(ctx, repo, step).encode(), timeout=budget)
     except Exception as exc:
