@@ -933,10 +933,15 @@ def _suggestions(parser: argparse.ArgumentParser, message: str, argv: Sequence[s
     import difflib
     import re
 
-    choice = re.search(r"invalid choice: '([^']*)'", message)
+    choice = re.search(r"invalid choice: '([^']*)'(?: \(choose from ([^)]*)\))?", message)
     if choice:
-        group = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        return difflib.get_close_matches(choice.group(1), list(group.choices), n=1)
+        listed = [c.strip(" '\"") for c in (choice.group(2) or "").split(",") if c.strip()]
+        if not listed:  # a verb: its parser's sub-commands
+            group = next(
+                (a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None
+            )
+            listed = list(group.choices) if group is not None else []
+        return difflib.get_close_matches(choice.group(1), listed, n=1)
     flags = [f for a in parser._actions for f in a.option_strings if f.startswith("--")]
     wanted = re.search(r"unrecognized arguments: (.*)", message)
     words = wanted.group(1).split() if wanted else []
