@@ -79,6 +79,7 @@ _CI_CONNECTION = (
     "woodpecker_repo",
     "remote",
     "ci_events",
+    "ci_branch",
     "ci_pages",
     "request_timeout",
     "vault_mount",
@@ -99,10 +100,15 @@ _ROLLOUT = (
     "deploy_json",
     "env",
     "rollout_timeout",
+    "rollout_crash_restarts",
+    "rollout_image_pull_grace",
+    "rollout_strict_terminating",
     "kubeconfig",
     "kube_context",
     "namespace",
     "request_timeout",
+    "ca_bundle",
+    "probe_interval",
 )
 
 
@@ -297,6 +303,12 @@ def build_parser(words: Sequence[str] | None = None) -> argparse.ArgumentParser:
         metavar="SHA",
         help="the commit the images must come from (default: HEAD)",
     )
+    wait.add_argument(
+        "--no-probe",
+        action="store_true",
+        help="skip the smoke phase: do not ask the services' probe URLs (deploy.json) whether "
+        "they serve the commit",
+    )
     _add_options(wait, _ROLLOUT)
     _add_session_flags(wait)
     wait.set_defaults(handler=_deploy_wait)
@@ -430,6 +442,7 @@ def _ci_status(args: argparse.Namespace) -> int:
             pages=settings.ci_pages,
             not_before=target.commit_time,
             deadline=deadline,
+            branch=target.branch_for(repo),
         )
     finally:
         client.close()
@@ -506,7 +519,7 @@ def _deploy_wait(args: argparse.Namespace) -> int:
     return run_checks(
         settings,
         verb="deploy-wait",
-        markexpr="rollout",
+        markexpr="rollout" if args.no_probe else "rollout or smoke",
         flags=flags,
         junitxml=args.junitxml,
         as_json=args.json,
@@ -606,10 +619,12 @@ def _work_land(args: argparse.Namespace) -> int:
 
     flags = _flags(args)
     flags["commit"] = landed.sha
+    if flags.get("ci_branch") is None:  # the pipeline that counts is the target branch's
+        flags["ci_branch"] = landed.target
     code = run_checks(
         settings,
         verb="work-land",
-        markexpr="ci or rollout" if args.deploy_wait else "ci",
+        markexpr="ci or rollout or smoke" if args.deploy_wait else "ci",
         flags=flags,
         junitxml=args.junitxml,
         as_json=args.json,

@@ -11,7 +11,7 @@ import contextlib
 import sys
 from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import pytest
 
@@ -24,11 +24,15 @@ if TYPE_CHECKING:  # heavy modules stay out of every pytest run that does not us
     from pytest_homelab.ci.models import Repo
     from pytest_homelab.ci.phase import CiTarget
     from pytest_homelab.ci.watch import CiResult
+    from pytest_homelab.core.clock import Deadline
+    from pytest_homelab.core.manifest import Manifest, Service
     from pytest_homelab.core.secrets import Secret
+    from pytest_homelab.core.transport import ClientPool
     from pytest_homelab.e2e.phase import DevRunResult
     from pytest_homelab.e2e.remote import Remote
     from pytest_homelab.rollout.plan import RolloutPlan
     from pytest_homelab.rollout.rules import RolloutResult, Target
+    from pytest_homelab.smoke.phase import ProbeResult, ProbeTarget
 
 _SETTINGS = pytest.StashKey[Settings]()
 _LANDING = pytest.StashKey[Landing]()
@@ -36,13 +40,17 @@ _PHASE = pytest.StashKey[str]()
 _MARKERS = {
     "ci": "landing check of the ci phase: the Woodpecker pipeline of the commit is green",
     "rollout": "landing check of the rollout phase: Deployments run the commit and rolled out",
+    "smoke": "landing check of the smoke phase: each service answers with the commit",
     "e2e": "landing check of the dev e2e phase (runs only when asked: -m e2e or --homelab-e2e)",
 }
 _ROOT_FIXTURE = "homelab_landing"
 _PLAN = pytest.StashKey["RolloutPlan | BadInput"]()
 _TASKRUNS = pytest.StashKey[bytes]()  # the dev e2e runner's junit.xml, merged at the end
+_SMOKE = pytest.StashKey["tuple[ProbeTarget, ...] | BadInput"]()
 _NO_SERVICES = "no-services"
+_NO_PROBES = "no-probes"
 _TIMEOUT_MARGIN = 60.0  # pytest-timeout is only a backstop behind our own deadlines
+_Report = TypeVar("_Report", pytest.TestReport, pytest.CollectReport)
 
 
 def _dest(key: str) -> str:
@@ -97,8 +105,18 @@ def _resolve(config: pytest.Config) -> Settings:
     """Resolve the settings once; BadInput when they are wrong."""
     if _SETTINGS not in config.stash:
         flags = {o.key: config.getoption(_dest(o.key)) for o in OPTIONS}
-        config.stash[_SETTINGS] = resolve_settings(flags, cwd=config.invocation_params.dir)
+        config.stash[_SETTINGS] = resolve_settings(
+            flags, cwd=config.invocation_params.dir, repo_flags=_flags_from_ini(config)
+        )
     return config.stash[_SETTINGS]
+
+
+def _flags_from_ini(config: pytest.Config) -> dict[str, str]:
+    """Options given in the ini file's ``addopts`` (the repository's file, not the user): the
+    settings refuse those that decide where credentials go unless the user trusts the repo."""
+    where = f"addopts in {config.inipath}" if config.inipath else "addopts"
+    given = {str(arg).split("=", 1)[0] for arg in config.getini("addopts")}
+    return {o.key: where for o in OPTIONS if o.user_only and o.flag in given}
 
 
 def _settings(config: pytest.Config) -> Settings:
@@ -130,6 +148,18 @@ def _rollout_plan(config: pytest.Config) -> RolloutPlan | BadInput:
     return config.stash[_PLAN]
 
 
+def _smoke_plan(config: pytest.Config) -> tuple[ProbeTarget, ...] | BadInput:
+    """The smoke phase's probes, computed once (a problem becomes each check's error)."""
+    if _SMOKE not in config.stash:
+        from pytest_homelab.smoke.phase import smoke_plan
+
+        try:
+            config.stash[_SMOKE] = smoke_plan(_resolve(config))
+        except BadInput as exc:
+            config.stash[_SMOKE] = exc
+    return config.stash[_SMOKE]
+
+
 def _env_settings(config: pytest.Config) -> Settings:
     """The settings with the environment's own table applied (the named or the only one)."""
     settings = _settings(config)
@@ -141,6 +171,15 @@ def _env_settings(config: pytest.Config) -> Settings:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "homelab_probe" in metafunc.fixturenames:
+        probes = _smoke_plan(metafunc.config)
+        if isinstance(probes, BadInput):
+            metafunc.parametrize("homelab_probe", [probes], ids=["configuration"], indirect=True)
+        elif not probes:
+            metafunc.parametrize("homelab_probe", [None], ids=[_NO_PROBES], indirect=True)
+        else:
+            ids = [p.service for p in probes]
+            metafunc.parametrize("homelab_probe", list(probes), ids=ids, indirect=True)
     if "homelab_service" not in metafunc.fixturenames:
         return
     plan = _rollout_plan(metafunc.config)
@@ -182,7 +221,7 @@ def pytest_collection_modifyitems(
     if not phased:
         return
     deselected = [i for i in items if phased.get(id(i)) == "e2e" and not _e2e_requested(config)]
-    deselected += [i for i in items if _param_id(i) == _NO_SERVICES]
+    deselected += [i for i in items if _param_id(i) in (_NO_SERVICES, _NO_PROBES)]
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = [i for i in items if i not in deselected]
@@ -205,6 +244,9 @@ def pytest_collection_modifyitems(
     if "rollout" in selected and isinstance(plan, BadInput):
         # deploy.json, the environment or the commit is wrong: nothing could be checked.
         raise pytest.UsageError(plan.render())
+    probes = config.stash.get(_SMOKE, None)
+    if "smoke" in selected and isinstance(probes, BadInput):
+        raise pytest.UsageError(probes.render())
     backstop = settings.landing_budget + _TIMEOUT_MARGIN
     with_timeout = config.pluginmanager.hasplugin("timeout")
     for item in items:
@@ -221,7 +263,8 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     phase = pyfuncitem.stash.get(_PHASE, None)
     landing = pyfuncitem.config.stash.get(_LANDING, None)
     if phase is not None and landing is not None:
-        blocked = landing.prerequisite_failure(phase)
+        key = _param_id(pyfuncitem) if phase == "smoke" else None
+        blocked = landing.prerequisite_failure(phase, key)
         if blocked is not None:
             raise blocked
     return None
@@ -234,7 +277,7 @@ def pytest_runtest_makereport(
     report = yield
     phase = item.stash.get(_PHASE, None)
     if phase is None:
-        return report
+        return _scrubbed(report)
     if report.failed and call.when in ("setup", "call"):
         exc = call.excinfo.value if call.excinfo is not None else None
         outcome = exc.outcome if isinstance(exc, HomelabError) else type(exc).__name__
@@ -244,21 +287,55 @@ def pytest_runtest_makereport(
             report.longrepr = f"{outcome}: {exc.render()}"
         landing = item.config.stash.get(_LANDING, None)
         if landing is not None:
-            landing.record_failure(phase, item.name)
+            landing.record_failure(phase, item.name, _param_id(item))
     elif (
         report.passed
         and call.when == "call"
         and not any(name == "outcome" for name, _ in item.user_properties)
     ):
         item.user_properties.append(("outcome", "success"))
+    return _scrubbed(report)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    return _scrubbed((yield))
+
+
+def _scrubbed(report: _Report) -> _Report:
+    """The report with every known secret scrubbed from what the terminal and JUnit show: the
+    failure text (tracebacks, ``-l`` locals, assertion details), captured output and logs, and
+    the recorded properties. The last net: secrets are kept out of these by construction."""
+    from pytest_homelab.core.secrets import known_secrets, scrub
+
+    if not known_secrets():
+        return report
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple):  # a skip: (path, line, reason)
+        report.longrepr = (longrepr[0], longrepr[1], scrub(longrepr[2]))
+    elif longrepr is not None:
+        text = report.longreprtext
+        clean = scrub(text)
+        if clean != text:
+            report.longrepr = clean
+    report.sections = [(title, scrub(content)) for title, content in report.sections]
+    if isinstance(report, pytest.TestReport):
+        report.user_properties = [
+            (name, scrub(value) if isinstance(value, str) else value)
+            for name, value in report.user_properties
+        ]
     return report
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """Give every ``<failure>``/``<error>`` a ``type`` naming the outcome; scrub secrets."""
+    from pytest_homelab.core.secrets import known_secrets
+
     xmlpath = session.config.option.xmlpath
-    if not xmlpath or _SETTINGS not in session.config.stash:
+    if not xmlpath or (_SETTINGS not in session.config.stash and not known_secrets()):
         return
     path = Path(xmlpath)
     if path.is_file():
@@ -411,20 +488,109 @@ def homelab_rollouts(
     plan = _rollout_plan(pytestconfig)
     if isinstance(plan, BadInput):
         raise plan
+    from pytest_homelab.rollout.rules import RolloutPolicy
     from pytest_homelab.rollout.tracker import RolloutTracker
 
     client = request.getfixturevalue("homelab_kube")  # only now: a red CI never needs kube
+    settings = homelab_landing.settings
     tracker = RolloutTracker(
         client,
         plan.targets,
         progress=homelab_landing.progress,
         clock=homelab_landing.clock,
-        request_timeout=homelab_landing.settings.request_timeout,
+        request_timeout=settings.request_timeout,
+        policy=RolloutPolicy(
+            crash_restarts=settings.rollout_crash_restarts,
+            image_pull_grace=settings.rollout_image_pull_grace,
+            strict_terminating=settings.rollout_strict_terminating,
+        ),
     )
     try:
         yield tracker.wait(homelab_landing.phase_deadline("rollout"))
     finally:
         tracker.close()
+
+
+@pytest.fixture
+def homelab_probe(request: pytest.FixtureRequest, homelab_landing: Landing) -> ProbeTarget | None:
+    """One service's probe (parametrized: one smoke check per service with a probe)."""
+    param = request.param
+    if isinstance(param, BaseException):
+        if homelab_landing.prerequisite_failure("smoke") is not None:
+            return None
+        raise param
+    return param  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+def homelab_smoke(pytestconfig: pytest.Config, homelab_landing: Landing) -> dict[str, ProbeResult]:
+    """The smoke phase's results: every probe polled at once, waited for once. Services whose
+    rollout failed (or all, when the ci phase failed) are not polled: their checks fail naming
+    that."""
+    probes = _smoke_plan(pytestconfig)
+    if isinstance(probes, BadInput):
+        raise probes
+    wanted = [p for p in probes if homelab_landing.prerequisite_failure("smoke", p.service) is None]
+    if not wanted:
+        return {}
+    from pytest_homelab.smoke.phase import http_fetch, wait_for_probes
+
+    settings = homelab_landing.settings
+    return wait_for_probes(
+        wanted,
+        lambda probe: http_fetch(
+            probe, ca_bundle=settings.ca_bundle, timeout=settings.request_timeout
+        ),
+        deadline=homelab_landing.phase_deadline("smoke"),
+        clock=homelab_landing.clock,
+        interval=settings.probe_interval,
+        progress=homelab_landing.progress,
+    )
+
+
+# -- public fixtures for a repository's own checks (docs/own-checks.md) -------------------------
+
+
+@pytest.fixture(scope="session")
+def homelab_commit(homelab_landing: Landing) -> str:
+    """The full sha of the commit under test."""
+    from pytest_homelab.core.landing import commit_under_test
+
+    return commit_under_test(homelab_landing.settings).sha
+
+
+@pytest.fixture(scope="session")
+def homelab_manifest(homelab_landing: Landing) -> Manifest:
+    """deploy.json, validated (the file the rollout phase reads)."""
+    from pytest_homelab.core.manifest import load_manifest
+
+    return load_manifest(homelab_landing.settings.deploy_json_path)
+
+
+@pytest.fixture(scope="session")
+def homelab_services(homelab_landing: Landing, homelab_manifest: Manifest) -> tuple[Service, ...]:
+    """The services of the landing's environment (the named one, or the only one)."""
+    return homelab_manifest.environment(homelab_landing.settings.env).services
+
+
+@pytest.fixture(scope="session")
+def homelab_http(homelab_landing: Landing) -> Iterator[ClientPool]:
+    """``homelab_http(url, dial=None)``: an httpx client with the settings' CA bundle and request
+    timeout, the LB dialer when ``dial`` is given, and no credentials."""
+    from pytest_homelab.core.transport import ClientPool
+
+    settings = homelab_landing.settings
+    pool = ClientPool(ca_bundle=settings.ca_bundle, timeout=settings.request_timeout)
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+@pytest.fixture
+def homelab_deadline(homelab_landing: Landing) -> Deadline:
+    """The landing's overall deadline: ``.remaining()`` seconds are left for this check."""
+    return homelab_landing.deadline
 
 
 @pytest.fixture(scope="session")

@@ -15,6 +15,9 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any
 
+USER_CONFIG_HINT = "~/.config/homelab/config.toml"
+"""The user's own settings file (``$XDG_CONFIG_HOME/homelab/config.toml`` when that is set)."""
+
 WOODPECKER_EVENTS = frozenset(
     {
         "push",
@@ -91,6 +94,20 @@ def _count(value: object) -> int:
     if not 1 <= number <= 1000:
         raise ValueError("must be between 1 and 1000")
     return number
+
+
+def _crash_restarts(value: object) -> int:
+    number = _count(value)
+    if number > 5:
+        raise ValueError("must be between 1 and 5")
+    return number
+
+
+def _pull_grace(value: object) -> float:
+    seconds = _duration(value)
+    if seconds > 600:
+        raise ValueError("must be at most 10m")
+    return seconds
 
 
 def _url(value: object) -> str:
@@ -184,6 +201,23 @@ def _remote_path(value: object) -> str:
     return normalize_remote_path(_text(value))
 
 
+def _branch(value: object) -> str:
+    """A branch name as Woodpecker stores it (``refs/heads/`` stripped), or ``*`` for any."""
+    text = _text(value).removeprefix("refs/heads/")
+    if text == "*":
+        return text
+    if (
+        any(c in text for c in " ~^:?*[\\")
+        or text.startswith(("-", "/"))
+        or text.endswith(("/", ".lock", "."))
+        or ".." in text
+        or "//" in text
+        or "@{" in text
+    ):
+        raise ValueError(f"{text!r} is not a branch name ('*' accepts any branch)")
+    return text
+
+
 def _repo_slug(value: object) -> str:
     from pytest_homelab.core.gitrepo import parse_repo_flag
 
@@ -210,6 +244,7 @@ class Option:
         "metavar",
         "per_env",
         "phase",
+        "user_only",
     )
     key: str  # Settings attribute and key in [tool.homelab]
     flag: str  # pytest flag
@@ -222,6 +257,7 @@ class Option:
     per_env: bool  # may be set under [tool.homelab.environments.<env>]
     phase: str  # for grouping in --help and docs
     boolean: bool  # a flag without a value (``--x`` sets true)
+    user_only: bool  # decides where credentials go or what runs: never from the repo's file
 
     def __init__(
         self,
@@ -236,8 +272,22 @@ class Option:
         per_env: bool = False,
         phase: str = "general",
         boolean: bool = False,
+        user_only: bool = False,
     ) -> None:
-        values = (key, flag, convert, default, help, env, cli, metavar, per_env, phase, boolean)
+        values = (
+            key,
+            flag,
+            convert,
+            default,
+            help,
+            env,
+            cli,
+            metavar,
+            per_env,
+            phase,
+            boolean,
+            user_only,
+        )
         for name, value in zip(_FIELDS, values, strict=True):
             object.__setattr__(self, name, value)
 
@@ -269,7 +319,10 @@ class Option:
         if self.cli and self.cli != self.flag:
             parts.append(f"{self.cli} (homelab CLI)")
         parts += [f"env {name}" for name in self.env]
-        parts.append(f"{self.ini} in [tool.homelab]")
+        if self.user_only:
+            parts.append(f"{self.ini} in {USER_CONFIG_HINT}")
+        else:
+            parts.append(f"{self.ini} in [tool.homelab] or {USER_CONFIG_HINT}")
         return ", ".join(parts)
 
 
@@ -285,6 +338,7 @@ _FIELDS = (
     "per_env",
     "phase",
     "boolean",
+    "user_only",
 )
 
 
@@ -336,6 +390,7 @@ OPTIONS: tuple[Option, ...] = (
         env=("WOODPECKER_SERVER",),
         metavar="URL",
         phase="ci",
+        user_only=True,
     ),
     Option(
         "woodpecker_dial",
@@ -347,6 +402,7 @@ OPTIONS: tuple[Option, ...] = (
         env=("HOMELAB_WOODPECKER_DIAL", "HOMELAB_WP_IP"),
         metavar="HOST[:PORT]",
         phase="ci",
+        user_only=True,
     ),
     Option(
         "ca_bundle",
@@ -357,6 +413,7 @@ OPTIONS: tuple[Option, ...] = (
         env=("HOMELAB_CA_BUNDLE",),
         metavar="PATH",
         phase="ci",
+        user_only=True,
     ),
     Option(
         "woodpecker_repo",
@@ -377,6 +434,17 @@ OPTIONS: tuple[Option, ...] = (
         "pipeline events that count as the landing's CI",
         env=("HOMELAB_CI_EVENTS",),
         metavar="EVENT,...",
+        phase="ci",
+    ),
+    Option(
+        "ci_branch",
+        "--ci-branch",
+        _branch,
+        None,
+        "branch whose pipeline counts; '*' accepts any (default: the branch that landed, the "
+        "checked-out branch's upstream when it has the commit, else the remote's default branch)",
+        env=("HOMELAB_CI_BRANCH",),
+        metavar="BRANCH",
         phase="ci",
     ),
     Option(
@@ -448,6 +516,7 @@ OPTIONS: tuple[Option, ...] = (
         env=("HOMELAB_VAULT_MOUNT",),
         metavar="MOUNT",
         phase="ci",
+        user_only=True,
     ),
     Option(
         "vault_path",
@@ -458,6 +527,7 @@ OPTIONS: tuple[Option, ...] = (
         env=("HOMELAB_VAULT_PATH",),
         metavar="PATH",
         phase="ci",
+        user_only=True,
     ),
     Option(
         "vault_field",
@@ -468,6 +538,7 @@ OPTIONS: tuple[Option, ...] = (
         env=("HOMELAB_VAULT_FIELD",),
         metavar="FIELD",
         phase="ci",
+        user_only=True,
     ),
     Option(
         "rollout_timeout",
@@ -482,6 +553,63 @@ OPTIONS: tuple[Option, ...] = (
         per_env=True,
     ),
     Option(
+        "rollout_crash_restarts",
+        "--homelab-crash-restarts",
+        _crash_restarts,
+        3,
+        "fail a new pod in CrashLoopBackOff once its container has restarted this often (1-5)",
+        env=("HOMELAB_CRASH_RESTARTS",),
+        cli="--crash-restarts",
+        metavar="N",
+        phase="rollout",
+        per_env=True,
+    ),
+    Option(
+        "rollout_image_pull_grace",
+        "--homelab-image-pull-grace",
+        _pull_grace,
+        30.0,
+        "fail a new pod whose image pull (ErrImagePull, ImagePullBackOff) still fails after this",
+        env=("HOMELAB_IMAGE_PULL_GRACE",),
+        cli="--image-pull-grace",
+        metavar="DURATION",
+        phase="rollout",
+        per_env=True,
+    ),
+    Option(
+        "rollout_strict_terminating",
+        "--homelab-strict-terminating",
+        _bool,
+        False,
+        "also wait for old pods to finish terminating (status.terminatingReplicas; kubectl "
+        "does not)",
+        env=("HOMELAB_STRICT_TERMINATING",),
+        cli="--strict-terminating",
+        phase="rollout",
+        per_env=True,
+        boolean=True,
+    ),
+    Option(
+        "own_checks",
+        "--homelab-own-checks",
+        _choice("add", "replace"),
+        "add",
+        "what the repo's own checks/ (run only in a repository the user trusts) do to the "
+        "shipped checks: add to them, or replace them",
+        env=("HOMELAB_OWN_CHECKS",),
+        metavar="add|replace",
+    ),
+    Option(
+        "probe_interval",
+        "--homelab-probe-interval",
+        _positive_duration,
+        2.0,
+        "how often the smoke phase asks a service's probe URL until it serves the commit",
+        env=("HOMELAB_PROBE_INTERVAL",),
+        metavar="DURATION",
+        phase="smoke",
+    ),
+    Option(
         "kubeconfig",
         "--homelab-kubeconfig",
         _text,
@@ -492,6 +620,7 @@ OPTIONS: tuple[Option, ...] = (
         metavar="PATH",
         phase="rollout",
         per_env=True,
+        user_only=True,
     ),
     Option(
         "kube_context",
@@ -504,6 +633,7 @@ OPTIONS: tuple[Option, ...] = (
         metavar="NAME",
         phase="rollout",
         per_env=True,
+        user_only=True,
     ),
     Option(
         "namespace",
@@ -537,6 +667,7 @@ OPTIONS: tuple[Option, ...] = (
         cli="--transport",
         metavar="ssh|local",
         phase="e2e",
+        user_only=True,
     ),
     Option(
         "d601_host",
@@ -548,6 +679,7 @@ OPTIONS: tuple[Option, ...] = (
         cli="--d601-host",
         metavar="HOST",
         phase="e2e",
+        user_only=True,
     ),
     Option(
         "d601_port",
@@ -559,6 +691,7 @@ OPTIONS: tuple[Option, ...] = (
         cli="--d601-port",
         metavar="PORT",
         phase="e2e",
+        user_only=True,
     ),
     Option(
         "d601_user",
@@ -570,6 +703,7 @@ OPTIONS: tuple[Option, ...] = (
         cli="--d601-user",
         metavar="USER",
         phase="e2e",
+        user_only=True,
     ),
     Option(
         "d601_key",
@@ -581,6 +715,7 @@ OPTIONS: tuple[Option, ...] = (
         cli="--d601-key",
         metavar="PATH",
         phase="e2e",
+        user_only=True,
     ),
     Option(
         "d601_known_hosts",
@@ -592,6 +727,7 @@ OPTIONS: tuple[Option, ...] = (
         cli="--d601-known-hosts",
         metavar="PATH",
         phase="e2e",
+        user_only=True,
     ),
     Option(
         "e2e_env",
@@ -650,11 +786,12 @@ OPTIONS: tuple[Option, ...] = (
         "e2e_work_root",
         "--homelab-e2e-work-root",
         _remote_path,
-        "/tmp/unidesk-ci",
+        "$HOME/.unidesk/work",
         "work directory root on D601 (a run uses <root>/<runId>)",
         env=("HOMELAB_E2E_WORK_ROOT",),
         metavar="PATH",
         phase="e2e",
+        user_only=True,
     ),
     Option(
         "e2e_result_root",
@@ -665,6 +802,7 @@ OPTIONS: tuple[Option, ...] = (
         env=("HOMELAB_E2E_RESULT_ROOT",),
         metavar="PATH",
         phase="e2e",
+        user_only=True,
     ),
     Option(
         "e2e_env_file",
@@ -675,6 +813,7 @@ OPTIONS: tuple[Option, ...] = (
         env=("HOMELAB_E2E_ENV_FILE",),
         metavar="PATH",
         phase="e2e",
+        user_only=True,
     ),
     Option(
         "verify_cmd",
@@ -686,6 +825,7 @@ OPTIONS: tuple[Option, ...] = (
         cli="--verify-cmd",
         metavar="CMD",
         phase="land",
+        user_only=True,
     ),
     Option(
         "land_onto",

@@ -4,6 +4,7 @@ through the dialer, the Woodpecker simulator, and the JUnit the session writes."
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -277,7 +278,12 @@ def test_watch_json(lab: Any, capsys: pytest.CaptureFixture[str]) -> None:
     assert check["properties"]["commit"] == lab.sha
 
 
-def test_a_repos_own_checks_win(lab: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_trusted_repos_own_checks_join_the_shipped_ones(
+    lab: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A repo's checks/ is code of the branch under test: it runs only where the user listed
+    the repository in trusted_repos (~/.config/homelab/config.toml), then beside the shipped
+    checks."""
     lab.sim.add_pipeline("homelab/app", commit=lab.sha, steps=quick("test"))
     own = lab.repo / "checks"
     own.mkdir()
@@ -290,4 +296,51 @@ def test_a_repos_own_checks_win(lab: Any, capsys: pytest.CaptureFixture[str]) ->
     )
     code, out, err = run(["ci", "watch", *lab.flags()], capsys)
     assert code == 0, out + err
-    assert "PASS  ci       test_team_rule" in out
+    assert "test_team_rule" not in out and "the repository is not trusted" in err
+
+    config = Path(os.environ["HOME"]) / ".config" / "homelab" / "config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(f'trusted_repos = ["{lab.repo}"]\n')
+    code, out, err = run(["ci", "watch", *lab.flags()], capsys)
+    assert code == 0, out + err
+    assert "PASS  ci       test_team_rule" in out and "PASS  ci       #" in out
+
+
+def test_watch_config_error_names_the_reason_in_the_verdict_and_junit(
+    lab: Any, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # woodpecker-ci/woodpecker server/pipeline/create.go@v3.17.0:116-118: a config error ends
+    # the pipeline ``error`` with errors[] and no workflows
+    reason = "steps.test.image: required"
+    lab.sim.add_pipeline("homelab/app", commit=lab.sha, config_errors=[reason])
+    junit = tmp_path / "ci.xml"
+    code, out, err = run(["ci", "watch", *lab.flags(), "--junitxml", str(junit)], capsys)
+    assert code == 1, out + err
+    verdict_line = next(line for line in out.splitlines() if line.startswith("FAIL  ci"))
+    assert f"ended error: [linter] {reason}" in verdict_line
+    (case,) = cases(junit)
+    failure = case.find("failure")
+    assert failure is not None
+    assert f"[linter] {reason}" in (failure.get("message") or "") + (failure.text or "")
+    assert props(case)["errors"] == f"[linter] {reason}"
+
+
+def test_watch_ignores_a_green_pipeline_of_another_branch(
+    lab: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # one pipeline per pushed branch (server/api/hook.go@v3.17.0:227); the clone has no
+    # origin/HEAD, so the Woodpecker repo's default branch (main) counts. The v3 list filters
+    # by branch, so the feature pipeline is seen through its stream events only.
+    feature = [StepSpec("clone", 0.5), StepSpec("test", 2.0)]
+    lab.sim.add_pipeline("homelab/app", commit=lab.sha, branch="feature", steps=feature)
+    lab.sim.add_pipeline(
+        "homelab/app",
+        commit=lab.sha,
+        branch="main",
+        steps=quick("clone", "test", fail="test", log=["boom"]),
+        appear_after=4.0,
+    )
+    code, out, err = run(["ci", "watch", *lab.flags()], capsys)
+    assert code == 1, out + err
+    assert "#1 of" in err and "runs on branch feature, not main: ignored" in err
+    assert "expected pipeline #2 of" in out

@@ -7,6 +7,7 @@ import contextlib
 import io
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -29,6 +30,8 @@ EXPECTED: dict[str, tuple[int, dict[str, str]]] = {
             "rollout:test_rolled_out[web]": "success",
             "rollout:test_rolled_out[api]": "success",
             "rollout:test_rolled_out[worker]": "success",
+            "smoke:test_serves_commit[web]": "success",
+            "smoke:test_serves_commit[api]": "success",
             "e2e:test_dev_e2e": "success",
             "e2e:setup": "success",
             "e2e:smoke": "success",
@@ -40,6 +43,7 @@ EXPECTED: dict[str, tuple[int, dict[str, str]]] = {
         {
             "ci:test_pipeline_green": "CheckFailed",
             "rollout:test_rolled_out[web]": "PrerequisiteFailed",
+            "smoke:test_serves_commit[web]": "PrerequisiteFailed",
             "e2e:test_dev_e2e": "PrerequisiteFailed",
         },
     ),
@@ -48,12 +52,30 @@ EXPECTED: dict[str, tuple[int, dict[str, str]]] = {
         {
             "rollout:test_rolled_out[web]": "DeadlineExceeded",
             "rollout:test_rolled_out[api]": "success",
+            "smoke:test_serves_commit[web]": "PrerequisiteFailed",
+            "smoke:test_serves_commit[api]": "success",
             "e2e:test_dev_e2e": "PrerequisiteFailed",
         },
     ),
     "crashloop": (
         1,
-        {"rollout:test_rolled_out[api]": "CheckFailed", "rollout:test_rolled_out[web]": "success"},
+        {
+            "rollout:test_rolled_out[api]": "CheckFailed",
+            "rollout:test_rolled_out[web]": "success",
+            # a smoke check needs its own service's rollout, not every service's
+            "smoke:test_serves_commit[api]": "PrerequisiteFailed",
+            "smoke:test_serves_commit[web]": "success",
+            "e2e:test_dev_e2e": "PrerequisiteFailed",
+        },
+    ),
+    "wrong-version": (
+        1,
+        {
+            "rollout:test_rolled_out[web]": "success",
+            "smoke:test_serves_commit[web]": "CheckFailed",
+            "smoke:test_serves_commit[api]": "success",
+            "e2e:test_dev_e2e": "PrerequisiteFailed",
+        },
     ),
     "e2e-fail": (
         1,
@@ -150,7 +172,10 @@ def test_every_scenario_is_expected() -> None:
 
 @pytest.mark.parametrize(
     "name",
-    [pytest.param(n, marks=shared(n)) if n in ("green", "red") else n for n in EXPECTED],
+    [
+        pytest.param(n, marks=shared(n)) if n in ("green", "red", "wrong-version") else n
+        for n in EXPECTED
+    ],
 )
 def test_scenario(name: str, demo: Callable[[str], DemoRun]) -> None:
     run = demo(name)
@@ -207,3 +232,24 @@ def test_list(capsys: pytest.CaptureFixture[str]) -> None:
     assert main(["demo", "--list"]) == 0
     out = capsys.readouterr().out
     assert all(s.name in out for s in SCENARIOS)
+
+
+@shared("wrong-version")
+def test_wrong_version_names_the_url_and_both_commits(demo: Callable[[str], DemoRun]) -> None:
+    """The rollout is done, yet the URL serves the old commit: the smoke check says which."""
+    run = demo("wrong-version")
+    assert run.code == 1, run.out + run.err
+    line = next(x for x in run.out.splitlines() if x.startswith("FAIL  smoke"))
+    assert "https://web.shop-dev.demo.test/version" in line
+    found = re.search(r"serves ([0-9a-f]{7,40}), expected ([0-9a-f]{40})", line)
+    assert found is not None, line
+    served, expected = found.groups()
+    assert not expected.startswith(served)
+    case = next(
+        c
+        for c in ET.parse(run.junit).getroot().iter("testcase")
+        if c.get("name") == "test_serves_commit[web]"
+    )
+    props = {p.get("name", ""): p.get("value", "") for p in case.iter("property")}
+    assert props["served_commit"] == served and props["expected_sha"] == expected
+    assert props["status"] == "200" and props["url"].endswith("/version")

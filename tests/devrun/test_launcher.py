@@ -68,7 +68,7 @@ def test_the_launcher_carries_parameters_and_the_fixed_wrapper_only() -> None:
     assert not any(marker in text for marker in RUNNER_MARKERS)  # never the runner's body
     assert 'RESULT_ROOT="$HOME"/.unidesk/runs' in text  # expanded on D601, never a quoted ~
     assert "~" not in text
-    assert len(text) < 4000
+    assert len(text) < 6000  # the wrapper with its directory checks (issue 19), no runner body
 
 
 def test_shellcheck_is_clean(tmp_path: Path) -> None:
@@ -164,7 +164,7 @@ def test_no_run_id_escapes(run_id: str) -> None:
         p = params(run_id=run_id)
     except BadInput:
         return
-    assignments = launcher_text(p).split("\nwork=")[0]
+    assignments = launcher_text(p).split("\numask 077")[0]
     assert bash_values(assignments, ["RUN_ID"]) == [run_id]
 
 
@@ -179,7 +179,7 @@ def test_no_repo_escapes(scheme: str, rest: str) -> None:
         p = params(repo=repo)
     except BadInput:
         return
-    assignments = launcher_text(p).split("\nwork=")[0]
+    assignments = launcher_text(p).split("\numask 077")[0]
     assert bash_values(assignments, ["REPO", "COMMIT"]) == [repo, SHA]
 
 
@@ -202,7 +202,9 @@ def test_no_path_escapes_and_home_is_expanded_remotely(parts: list[str]) -> None
 
 def test_read_command_quotes_the_run_id_and_refuses_bad_ones() -> None:
     command = read_command("$HOME/.unidesk/runs", "e2e-01234567-20261123101500-9f3e")
-    assert command.startswith('d="$HOME"/.unidesk/runs/e2e-01234567-20261123101500-9f3e;')
+    assert command.startswith(
+        'r="$HOME"/.unidesk/runs; d="$HOME"/.unidesk/runs/e2e-01234567-20261123101500-9f3e;'
+    )
     with pytest.raises(BadInput):
         read_command("$HOME/.unidesk/runs", "x;rm -rf /")
 

@@ -509,7 +509,7 @@ def test_generated_launcher_inputs_never_escape_quoting(
             fig.run(outcome="refused", wall=time.monotonic() - started)
             return
         text = launcher_text(params)
-        assignments = text.split("\nwork=")[0]
+        assignments = text.split("\numask 077")[0]
         names = list(VARIABLES)
         probe = assignments + "\nprintf '%s\\0' " + " ".join(f'"${n}"' for n in names) + "\n"
         done = subprocess.run(
