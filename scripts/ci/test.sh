@@ -50,7 +50,7 @@ failed=()
 step() {
   local name=$1 rc=0
   shift
-  echo "== $name"
+  echo "== $name (at ${SECONDS} s)"
   "$@" || rc=$?
   if [ "$rc" -ne 0 ]; then
     echo "test.sh: $name failed (exit $rc)" >&2
