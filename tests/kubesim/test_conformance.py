@@ -148,9 +148,16 @@ def test_watch_survives_compaction_410(sim: KubeSim, kubectl: Any) -> None:
     sim.apply(deployment("web", "apps", f"{IMAGE}:aaaaaaa1", replicas=2))
     sim.wait_until(lambda: rolled_out(sim))
     sim.image_behavior(f"{IMAGE}:eeeeeee5", ready=4.0)
+    sim.controllers.timing.observe = 1e9  # nothing moves (kubectl keeps watching) until then
+
+    def expire_then_roll() -> None:
+        # While kubectl watches, its resourceVersion expires: 410 in the stream, it must relist.
+        sim.expire_watches()
+        sim.controllers.timing.observe = 0.0
+        sim.controllers.wake(("deployments", "apps", "web"), 0.0)
+
     sim.set_image("apps", "web", f"{IMAGE}:eeeeeee5")
-    # While kubectl watches, its resourceVersion expires: 410 in the stream, it must relist.
-    done = once_watching(sim, kubectl, sim.expire_watches, "rollout", "status", "deployment/web")
+    done = once_watching(sim, kubectl, expire_then_roll, "rollout", "status", "deployment/web")
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == 'deployment "web" successfully rolled out'
     assert sim.expired_sent >= 1
