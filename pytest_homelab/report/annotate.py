@@ -39,9 +39,14 @@ def annotate_junit(path: Path, taskruns: bytes | None = None) -> None:
             if element.tail:
                 element.tail = scrub(element.tail)
             for name, value in element.attrib.items():
+                if _KEYS.get(element.tag) == name:
+                    continue  # a key or an outcome name of ours, never a secret's place
                 element.set(name, scrub(value))
     text = ET.tostring(tree.getroot(), encoding="unicode")
     path.write_text('<?xml version="1.0" encoding="utf-8"?>' + text, encoding="utf-8")
+
+
+_KEYS = {"property": "name", "failure": "type", "error": "type"}
 
 
 def _move_count(tree: ET.ElementTree[ET.Element], case: ET.Element, src: str, dst: str) -> None:
