@@ -317,7 +317,8 @@ def test_row_a_created_pipeline_deleted_by_the_server(naming: Naming) -> None:
     # 124-131 (all workflows filtered: deleted); the first publish is at :133, after both
     with simulator(naming) as sim:
         sim.add_repo(SLUG)
-        sim.add_pipeline(SLUG, commit=SHA, deleted_after=1.0)
+        # 3 s: time for the watch to start and see it as created, however loaded the machine
+        sim.add_pipeline(SLUG, commit=SHA, deleted_after=3.0)
         (item,) = get(sim, "/api/repos/1/pipelines").json()
         assert (
             item["status"] == "created"
@@ -326,7 +327,7 @@ def test_row_a_created_pipeline_deleted_by_the_server(naming: Naming) -> None:
         result, _ = watch(sim, poll=0.5)
         assert isinstance(result.outcome, NotFound)
         assert "#1 of 9f3c2a1b was deleted by the server" in result.outcome.message
-        assert result.waited <= 1.0 + 0.5 + 2
+        assert result.waited <= 3.0 + 0.5 + 2  # gone, then seen gone within a poll and 2 s
         assert get(sim, "/api/repos/1/pipelines/1").status_code == 404
         assert get(sim, "/api/repos/1/pipelines").json() == []
 
