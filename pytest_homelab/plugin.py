@@ -11,7 +11,7 @@ import contextlib
 import sys
 from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import pytest
 
@@ -50,6 +50,7 @@ _SMOKE = pytest.StashKey["tuple[ProbeTarget, ...] | BadInput"]()
 _NO_SERVICES = "no-services"
 _NO_PROBES = "no-probes"
 _TIMEOUT_MARGIN = 60.0  # pytest-timeout is only a backstop behind our own deadlines
+_Report = TypeVar("_Report", pytest.TestReport, pytest.CollectReport)
 
 
 def _dest(key: str) -> str:
@@ -104,8 +105,18 @@ def _resolve(config: pytest.Config) -> Settings:
     """Resolve the settings once; BadInput when they are wrong."""
     if _SETTINGS not in config.stash:
         flags = {o.key: config.getoption(_dest(o.key)) for o in OPTIONS}
-        config.stash[_SETTINGS] = resolve_settings(flags, cwd=config.invocation_params.dir)
+        config.stash[_SETTINGS] = resolve_settings(
+            flags, cwd=config.invocation_params.dir, repo_flags=_flags_from_ini(config)
+        )
     return config.stash[_SETTINGS]
+
+
+def _flags_from_ini(config: pytest.Config) -> dict[str, str]:
+    """Options given in the ini file's ``addopts`` (the repository's file, not the user): the
+    settings refuse those that decide where credentials go unless the user trusts the repo."""
+    where = f"addopts in {config.inipath}" if config.inipath else "addopts"
+    given = {str(arg).split("=", 1)[0] for arg in config.getini("addopts")}
+    return {o.key: where for o in OPTIONS if o.user_only and o.flag in given}
 
 
 def _settings(config: pytest.Config) -> Settings:
@@ -266,7 +277,7 @@ def pytest_runtest_makereport(
     report = yield
     phase = item.stash.get(_PHASE, None)
     if phase is None:
-        return report
+        return _scrubbed(report)
     if report.failed and call.when in ("setup", "call"):
         exc = call.excinfo.value if call.excinfo is not None else None
         outcome = exc.outcome if isinstance(exc, HomelabError) else type(exc).__name__
@@ -283,14 +294,48 @@ def pytest_runtest_makereport(
         and not any(name == "outcome" for name, _ in item.user_properties)
     ):
         item.user_properties.append(("outcome", "success"))
+    return _scrubbed(report)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    return _scrubbed((yield))
+
+
+def _scrubbed(report: _Report) -> _Report:
+    """The report with every known secret scrubbed from what the terminal and JUnit show: the
+    failure text (tracebacks, ``-l`` locals, assertion details), captured output and logs, and
+    the recorded properties. The last net: secrets are kept out of these by construction."""
+    from pytest_homelab.core.secrets import known_secrets, scrub
+
+    if not known_secrets():
+        return report
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple):  # a skip: (path, line, reason)
+        report.longrepr = (longrepr[0], longrepr[1], scrub(longrepr[2]))
+    elif longrepr is not None:
+        text = report.longreprtext
+        clean = scrub(text)
+        if clean != text:
+            report.longrepr = clean
+    report.sections = [(title, scrub(content)) for title, content in report.sections]
+    if isinstance(report, pytest.TestReport):
+        report.user_properties = [
+            (name, scrub(value) if isinstance(value, str) else value)
+            for name, value in report.user_properties
+        ]
     return report
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """Give every ``<failure>``/``<error>`` a ``type`` naming the outcome; scrub secrets."""
+    from pytest_homelab.core.secrets import known_secrets
+
     xmlpath = session.config.option.xmlpath
-    if not xmlpath or _SETTINGS not in session.config.stash:
+    if not xmlpath or (_SETTINGS not in session.config.stash and not known_secrets()):
         return
     path = Path(xmlpath)
     if path.is_file():

@@ -6,13 +6,13 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from pytest_homelab.core.outcomes import EXIT_BAD_INPUT, OUTCOME_TYPES
+from pytest_homelab.core.outcomes import EXIT_BAD_INPUT, OUTCOME_TYPES, SKIPPED_BY_TEKTON, TOLERATED
 
 
 def annotate_junit(path: Path, taskruns: bytes | None = None) -> None:
     """Type every failure and error by its outcome, add the dev e2e run's TaskRun testcases,
     and scrub known secrets from the file."""
-    from pytest_homelab.core.secrets import known_secrets
+    from pytest_homelab.core.secrets import known_secrets, scrub
 
     tree = ET.parse(path)
     if taskruns:
@@ -30,11 +30,23 @@ def annotate_junit(path: Path, taskruns: bytes | None = None) -> None:
                     # raised: other CI systems tell "the check could not run" from "it failed".
                     element.tag = "error"
                     _move_count(tree, case, "failures", "errors")
+    if known_secrets():
+        # Element by element, before serializing: text, tails and attribute values are
+        # scrubbed in every form a secret takes; tags, names and outcome types never are.
+        for element in tree.iter():
+            if element.text:
+                element.text = scrub(element.text)
+            if element.tail:
+                element.tail = scrub(element.tail)
+            for name, value in element.attrib.items():
+                if _KEYS.get(element.tag) == name:
+                    continue  # a key or an outcome name of ours, never a secret's place
+                element.set(name, scrub(value))
     text = ET.tostring(tree.getroot(), encoding="unicode")
-    for secret in known_secrets():
-        if secret:
-            text = text.replace(secret, "***")
     path.write_text('<?xml version="1.0" encoding="utf-8"?>' + text, encoding="utf-8")
+
+
+_KEYS = {"property": "name", "failure": "type", "error": "type"}
 
 
 def _move_count(tree: ET.ElementTree[ET.Element], case: ET.Element, src: str, dst: str) -> None:
@@ -45,24 +57,41 @@ def _move_count(tree: ET.ElementTree[ET.Element], case: ET.Element, src: str, ds
 
 
 def merge_taskruns(tree: ET.ElementTree[ET.Element], junit: bytes) -> None:
-    """Each TaskRun of the runner's junit.xml becomes a testcase of this session (phase e2e)."""
+    """Each TaskRun of the runner's junit.xml becomes a testcase of this session (phase e2e).
+    A failing TaskRun is a CheckFailed failure; a failure Tekton ignored (onError: continue,
+    which the runner writes as a passing testcase whose system-out starts "tolerated failure")
+    is outcome ``tolerated``; a task in the PipelineRun's skippedTasks keeps its ``<skipped>``
+    with outcome ``skipped-by-tekton``. Neither of the last two changes the verdict."""
     try:
         suite = ET.fromstring(junit)
     except ET.ParseError:
         return
     root = tree.getroot()
     target = ET.SubElement(root, "testsuite", name="dev-e2e TaskRuns")
-    counts = {"tests": 0, "failures": 0, "errors": 0}
+    counts = {"tests": 0, "failures": 0, "errors": 0, "skipped": 0}
     for case in suite.iter("testcase"):
-        failure = case.find("failure")
-        outcome = "success" if failure is None else "CheckFailed"
-        props = ET.Element("properties")
+        failure, skipped, out = case.find("failure"), case.find("skipped"), case.find("system-out")
         task = case.get("name", "")
+        if failure is not None:
+            outcome = "CheckFailed"
+        elif skipped is not None:
+            outcome = SKIPPED_BY_TEKTON
+            reason = skipped.get("message") or "skipped"
+            skipped.set("message", f"task {task} skipped by Tekton: {reason}")
+            skipped.set("type", SKIPPED_BY_TEKTON)
+            counts["skipped"] += 1
+        elif out is not None and (out.text or "").startswith("tolerated failure"):
+            outcome = TOLERATED
+        else:
+            outcome = "success"
+        props = ET.Element("properties")
         for name, value in (("phase", "e2e"), ("outcome", outcome), ("task", task)):
             ET.SubElement(props, "property", name=name, value=value)
         if failure is not None and (failure.text or "").strip():
             # The failing step's log tail, where the verdict shows it (like the ci check's).
             ET.SubElement(props, "property", name=f"log_tail:{task}", value=failure.text or "")
+        if outcome == TOLERATED and out is not None:
+            ET.SubElement(props, "property", name="tolerated", value=out.text or "")
         case.insert(0, props)
         if failure is not None:
             failure.set("type", "CheckFailed")

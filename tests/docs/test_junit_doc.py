@@ -77,7 +77,13 @@ def e2e_properties() -> list[str]:
         environment="dev",
         timeout_ms=1_800_000,
     )
-    result = {"ok": True, "status": "succeeded", "temporaryNamespace": "unidesk-e2e-x"}
+    result = {
+        "ok": True,
+        "status": "succeeded",
+        "temporaryNamespace": "unidesk-e2e-x",
+        "skippedTasks": [{"name": "notify", "reason": "When Expressions evaluated to false"}],
+        "toleratedFailures": [{"name": "lint", "reason": "FailureIgnored"}],
+    }
     files = RunFiles(
         params.run_id,
         exists=True,
@@ -92,7 +98,11 @@ def taskrun_properties() -> list[str]:
     tree: ET.ElementTree[ET.Element] = ET.ElementTree(ET.Element("testsuites"))
     runner = (
         b'<testsuite><testcase classname="e2e" name="smoke" time="1">'
-        b"<failure>502</failure></testcase></testsuite>"
+        b"<failure>502</failure></testcase>"
+        b'<testcase classname="e2e" name="notify"><skipped message="When Expressions evaluated'
+        b' to false"/></testcase>'
+        b'<testcase classname="e2e" name="lint"><system-out>tolerated failure (onError: '
+        b"continue): TaskRun pr-lint FailureIgnored: 1</system-out></testcase></testsuite>"
     )
     merge_taskruns(tree, runner)
     return [p.get("name", "") for p in tree.iter("property")]
