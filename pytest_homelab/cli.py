@@ -17,15 +17,19 @@ from pytest_homelab.core.outcomes import (
     EXIT_NOT_FOUND,
     EXIT_STILL_RUNNING,
     EXIT_SUCCESS,
+    SIGNAL_EXIT_CODES,
+    VERDICTS,
     BadInput,
     HomelabError,
+    Terminated,
+    outcome_of,
 )
 
 TYPE_CHECKING = False  # not typing.TYPE_CHECKING: typing adds ~5 ms to `homelab --help` (P4)
 if TYPE_CHECKING:
     from collections.abc import Callable, Sequence
     from pathlib import Path
-    from typing import Any
+    from typing import Any, Never
 
     from pytest_homelab.core.settings import Settings
 
@@ -38,7 +42,8 @@ EXIT_CODES = f"""exit codes (every verb):
   {EXIT_NOT_FOUND}    not found (no pipeline for the commit within the appear grace; a workload
        that does not exist; an unknown dev e2e run)
   {EXIT_DEADLINE}  deadline exceeded (also: still blocked on approval)
-  several outcomes fold as 2 > 1 > 124 > 3 > 0.
+  130  interrupted by Ctrl-C (SIGINT); 143 by SIGTERM: nothing unfinished passed
+  several outcomes fold as 143 > 130 > 2 > 1 > 124 > 3 > 0.
   lookups: `ci status` 0 green, 1 red, 3 no pipeline, {EXIT_STILL_RUNNING} still running;
   `ci logs` 0 passed, 1 failed, 3 unknown run, {EXIT_STILL_RUNNING} still running."""
 
@@ -195,13 +200,16 @@ def _add_commit(parser: argparse.ArgumentParser) -> None:
 def build_parser(words: Sequence[str] | None = None) -> argparse.ArgumentParser:
     """The ``homelab`` parser; given the command line's verb ``words``, only that verb gets its
     arguments (the others are listed), which is all that parsing that command line needs."""
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="homelab",
         description="Verify a software landing in a homelab: CI green, rollouts done, e2e passed.",
         epilog=EXIT_CODES,
         formatter_class=_Formatter,
     )
     parser.homelab_wanted = None if words is None else tuple(words)  # type: ignore[attr-defined]
+    from pytest_homelab import __version__
+
+    parser.add_argument("-V", "--version", action="version", version=f"homelab {__version__}")
     verbs = _verbs(parser, "verb")
 
     ci_verbs = _verbs(_verb(verbs, "ci", "Woodpecker CI of a commit"), "ci_verb")
@@ -280,6 +288,9 @@ def build_parser(words: Sequence[str] | None = None) -> argparse.ArgumentParser:
         default=None,
         metavar="PATH",
         help="the file (default: deploy.json at the repo root)",
+    )
+    check.add_argument(
+        "--json", action="store_true", help="print JSON for machines (each problem with its path)"
     )
     check.set_defaults(handler=_manifest_check)
 
@@ -401,6 +412,12 @@ def _flags(args: argparse.Namespace) -> dict[str, object | None]:
     return flags
 
 
+def _typed_flags(args: argparse.Namespace) -> dict[str, str]:
+    """The flag this verb has for each setting (``ci watch --timeout`` for ``ci_timeout``)."""
+    names: dict[str, str] = getattr(args, "flag_names", None) or {}
+    return names
+
+
 def _settings(args: argparse.Namespace, cwd: Path | None = None) -> Settings:
     """Resolve settings, then validate deploy.json before anything acts.
 
@@ -408,7 +425,7 @@ def _settings(args: argparse.Namespace, cwd: Path | None = None) -> Settings:
     """
     from pytest_homelab.core.settings import resolve_settings
 
-    settings = resolve_settings(_flags(args), cwd=cwd)
+    settings = resolve_settings(_flags(args), cwd=cwd, flag_names=_typed_flags(args))
     path = settings.deploy_json_path
     if settings.sources.get("deploy_json", "default") != "default" or path.exists():
         from pytest_homelab.core.manifest import load_manifest
@@ -421,7 +438,6 @@ def _settings(args: argparse.Namespace, cwd: Path | None = None) -> Settings:
 
 
 def _ci_status(args: argparse.Namespace) -> int:
-    import json
 
     from pytest_homelab.ci.models import classify
     from pytest_homelab.ci.phase import open_client, resolve_target, woodpecker_token
@@ -448,7 +464,9 @@ def _ci_status(args: argparse.Namespace) -> int:
         client.close()
     if found is None:
         if args.json:
-            print(json.dumps({"repo": repo.full_name, "commit": target.sha, "pipeline": None}))
+            _print_json(
+                {"repo": repo.full_name, "commit": target.sha, "pipeline": None}, EXIT_NOT_FOUND
+            )
         else:
             print(
                 f"no pipeline for {target.sha[:8]} in {repo.full_name} "
@@ -462,30 +480,30 @@ def _ci_status(args: argparse.Namespace) -> int:
         import time
 
         elapsed = max(0, int(time.time()) - found.started)
+    code = {"green": EXIT_SUCCESS, "red": EXIT_FAILED, "skipped": EXIT_FAILED}.get(
+        verdict, EXIT_STILL_RUNNING
+    )
     if args.json:
-        print(
-            json.dumps(
-                {
-                    "repo": repo.full_name,
-                    "commit": target.sha,
-                    "pipeline": {
-                        "number": found.number,
-                        "status": found.status,
-                        "event": found.event,
-                        "commit": found.commit,
-                        "url": url,
-                        "elapsed_seconds": elapsed,
-                        "superseded_by": found.superseded_by or None,
-                    },
-                }
-            )
+        _print_json(
+            {
+                "repo": repo.full_name,
+                "commit": target.sha,
+                "pipeline": {
+                    "number": found.number,
+                    "status": found.status,
+                    "event": found.event,
+                    "commit": found.commit,
+                    "url": url,
+                    "elapsed_seconds": elapsed,
+                    "superseded_by": found.superseded_by or None,
+                },
+            },
+            code,
         )
     else:
         shown = format_duration(elapsed) if elapsed is not None else "-"
         print(f"#{found.number} {found.status} {found.event} {found.commit[:8]} {shown} {url}")
-    return {"green": EXIT_SUCCESS, "red": EXIT_FAILED, "skipped": EXIT_FAILED}.get(
-        verdict, EXIT_STILL_RUNNING
-    )
+    return code
 
 
 def _ci_watch(args: argparse.Namespace) -> int:
@@ -509,7 +527,11 @@ def _deploy_wait(args: argparse.Namespace) -> int:
 
     plan = rollout_plan(settings)  # validates deploy.json, environment, commit and targets
     if not plan.targets:
-        print(f"nothing to wait for: environment {plan.environment} has no services")
+        said = f"nothing to wait for: environment {plan.environment} has no services"
+        if args.json:
+            _print_json({"message": said}, EXIT_SUCCESS)
+        else:
+            print(said)
         return EXIT_SUCCESS
     from pytest_homelab.report.session import run_checks
 
@@ -530,13 +552,13 @@ def _ci_run_dev_e2e(args: argparse.Namespace) -> int:
     flags = _flags(args)
     if args.wait_ms is not None:
         if args.wait_ms < 0:
-            raise BadInput("--wait-ms must be zero or more milliseconds")
+            raise BadInput(
+                f"--wait-ms must be zero or more milliseconds (got {args.wait_ms})",
+                hint="give --wait-ms 0 or more (600000 waits up to 10 minutes), or leave it out "
+                "to dispatch without waiting",
+            )
         flags["e2e_wait"] = f"{args.wait_ms}ms"
-    from pytest_homelab.core.settings import resolve_settings
-
-    settings = resolve_settings(flags)
-    if settings.d601_transport == "ssh":
-        settings.require("d601_host", "ci run-dev-e2e")
+    settings = _every_problem_at_once(args, flags)
     from pytest_homelab.report.session import run_checks
 
     return run_checks(
@@ -549,18 +571,68 @@ def _ci_run_dev_e2e(args: argparse.Namespace) -> int:
     )
 
 
+def _every_problem_at_once(args: argparse.Namespace, flags: dict[str, object | None]) -> Settings:
+    """``ci run-dev-e2e``'s settings, D601's address and the remote's deploy.json are checked
+    together, and every problem is reported in one error, not one per attempt."""
+    import os
+
+    from pytest_homelab.core.settings import resolve_settings
+
+    problems: list[str] = []
+    hints: list[str] = []
+    flags, environ = dict(flags), dict(os.environ)
+    settings: Settings | None = None
+    for _ in range(len(OPTIONS_BY_KEY) + 1):  # drop each bad value, then resolve the rest
+        try:
+            settings = resolve_settings(flags, environ, flag_names=_typed_flags(args))
+            break
+        except BadInput as exc:
+            problems.append(exc.message)
+            hints += [exc.hint] if exc.hint else []
+            key = exc.message.split(" from ", 1)[0]
+            source = exc.message.split(" from ", 1)[-1].split(":", 1)[0]
+            if flags.get(key) is not None:
+                flags[key] = None
+                for name in OPTIONS_BY_KEY[key].env:  # the flag beat them: no second report
+                    environ.pop(name, None)
+            elif source.startswith("env "):
+                environ.pop(source.removeprefix("env "), None)
+            else:
+                raise
+    if settings is None:  # pragma: no cover - the loop drops one value per round
+        raise BadInput("\n".join(problems))
+    if settings.d601_transport == "ssh" and not settings.d601_host:
+        problems.append("ci run-dev-e2e needs the setting d601_host (D601's SSH host)")
+        hints.append("pass --d601-host HOST (env HOMELAB_D601_HOST), or --transport local on D601")
+    from pytest_homelab.e2e.phase import plan_dev_run
+
+    try:
+        plan_dev_run(settings)
+    except BadInput as exc:
+        problems.append(exc.message)
+        hints += [exc.hint] if exc.hint else []
+    if len(problems) == 1:
+        raise BadInput(problems[0], hint=hints[0] if hints else None)
+    if problems:
+        listed = "\n".join(f"  - {problem}" for problem in problems)
+        raise BadInput(
+            f"ci run-dev-e2e cannot start, {len(problems)} problems:\n{listed}",
+            hint="; ".join(dict.fromkeys(hints)) or None,
+        )
+    return settings
+
+
 def _ci_logs(args: argparse.Namespace) -> int:
     from pytest_homelab.core.settings import resolve_settings
     from pytest_homelab.e2e.logs import show_run
 
-    settings = resolve_settings(_flags(args))
+    settings = resolve_settings(_flags(args), flag_names=_typed_flags(args))
     if settings.d601_transport == "ssh":
         settings.require("d601_host", "ci logs")
     return show_run(settings, args.run_id, follow=args.follow, lines=args.lines, as_json=args.json)
 
 
 def _work_land(args: argparse.Namespace) -> int:
-    import json
 
     from pytest_homelab.core.gitrepo import GitRepo
     from pytest_homelab.land import land, plan_landing, shell_verify
@@ -580,13 +652,19 @@ def _work_land(args: argparse.Namespace) -> int:
     if not args.no_ci_watch:  # know before pushing that the landing can be verified
         settings.require("woodpecker_server", "watching CI after landing (or --no-ci-watch)")
     say = (lambda line: print(line, file=sys.stderr)) if args.json else print
-    landed = land(
-        git,
-        plan,
-        verify=shell_verify(str(git.root)),
-        retries=settings.push_retries,
-        progress=lambda line: print(line, file=sys.stderr),
-    )
+    import time
+
+    started = time.monotonic()
+    try:
+        landed = land(
+            git,
+            plan,
+            verify=shell_verify(str(git.root)),
+            retries=settings.push_retries,
+            progress=lambda line: print(line, file=sys.stderr),
+        )
+    except KeyboardInterrupt as exc:
+        return _land_interrupted(args, settings, exc, time.monotonic() - started)
     if landed.already:
         say(
             f"land: nothing new to land: {landed.sha[:8]} is already on "
@@ -613,7 +691,9 @@ def _work_land(args: argparse.Namespace) -> int:
     if args.no_ci_watch:
         say("land: --no-ci-watch: not watching CI")
         if args.json:
-            print(json.dumps({**report, "verdict": "LANDED", "exit_code": EXIT_SUCCESS}, indent=2))
+            _print_json(
+                {**report, "message": "landed; --no-ci-watch: CI not watched"}, EXIT_SUCCESS
+            )
         return EXIT_SUCCESS
     from pytest_homelab.report.session import run_checks
 
@@ -639,20 +719,88 @@ def _work_land(args: argparse.Namespace) -> int:
     return code
 
 
-def _manifest_check(args: argparse.Namespace) -> int:
+def _land_interrupted(
+    args: argparse.Namespace, settings: Settings, exc: KeyboardInterrupt, seconds: float
+) -> int:
+    """``work land`` interrupted while verifying or pushing: a JUnit with that step as the
+    running check and every check it would have run as not run, then the verdict."""
     from pathlib import Path
 
-    from pytest_homelab.core.manifest import check_manifest
+    from pytest_homelab.report.interrupt import Unfinished, write_interrupted
+    from pytest_homelab.report.junit import read_junit
+    from pytest_homelab.report.session import default_junit_path
+    from pytest_homelab.report.verdict import render_json, render_text
+
+    name = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
+    code = SIGNAL_EXIT_CODES[name]
+    checks = [
+        Unfinished(
+            "homelab.work_land",
+            "land",
+            running=True,
+            seconds=seconds,
+            properties=[("phase", "land")],
+            message=f"after {seconds:.1f}s, while verifying or pushing: the push may or may "
+            "not have reached the remote\n  next: look with `git fetch` and `git log`, then "
+            "run `homelab work land` again (it lands nothing twice)",
+        )
+    ]
+    if not args.no_ci_watch:
+        checks.append(
+            Unfinished(
+                "test_ci", "test_pipeline_green", running=False, properties=[("phase", "ci")]
+            )
+        )
+    if args.deploy_wait:
+        for service in _services(settings):
+            checks.append(
+                Unfinished(
+                    "test_rollout",
+                    f"test_rolled_out[{service}]",
+                    running=False,
+                    properties=[("phase", "rollout")],
+                )
+            )
+    junit = Path(args.junitxml) if args.junitxml else default_junit_path("work-land")
+    write_interrupted(junit, name, checks)
+    records = read_junit(junit)
+    print(f"homelab: interrupted by {name}", file=sys.stderr)
+    if args.json:
+        import json
+
+        print(json.dumps(render_json(records, junit, code), indent=2))
+    else:
+        for line in render_text(records, junit, code):
+            print(line)
+    return code
+
+
+def _services(settings: Settings) -> list[str]:
+    """The names of deploy.json's services for the landing's environment, if it can tell."""
+    try:
+        from pytest_homelab.rollout.plan import rollout_plan
+
+        return [t.name for t in rollout_plan(settings).targets]
+    except HomelabError:
+        return ["services"]
+
+
+def _manifest_check(args: argparse.Namespace) -> int:
+    """Valid: one line (or the JSON document) on stdout. Invalid: an error like every verb's,
+    which lists every problem (with ``--json``, each with its JSON path)."""
+    from pathlib import Path
+
+    from pytest_homelab.core.manifest import load_manifest
     from pytest_homelab.core.settings import resolve_settings
 
     path = Path(args.path) if args.path is not None else resolve_settings({}).deploy_json_path
-    code: int
-    lines: list[str]
-    code, lines = check_manifest(path)
-    stream = sys.stdout if code == 0 else sys.stderr
-    for line in lines:
-        print(line, file=stream)
-    return code
+    manifest = load_manifest(path)  # raises ManifestInvalid (BadInput) with every problem
+    said = f"{path}: valid ({manifest.summary()})"
+    if args.json:
+        _print_json({"message": said, "file": str(path), "problems": []}, EXIT_SUCCESS)
+    else:
+        print(said)
+    return EXIT_SUCCESS
 
 
 def _demo(args: argparse.Namespace) -> int:
@@ -666,19 +814,187 @@ def _demo(args: argparse.Namespace) -> int:
     return code
 
 
+class _ArgumentError(Exception):
+    """argparse's error, kept with the parser it belongs to (see :class:`_Parser`)."""
+
+    def __init__(self, parser: argparse.ArgumentParser, message: str) -> None:
+        super().__init__(message)
+        self.parser = parser
+        self.message = message
+
+
+class _Parser(argparse.ArgumentParser):
+    """Within :func:`main`, reports errors to it instead of exiting, so that the verb's own
+    usage, a "did you mean" and the JSON document can follow; elsewhere, argparse's way."""
+
+    reporting = False
+
+    def error(self, message: str) -> Never:
+        if _Parser.reporting:
+            raise _ArgumentError(self, message)
+        super().error(message)
+
+
+def _wants_json(argv: Sequence[str]) -> bool:
+    words = list(argv)
+    return "--json" in (words[: words.index("--")] if "--" in words else words)
+
+
+def _verb_parser(parser: argparse.ArgumentParser, argv: Sequence[str]) -> argparse.ArgumentParser:
+    """The parser of the deepest verb the command line names (``homelab ci watch``'s own)."""
+    current = parser
+    for word in argv:
+        if word.startswith("-"):
+            continue
+        group = next(
+            (a for a in current._actions if isinstance(a, argparse._SubParsersAction)), None
+        )
+        if group is None or word not in group.choices:
+            break
+        current = group.choices[word]
+    return current
+
+
+def _suggestions(parser: argparse.ArgumentParser, message: str, argv: Sequence[str]) -> list[str]:
+    import difflib
+    import re
+
+    choice = re.search(r"invalid choice: '([^']*)'", message)
+    if choice:
+        group = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+        return difflib.get_close_matches(choice.group(1), list(group.choices), n=1)
+    flags = [f for a in parser._actions for f in a.option_strings if f.startswith("--")]
+    wanted = re.search(r"unrecognized arguments: (.*)", message)
+    words = wanted.group(1).split() if wanted else []
+    found: list[str] = []
+    for word in words:
+        if word.startswith("-"):
+            found += difflib.get_close_matches(word.split("=", 1)[0], flags, n=1, cutoff=0.6)
+    return found
+
+
+def _bad_usage(
+    parser: argparse.ArgumentParser, error: _ArgumentError, argv: Sequence[str], as_json: bool
+) -> int:
+    """argparse's error with the verb's own usage, a "did you mean" and a ``next:`` line."""
+    if error.parser is parser and "unrecognized arguments" in error.message:
+        owner = _verb_parser(parser, argv)  # the verb's unknown flag surfaces at the top
+    else:
+        owner = error.parser
+    guesses = _suggestions(owner, error.message, argv)
+    hint = f"did you mean {' '.join(guesses)}? " if guesses else ""
+    hint += f"see `{owner.prog} --help`"
+    sys.stderr.write(owner.format_usage())
+    print(f"{owner.prog}: error: {error.message}\n  next: {hint}", file=sys.stderr)
+    if as_json:
+        _print_error_json("BadInput", f"{owner.prog}: {error.message}", hint, EXIT_BAD_INPUT)
+    return EXIT_BAD_INPUT
+
+
+def _print_error_json(
+    outcome: str,
+    message: str,
+    hint: str | None,
+    code: int,
+    extra: dict[str, object] | None = None,
+) -> None:
+    """The one JSON document of a verb that ended before any check ran."""
+    _print_json({"outcome": outcome, "message": message, "next": hint, **(extra or {})}, code)
+
+
+def _print_json(document: dict[str, object], code: int) -> None:
+    """A lookup's or an early error's JSON document: ``verdict``, ``exit_code`` and ``checks``
+    (none: no check ran) first, as in every verb's document (docs/cli.md has the schema)."""
+    import json
+
+    head = {"verdict": VERDICTS.get(code, "ERROR"), "exit_code": code, "checks": []}
+    print(json.dumps({**head, **document}, indent=2))
+
+
+def _json_extra(exc: HomelabError) -> dict[str, object]:
+    """What an error adds to the JSON document: each deploy.json problem with its JSON path."""
+    errors = getattr(exc, "errors", None)
+    source = getattr(exc, "source", None)
+    if isinstance(errors, list) and source is not None:
+        return {
+            "file": str(source),
+            "problems": [{"path": e.path, "message": e.message} for e in errors],
+        }
+    return {}
+
+
+def _verb_name(args: argparse.Namespace) -> str:
+    words = [args.verb]
+    sub = getattr(args, f"{args.verb}_verb", None)
+    return " ".join(words + ([sub] if sub else []))
+
+
+def _trap_sigterm() -> Callable[[], None]:
+    """SIGTERM unwinds like Ctrl-C (raising :class:`Terminated`), so that every verb writes
+    its JUnit and verdict and exits 143 instead of dying silently. Returns the undo."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return lambda: None
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    before = signal.signal(signal.SIGTERM, terminate)
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, before)
+
+    return restore
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     argv = sys.argv[1:] if argv is None else list(argv)
+    as_json = _wants_json(argv)
     parser = build_parser(_verb_words(argv))
+    _Parser.reporting = True
     try:
         args = parser.parse_args(argv)
-    except SystemExit as exc:  # argparse has printed usage and the error: bad input
+    except _ArgumentError as exc:
+        return _bad_usage(parser, exc, argv, as_json)
+    except SystemExit as exc:  # --help, --version: printed
         return exc.code if isinstance(exc.code, int) else EXIT_BAD_INPUT
+    finally:
+        _Parser.reporting = False
     handler: Handler = args.handler
+    verb = _verb_name(args)
+    args.flag_names = {
+        action.dest: action.option_strings[-1]
+        for action in _verb_parser(parser, argv)._actions
+        if action.dest in OPTIONS_BY_KEY and action.option_strings
+    }
+    restore = _trap_sigterm()
+    try:
+        return _run(handler, args, verb, as_json)
+    finally:
+        restore()
+
+
+def _run(handler: Handler, args: argparse.Namespace, verb: str, as_json: bool) -> int:
     try:
         return handler(args)
     except HomelabError as exc:
-        print(f"homelab: {type(exc).__name__}: {exc.render()}", file=sys.stderr)
+        # Every error says what to do next; the verb's help is the last resort.
+        hint = exc.hint or f"see `homelab {verb} --help`"
+        text = f"{exc.message}\n  next: {hint}"
+        outcome = outcome_of(exc)
+        print(f"homelab: {outcome}: {text}", file=sys.stderr)
+        if as_json:
+            _print_error_json(outcome, exc.message, hint, exc.exit_code, _json_extra(exc))
         return exc.exit_code
-    except KeyboardInterrupt:
-        print("homelab: interrupted", file=sys.stderr)
-        return 130
+    except KeyboardInterrupt as exc:
+        name = "SIGTERM" if isinstance(exc, Terminated) else "SIGINT"
+        code = SIGNAL_EXIT_CODES[name]
+        message = f"interrupted by {name}"
+        print(f"homelab: {message}", file=sys.stderr)
+        if as_json:
+            _print_error_json("Interrupted", message, None, code)
+        else:
+            print(f"verdict: INTERRUPTED (exit {code})")
+        return code

@@ -404,6 +404,7 @@ def _run(scenario: Scenario, root: Path, *, junitxml: str | None, as_json: bool)
                 flags=flags,
                 junitxml=junitxml,
                 as_json=as_json,
+                commands=False,  # the run's files are deleted with the simulated homelab
             )
         namespaces = sorted({ns for _, ns in SERVICES})
         e2e_ran = bool(kube.store.writes(CI_NAMESPACE, ["client"]))

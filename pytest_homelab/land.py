@@ -76,7 +76,7 @@ def plan_landing(
             "refusing to land a detached HEAD",
             hint="check out the branch you want to land (git switch <branch>)",
         )
-    remote_name = git.pick_remote(remote)
+    remote_name = git.pick_remote(remote, to_push=True)
     target = onto or git.default_branch(remote_name)
     if branch == target:
         raise BadInput(

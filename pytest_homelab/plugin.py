@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, TypeVar
 import pytest
 
 from pytest_homelab.core.landing import PHASES, Landing
-from pytest_homelab.core.outcomes import BadInput, HomelabError
+from pytest_homelab.core.outcomes import BadInput, HomelabError, Terminated, outcome_of
 from pytest_homelab.core.settings import OPTIONS, Settings, resolve_settings
 
 if TYPE_CHECKING:  # heavy modules stay out of every pytest run that does not use them
@@ -30,6 +30,7 @@ if TYPE_CHECKING:  # heavy modules stay out of every pytest run that does not us
     from pytest_homelab.core.transport import ClientPool
     from pytest_homelab.e2e.phase import DevRunResult
     from pytest_homelab.e2e.remote import Remote
+    from pytest_homelab.report.interrupt import Unfinished
     from pytest_homelab.rollout.plan import RolloutPlan
     from pytest_homelab.rollout.rules import RolloutResult, Target
     from pytest_homelab.smoke.phase import ProbeResult, ProbeTarget
@@ -44,6 +45,7 @@ _MARKERS = {
     "e2e": "landing check of the dev e2e phase (runs only when asked: -m e2e or --homelab-e2e)",
 }
 _ROOT_FIXTURE = "homelab_landing"
+_INTERRUPTS = "homelab-interrupts"
 _PLAN = pytest.StashKey["RolloutPlan | BadInput"]()
 _TASKRUNS = pytest.StashKey[bytes]()  # the dev e2e runner's junit.xml, merged at the end
 _SMOKE = pytest.StashKey["tuple[ProbeTarget, ...] | BadInput"]()
@@ -99,6 +101,60 @@ def _show(value: object) -> str:
 def pytest_configure(config: pytest.Config) -> None:
     for name, text in _MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
+    config.pluginmanager.register(_Interrupts(), _INTERRUPTS)
+
+
+class _Interrupts:
+    """What a Ctrl-C or SIGTERM left unfinished: which test was running, which never started.
+
+    pytest calls ``pytest_keyboard_interrupt`` for a real interrupt and for its own
+    ``Session.Interrupted`` (collection errors, ``--stepwise``); only the first counts here."""
+
+    def __init__(self) -> None:
+        self.signal: str | None = None
+        self.started: dict[str, float] = {}
+        self.finished: set[str] = set()
+        self.decided: set[str] = set()  # a setup error or the call's own report was logged
+
+    def pytest_keyboard_interrupt(self, excinfo: pytest.ExceptionInfo[BaseException]) -> None:
+        value = excinfo.value
+        if isinstance(value, KeyboardInterrupt) and not isinstance(
+            value, pytest.Session.Interrupted
+        ):
+            self.signal = "SIGTERM" if isinstance(value, Terminated) else "SIGINT"
+
+    def pytest_runtest_logstart(self, nodeid: str) -> None:
+        import time
+
+        self.started[nodeid] = time.monotonic()
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if report.when == "call" or (report.when == "setup" and not report.passed):
+            self.decided.add(report.nodeid)
+
+    def pytest_runtest_logfinish(self, nodeid: str) -> None:
+        self.finished.add(nodeid)
+
+
+def _trap_sigterm(config: pytest.Config) -> None:
+    """During a landing session SIGTERM unwinds like Ctrl-C (pytest writes the JUnit, which
+    then says what was interrupted), unless someone else already handles SIGTERM."""
+    import signal
+    import threading
+
+    if threading.current_thread() is not threading.main_thread():
+        return
+    if signal.getsignal(signal.SIGTERM) is not signal.SIG_DFL:
+        return
+
+    def terminate(signum: int, frame: object) -> None:
+        raise Terminated()
+
+    def restore() -> None:
+        signal.signal(signal.SIGTERM, signal.SIG_DFL)
+
+    signal.signal(signal.SIGTERM, terminate)
+    config.add_cleanup(restore)
 
 
 def _resolve(config: pytest.Config) -> Settings:
@@ -234,6 +290,7 @@ def pytest_collection_modifyitems(
     selected = {phased[id(i)] for i in items if id(i) in phased}
     if not selected:
         return
+    _trap_sigterm(config)
     settings = _settings(config)
     if "ci" in selected:
         try:
@@ -280,7 +337,7 @@ def pytest_runtest_makereport(
         return _scrubbed(report)
     if report.failed and call.when in ("setup", "call"):
         exc = call.excinfo.value if call.excinfo is not None else None
-        outcome = exc.outcome if isinstance(exc, HomelabError) else type(exc).__name__
+        outcome = outcome_of(exc) if isinstance(exc, HomelabError) else type(exc).__name__
         item.user_properties.append(("outcome", outcome))
         if isinstance(exc, HomelabError):
             # The message says expected, seen and next step; a traceback would only bury it.
@@ -338,10 +395,52 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     if not xmlpath or (_SETTINGS not in session.config.stash and not known_secrets()):
         return
     path = Path(xmlpath)
+    watch = session.config.pluginmanager.get_plugin(_INTERRUPTS)
+    if path.is_file() and isinstance(watch, _Interrupts) and watch.signal is not None:
+        from pytest_homelab.report.interrupt import mark_interrupted
+
+        mark_interrupted(path, watch.signal, _unfinished(session, watch))
     if path.is_file():
         from pytest_homelab.report.annotate import annotate_junit
 
         annotate_junit(path, session.config.stash.get(_TASKRUNS, None))
+
+
+def _unfinished(session: pytest.Session, watch: _Interrupts) -> list[Unfinished]:
+    """The running test (unless its outcome was already logged) and every test not started."""
+    import time
+
+    from _pytest.junitxml import mangle_test_address, xml_key
+
+    from pytest_homelab.report.interrupt import Unfinished
+
+    xml = session.config.stash.get(xml_key, None)
+    prefix = getattr(xml, "prefix", None)
+    now = time.monotonic()
+    landing = session.config.stash.get(_LANDING, None)
+    unfinished = []
+    for item in session.items:
+        nodeid = item.nodeid
+        if nodeid in watch.finished or nodeid in watch.decided:
+            continue
+        names = mangle_test_address(nodeid)
+        classnames = names[:-1]
+        if prefix:
+            classnames.insert(0, prefix)
+        started = watch.started.get(nodeid)
+        properties = [(str(k), str(v)) for k, v in item.user_properties]
+        if started is not None and landing is not None and landing.dispatched:
+            properties.append(("run_id", landing.dispatched[-1]))  # it keeps running on D601
+        unfinished.append(
+            Unfinished(
+                classname=".".join(classnames),
+                name=names[-1],
+                running=started is not None,
+                seconds=0.0 if started is None else now - started,
+                properties=properties,
+            )
+        )
+    return unfinished
 
 
 # -- fixtures ------------------------------------------------------------------------------------

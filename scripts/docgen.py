@@ -22,9 +22,11 @@ from pytest_homelab.core.manifest import schema
 from pytest_homelab.core.outcomes import (
     EXIT_SUCCESS,
     OUTCOME_TYPES,
+    SIGNAL_EXIT_CODES,
     SKIPPED_BY_TEKTON,
     SUCCESS_OUTCOMES,
     HomelabError,
+    Interrupted,
     fold_exit_codes,
 )
 from pytest_homelab.core.settings import OPTIONS, OPTIONS_BY_KEY, Option
@@ -226,7 +228,11 @@ def render_verbs() -> str:
 
 def exit_code_order() -> list[int]:
     """Exit codes from the one that wins a fold to the one that loses every fold."""
-    codes = sorted({cls.exit_code for cls in OUTCOME_TYPES.values()} | {EXIT_SUCCESS})
+    codes = sorted(
+        {cls.exit_code for cls in OUTCOME_TYPES.values()}
+        | {EXIT_SUCCESS}
+        | set(SIGNAL_EXIT_CODES.values())
+    )
     order: list[int] = []
     rest = list(codes)
     while rest:
@@ -245,6 +251,7 @@ def render_exit_codes() -> str:
             for cls in OUTCOME_TYPES.values()
             if cls.exit_code == code and cls is not HomelabError
         ]
+        signal = next((n for n, c in SIGNAL_EXIT_CODES.items() if c == code), None)
         if code == EXIT_SUCCESS:
             outcomes = ", ".join(
                 f"{_code(o)} ({'skipped' if o == SKIPPED_BY_TEKTON else 'passed'})"
@@ -253,6 +260,13 @@ def render_exit_codes() -> str:
             meaning = (
                 "Every check passed (a dev e2e run that was only dispatched counts; so do the "
                 "run's TaskRuns Tekton skipped or whose failure it tolerated)."
+            )
+        elif signal is not None:
+            outcomes = f"{_code(Interrupted.outcome)} ({Interrupted.junit})"
+            how = "Ctrl-C (SIGINT)" if signal == "SIGINT" else "SIGTERM"
+            meaning = (
+                f"Interrupted by {how}: the running check and every check not reached are "
+                "`Interrupted` errors; nothing that did not finish counts as passed."
             )
         else:
             outcomes = ", ".join(f"{_code(c.outcome)} ({c.junit})" for c in classes)

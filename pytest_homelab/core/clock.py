@@ -15,6 +15,12 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Protocol
 
+# How long a server that has not answered once in this run gets before a failed connection
+# (refused, no such host, no route, TLS handshake) is an infrastructure error: a wrong address
+# or a server that is down should not cost the whole deadline. Once it has answered, the same
+# failure is a restart, ridden out within the deadline. docs/cli.md says so.
+FIRST_CONTACT_SECONDS = 5.0
+
 
 class Clock(Protocol):
     def monotonic(self) -> float: ...

@@ -292,8 +292,9 @@ class GitRepo:
             )
         return self.run("remote", "get-url", "--", name).strip()
 
-    def pick_remote(self, preferred: str | None = None) -> str:
-        """``preferred`` if given, else ``forgejo``, else ``origin``, else the only remote."""
+    def pick_remote(self, preferred: str | None = None, *, to_push: bool = False) -> str:
+        """``preferred`` if given, else ``forgejo``, else ``origin``, else the only remote.
+        ``to_push``: the remote is where ``work land`` pushes, which ``--repo`` cannot replace."""
         names = self.remotes()
         if preferred is not None:
             if preferred not in names:
@@ -308,10 +309,21 @@ class GitRepo:
                 return name
         if len(names) == 1:
             return names[0]
+        if not names and to_push:
+            raise BadInput(
+                f"the repository {self.root} has no git remote to land onto",
+                hint="add the remote to push to (git remote add origin URL); "
+                "--repo names only the Woodpecker repo",
+            )
         if not names:
             raise BadInput(
                 f"the repository {self.root} has no git remote, so its Woodpecker repo is unknown",
                 hint="add a remote (git remote add origin URL), or pass --repo OWNER/NAME",
+            )
+        if to_push:
+            raise BadInput(
+                f"several git remotes and none is named forgejo or origin: {', '.join(names)}",
+                hint="choose the one to land onto with --remote NAME",
             )
         raise BadInput(
             f"several git remotes and none is named forgejo or origin: {', '.join(names)}",

@@ -37,6 +37,7 @@ class Landing:
         self._failed: dict[str, str] = {}
         self._failed_keys: dict[str, set[str]] = {}
         self._phases: dict[str, Deadline] = {}
+        self.dispatched: list[str] = []  # dev e2e runs started on D601 (they outlive the session)
 
     def phase_deadline(self, phase: str) -> Deadline:
         """The phase's own budget from its first use, never past the overall landing deadline."""

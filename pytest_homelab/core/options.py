@@ -85,14 +85,15 @@ def _path(value: object) -> Path:
 def _count(value: object) -> int:
     if isinstance(value, bool):
         raise ValueError("expected a whole number")
+    text = value.strip() if isinstance(value, str) else ""
     if isinstance(value, int):
         number = value
-    elif isinstance(value, str) and value.strip().isdigit():
-        number = int(value.strip())
+    elif text.removeprefix("-").removeprefix("+").isdigit():
+        number = int(text)
     else:
         raise ValueError("expected a whole number")
     if not 1 <= number <= 1000:
-        raise ValueError("must be between 1 and 1000")
+        raise ValueError("must be at least 1 and at most 1000")
     return number
 
 

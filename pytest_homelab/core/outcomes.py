@@ -20,6 +20,10 @@ EXIT_BAD_INPUT = 2
 EXIT_NOT_FOUND = 3
 EXIT_STILL_RUNNING = 4  # `ci status` only: the pipeline has not finished
 EXIT_DEADLINE = 124  # as timeout(1)
+EXIT_INTERRUPTED = 130  # 128 + SIGINT, as a shell reports Ctrl-C
+EXIT_TERMINATED = 143  # 128 + SIGTERM
+
+SIGNAL_EXIT_CODES = {"SIGINT": EXIT_INTERRUPTED, "SIGTERM": EXIT_TERMINATED}
 
 
 class HomelabError(Exception):
@@ -99,6 +103,18 @@ class NotFound(HomelabError):
     exit_code = EXIT_NOT_FOUND
 
 
+class Interrupted(HomelabError):
+    """A signal (Ctrl-C, SIGTERM) ended the session before the check finished; nothing it had
+    not verified yet counts as passed."""
+
+    exit_code = EXIT_INTERRUPTED
+
+
+class Terminated(KeyboardInterrupt):
+    """Raised in the main thread on SIGTERM while a verb or a landing session runs, so that
+    SIGTERM unwinds like Ctrl-C (JUnit written, verdict printed) instead of killing the process."""
+
+
 OUTCOME_TYPES: dict[str, type[HomelabError]] = {
     cls.outcome: cls
     for cls in (
@@ -112,11 +128,21 @@ OUTCOME_TYPES: dict[str, type[HomelabError]] = {
         DeadlineExceeded,
         Blocked,
         NotFound,
+        Interrupted,
     )
 }
 
 # The one precedence the CLI uses to fold many outcomes into one exit code.
-_EXIT_PRECEDENCE = (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_DEADLINE, EXIT_NOT_FOUND, EXIT_SUCCESS)
+# An interrupt outranks everything: what did not finish cannot vouch for the landing.
+_EXIT_PRECEDENCE = (
+    EXIT_TERMINATED,
+    EXIT_INTERRUPTED,
+    EXIT_BAD_INPUT,
+    EXIT_FAILED,
+    EXIT_DEADLINE,
+    EXIT_NOT_FOUND,
+    EXIT_SUCCESS,
+)
 
 
 # Outcomes that count as a pass. "tolerated" and "skipped-by-tekton" are the dev e2e run's TaskRun
@@ -126,9 +152,31 @@ _EXIT_PRECEDENCE = (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_DEADLINE, EXIT_NOT_FOUND, 
 TOLERATED, SKIPPED_BY_TEKTON = "tolerated", "skipped-by-tekton"
 SUCCESS_OUTCOMES = frozenset({"success", "dispatched", TOLERATED, SKIPPED_BY_TEKTON})
 
+# The verdict word of each exit code: the verdict line, the JSON ``verdict`` and docs/cli.md.
+VERDICTS = {
+    EXIT_SUCCESS: "PASSED",
+    EXIT_FAILED: "FAILED",
+    EXIT_BAD_INPUT: "ERROR",
+    EXIT_NOT_FOUND: "NOT FOUND",
+    EXIT_STILL_RUNNING: "STILL RUNNING",  # the lookups only
+    EXIT_DEADLINE: "DEADLINE EXCEEDED",
+    EXIT_INTERRUPTED: "INTERRUPTED",
+    EXIT_TERMINATED: "INTERRUPTED",
+}
+
+
+def outcome_of(error: HomelabError) -> str:
+    """The outcome an error reports as: its own, or its nearest documented ancestor's (a
+    ``ManifestInvalid`` is ``BadInput``)."""
+    for cls in type(error).__mro__:
+        name = getattr(cls, "__name__", "")
+        if name in OUTCOME_TYPES:
+            return name
+    return HomelabError.outcome
+
 
 def fold_exit_codes(codes: list[int]) -> int:
-    """Fold exit codes by the contract: 2 > 1 > 124 > 3 > 0."""
+    """Fold exit codes by the contract: 143 > 130 > 2 > 1 > 124 > 3 > 0."""
     for code in _EXIT_PRECEDENCE:
         if code in codes:
             return code

@@ -164,7 +164,9 @@ def find_repo_root(start: Path) -> Path | None:
     return None
 
 
-def _convert(option: Option, raw: object, where: str) -> Any:
+def _convert(option: Option, raw: object, where: str, typed: str | None = None) -> Any:
+    """``typed``: the flag the value came from; the hint then names it alone, not the option's
+    other names (a CLI verb's ``--timeout`` is not the pytest flag ``--ci-timeout``)."""
     try:
         return option.convert(raw)
     except BadInput as exc:
@@ -173,10 +175,10 @@ def _convert(option: Option, raw: object, where: str) -> Any:
         shown = raw if not isinstance(raw, str) or len(raw) <= 80 else raw[:77] + "..."
         if isinstance(shown, str):  # a URL's user:password is never echoed
             shown = re.sub(r"(?<=://)[^\s'\"<>/]*@", "***@", shown)
-        raise BadInput(
-            f"{option.key} from {where}: {exc} (got {shown!r})",
-            hint=f"fix the value; it can be set with {option.names()}",
-        ) from None
+        hint = f"fix the value; it can be set with {option.names()}"
+        if typed is not None and typed != option.flag:
+            hint = f"fix the value of {typed}"
+        raise BadInput(f"{option.key} from {where}: {exc} (got {shown!r})", hint=hint) from None
 
 
 def load_settings_file(root: Path) -> tuple[dict[str, Any], Path | None]:
@@ -315,6 +317,7 @@ def resolve_settings(
     cwd: Path | None = None,
     *,
     repo_flags: Mapping[str, str] | None = None,
+    flag_names: Mapping[str, str] | None = None,
 ) -> Settings:
     """Resolve every option once. ``flags`` maps option keys to flag values (None = not given).
 
@@ -322,6 +325,8 @@ def resolve_settings(
     default. Options that decide where credentials go or what runs (``Option.user_only``) are
     refused from the repo's file, and from flags the repo supplied (``repo_flags``: key -> where,
     e.g. pytest ``addopts`` in the repo's ini file), unless the user config trusts the repo.
+    ``flag_names`` gives the flag the user typed for a key, when a command names it differently
+    (``homelab ci watch --timeout`` is ``--ci-timeout``), so that errors name what was typed.
     """
     # Wrapped at once: a frame that holds the environment must never print it (``-l``).
     environ = Environ(os.environ if environ is None else environ)
@@ -348,8 +353,9 @@ def resolve_settings(
         if flag_value is not None:
             if option.user_only and option.key in repo_flags and not trusted:
                 raise _refuse_from_repo(option.key, repo_flags[option.key], user, root)
-            values[option.key] = _convert(option, flag_value, option.flag)
-            sources[option.key] = f"flag {option.flag}"
+            flag = (flag_names or {}).get(option.key, option.flag)
+            values[option.key] = _convert(option, flag_value, flag, typed=flag)
+            sources[option.key] = f"flag {flag}"
             continue
         env_name = next((n for n in option.env if environ.get(n, "").strip()), None)
         if env_name is not None:

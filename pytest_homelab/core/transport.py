@@ -26,7 +26,14 @@ from typing import Any
 import httpcore
 import httpx
 
-from pytest_homelab.core.clock import SYSTEM_CLOCK, Backoff, Clock, Deadline, format_duration
+from pytest_homelab.core.clock import (
+    FIRST_CONTACT_SECONDS,
+    SYSTEM_CLOCK,
+    Backoff,
+    Clock,
+    Deadline,
+    format_duration,
+)
 from pytest_homelab.core.outcomes import (
     AuthError,
     BadInput,
@@ -111,6 +118,7 @@ class DialingTransport(httpx.HTTPTransport):
         _require_verifying(verify)
         super().__init__(verify=verify, trust_env=False)
         dial_host, dial_port = parse_dial(dial)
+        self.dial = dial
         # httpx has no public hook for the network backend; the pool it builds is replaced by an
         # identical one that dials differently. tests/transport pins this against real TLS.
         self._pool = httpcore.ConnectionPool(
@@ -257,6 +265,12 @@ class RequestStats:
     retries: int = 0
 
 
+def _is_web_page(content_type: str, body: bytes) -> bool:
+    """A 2xx HTML page where JSON was asked for (a bare ``<html>`` body without the content type
+    is more likely a proxy's passing error page: that one is retried)."""
+    return content_type.split(";")[0].strip().lower() == "text/html" and bool(body.strip())
+
+
 class JsonApi:
     """GETs and POSTs JSON with the retry rules above. No pytest, no printing."""
 
@@ -287,6 +301,8 @@ class JsonApi:
         self.retry_budget = retry_budget
         self.on_retry = on_retry
         self.stats = RequestStats()
+        self.answered = False  # has the server sent any HTTP response in this run?
+        self._connect_failed = False
 
     @property
     def base_url(self) -> str:
@@ -313,17 +329,28 @@ class JsonApi:
     ) -> Any:
         """One logical request; returns parsed JSON (``None`` for 204 or JSON null)."""
         budget = deadline.sub(self.retry_budget)
+        # Until the server has answered once in this run, a refused or failed connection is
+        # most likely a wrong address or a server that is down: a short bounded retry, then
+        # an infrastructure error. After that, the same failure is a restart to ride out.
+        first_contact = None if self.answered else budget.sub(FIRST_CONTACT_SECONDS)
+        started = self.clock.monotonic()
         delays = Backoff(initial=0.25, maximum=8.0, rng=self.rng).delays()
         attempt = 0
         what = f"{method} {path}"
         while True:
             attempt += 1
-            problem, wait_hint = self._attempt(method, path, params, budget)
+            self._connect_failed = False
+            problem, wait_hint = self._attempt(method, path, params, budget, first_contact)
             if not isinstance(problem, str):
                 return problem.value
             delay = next(delays)
             if wait_hint is not None:
                 delay = max(delay, wait_hint)
+            if first_contact is not None and not self.answered:
+                if self._connect_failed and first_contact.remaining() <= delay:
+                    raise self._unreachable(what, problem, attempt, started)
+                if not self._connect_failed:
+                    first_contact = None  # it accepted a connection: the usual retries
             if budget.remaining() <= delay:
                 if deadline.expired() or deadline.remaining() <= delay:
                     raise DeadlineExceeded(
@@ -340,12 +367,33 @@ class JsonApi:
                 self.on_retry(f"{what}: {problem}; retrying in {delay:.1f}s")
             self.clock.sleep(delay)
 
+    @property
+    def address(self) -> str:
+        """The address connections go to: the dial address, else the URL's host and port."""
+        transport = self.http._transport
+        if isinstance(transport, DialingTransport):
+            return transport.dial
+        url = self.http.base_url
+        port = url.port or (443 if url.scheme == "https" else 80)
+        return f"{url.host}:{port}"
+
+    def _unreachable(self, what: str, problem: str, attempts: int, started: float) -> InfraError:
+        took = format_duration(self.clock.monotonic() - started)
+        return InfraError(
+            f"{self.service} at {self.base_url} is unreachable: {what} could not connect to "
+            f"{self.address} ({attempts} attempts in {took}; it has not answered once in this "
+            f"run); last: {problem}",
+            hint=f"check that {self.service} is running and listening at {self.address}, and "
+            "that this machine can reach it (the server URL and dial address, DNS, firewall)",
+        )
+
     def _attempt(
         self,
         method: str,
         path: str,
         params: Mapping[str, str | int] | None,
         budget: Deadline,
+        connect_budget: Deadline | None = None,
     ) -> tuple[_Ok | str, float | None]:
         """Return (_Ok(value), None) or (problem text, minimum wait) for a retryable problem.
 
@@ -354,6 +402,7 @@ class JsonApi:
         a cause nor a context: no frame that holds the request's headers (the token) can be
         printed with it, whatever ``--tb``/``-l`` asks for."""
         timeout = min(self.http.timeout.read or 20.0, budget.remaining() + 0.05)
+        connect = min(timeout, 8.0, (connect_budget or budget).remaining() + 0.05)
         self.stats.requests += 1
         fault: _Fault | None = None
         try:
@@ -362,14 +411,18 @@ class JsonApi:
                 path,
                 params=params,
                 headers=self.headers(),
-                timeout=httpx.Timeout(timeout, connect=min(timeout, 8.0)),
+                timeout=httpx.Timeout(timeout, connect=connect),
             )
         except Exception as exc:
+            # refused, DNS failure, no route, TLS handshake: httpx raises ConnectError (or
+            # ConnectTimeout) for all of them, before any byte of HTTP
+            self._connect_failed = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
             fault = self._fault(exc, timeout)
         if fault is not None:
             if fault.error is not None:
                 raise fault.error
             return fault.problem, None
+        self.answered = True
         status = response.status_code
         body = response.content
         url = f"{method} {path}"
@@ -397,6 +450,17 @@ class JsonApi:
             raise InfraError(f"{self.service} {url} -> {status}: {text or '(empty body)'}")
         if not body.strip():
             return f"{status} with an empty body", None
+        if _is_web_page(response.headers.get("content-type", ""), body):
+            # Not a glitch to retry: every API path of a Woodpecker server that lacks the route
+            # answers its web UI's index.html with 200 (server/router/router.go@v3.17.0:54,
+            # server/web/web.go@v3.17.0:142-150), and so do a login proxy or a wrong root path.
+            raise BadInput(
+                f"{self.service} {url} -> {status} answered a web page (text/html), not the "
+                "API's JSON",
+                hint=f"{self.base_url} does not look like the {self.service} API's base URL: "
+                "give the server's own URL (not a page of its web UI, a proxy's login page or "
+                "another root path)",
+            )
         problem = ""
         try:
             return _Ok(json.loads(body)), None

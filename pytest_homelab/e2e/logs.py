@@ -14,9 +14,10 @@ from typing import Any, TextIO
 from pytest_homelab.core.clock import SYSTEM_CLOCK, Clock
 from pytest_homelab.core.outcomes import (
     EXIT_FAILED,
-    EXIT_NOT_FOUND,
     EXIT_STILL_RUNNING,
     EXIT_SUCCESS,
+    VERDICTS,
+    NotFound,
 )
 from pytest_homelab.core.settings import Settings
 from pytest_homelab.e2e.launcher import RunFiles, check_run_id
@@ -94,11 +95,11 @@ def show_run(
     try:
         files = read_run(remote, s.e2e_result_root, run_id)
         if not files.exists:
-            print(
+            raise NotFound(
                 f"no run {run_id} on {remote.description} (looked in {s.e2e_result_root}/{run_id})",
-                file=sys.stderr,
+                hint="check the run id `homelab ci run-dev-e2e` printed, and the result root "
+                "(--homelab-e2e-result-root) it used",
             )
-            return EXIT_NOT_FOUND
         if follow:
             shown = 0
             while True:
@@ -113,7 +114,11 @@ def show_run(
                 clock.sleep(s.e2e_poll_interval if poll is None else poll)
                 files = read_run(remote, s.e2e_result_root, run_id)
         if as_json:
+            code = EXIT_BY_STATE[files.state]
             doc = {
+                "verdict": VERDICTS[code],
+                "exit_code": code,
+                "checks": [],
                 "runId": run_id,
                 "state": files.state,
                 "result": files.result,

@@ -306,6 +306,7 @@ def run_dev_e2e(
     remote = connect()
     params = plan.params
     dispatch(remote, params)
+    landing.dispatched.append(params.run_id)
     landing.progress(
         f"e2e: dispatched {params.run_id} to {remote.description} ({plan.source} at "
         f"{params.commit[:8]}); result dir {params.result_dir}"

@@ -6,7 +6,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
-from pytest_homelab.core.outcomes import EXIT_BAD_INPUT, OUTCOME_TYPES, SKIPPED_BY_TEKTON, TOLERATED
+from pytest_homelab.core.outcomes import OUTCOME_TYPES, SKIPPED_BY_TEKTON, TOLERATED
 
 
 def annotate_junit(path: Path, taskruns: bytes | None = None) -> None:
@@ -24,10 +24,17 @@ def annotate_junit(path: Path, taskruns: bytes | None = None) -> None:
         for element in case:
             if element.tag in ("failure", "error") and outcome:
                 element.set("type", outcome)
+                full = (element.text or "").strip()
+                if _is_outcome(outcome) and full.startswith(f"{outcome}: "):
+                    # The whole typed message, as for an error in the check's body: pytest
+                    # wraps a setup error's as 'failed on setup with "…' and cuts it after
+                    # one line (_pytest/junitxml.py append_error, shorten_message).
+                    element.set("message", full)
                 cls = OUTCOME_TYPES.get(outcome)
-                if element.tag == "failure" and cls is not None and cls.exit_code == EXIT_BAD_INPUT:
-                    # Bad input, auth and unreachable infrastructure are errors wherever they were
-                    # raised: other CI systems tell "the check could not run" from "it failed".
+                if element.tag == "failure" and cls is not None and cls.junit == "error":
+                    # Bad input, auth, unreachable infrastructure and interrupts are errors
+                    # wherever they were raised: other CI systems tell "the check could not
+                    # run" from "it failed".
                     element.tag = "error"
                     _move_count(tree, case, "failures", "errors")
     if known_secrets():
@@ -44,6 +51,10 @@ def annotate_junit(path: Path, taskruns: bytes | None = None) -> None:
                 element.set(name, scrub(value))
     text = ET.tostring(tree.getroot(), encoding="unicode")
     path.write_text('<?xml version="1.0" encoding="utf-8"?>' + text, encoding="utf-8")
+
+
+def _is_outcome(outcome: str) -> bool:
+    return outcome in OUTCOME_TYPES
 
 
 _KEYS = {"property": "name", "failure": "type", "error": "type"}

@@ -11,11 +11,14 @@ from typing import Literal
 from pytest_homelab.core.outcomes import (
     EXIT_BAD_INPUT,
     EXIT_FAILED,
+    EXIT_INTERRUPTED,
     EXIT_SUCCESS,
     OUTCOME_TYPES,
+    SIGNAL_EXIT_CODES,
     SKIPPED_BY_TEKTON,
     SUCCESS_OUTCOMES,
     BadInput,
+    Interrupted,
     fold_exit_codes,
 )
 
@@ -40,6 +43,8 @@ class CheckRecord:
     @property
     def exit_code(self) -> int:
         cls = OUTCOME_TYPES.get(self.outcome)
+        if cls is Interrupted:  # SIGTERM is 143, Ctrl-C 130
+            return SIGNAL_EXIT_CODES.get(self.prop("signal"), EXIT_INTERRUPTED)
         if cls is not None:
             return cls.exit_code
         if self.kind == "passed":

@@ -11,8 +11,9 @@ import os
 import sys
 from collections.abc import Iterator, Mapping
 from pathlib import Path
+from typing import Any
 
-from pytest_homelab.core.outcomes import EXIT_BAD_INPUT, BadInput
+from pytest_homelab.core.outcomes import SIGNAL_EXIT_CODES, BadInput, Terminated, fold_exit_codes
 from pytest_homelab.core.settings import (
     OPTIONS_BY_KEY,
     Settings,
@@ -155,9 +156,11 @@ def run_checks(
     as_json: bool = False,
     extra_args: list[str] | None = None,
     report: Mapping[str, object] | None = None,
+    commands: bool = True,
 ) -> int:
     """Run the ``markexpr`` checks, read the JUnit back, print the verdict, return the code.
-    ``report`` adds the verb's own facts to the JSON document (e.g. what work land pushed)."""
+    ``report`` adds the verb's own facts to the JSON document (e.g. what work land pushed);
+    ``commands=False`` prints no ``next:`` command (the demo's runs are gone once it ends)."""
     import pytest
 
     junit = Path(junitxml) if junitxml else default_junit_path(verb)
@@ -169,29 +172,50 @@ def run_checks(
     dirs = suites(settings)
     args = pytest_args(dirs, markexpr, junit, flags) + (extra_args or [])
     captured = io.StringIO()
+    watch = _SignalWatch()
     with contextlib.redirect_stdout(captured), _plugin_autoload(dirs != [PACKAGED_SUITE]):
         try:
-            code = pytest.main(args)
+            code = pytest.main(args, plugins=[watch])
         finally:
             _forget_modules([d for d in dirs if d != PACKAGED_SUITE])
     _exit_without_collecting()
     records: list[CheckRecord] = []
     if junit.is_file():
         records = read_junit(junit)
-    # pytest says "interrupted" for Ctrl-C and for collection errors alike; only the latter
-    # leaves testcases behind.
-    if code == pytest.ExitCode.INTERRUPTED and not records:
-        print("homelab: interrupted", file=sys.stderr)
-        return 130
-    if not records or code in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERNAL_ERROR):
+    if watch.signal is not None:
+        # The JUnit already says which check was running and which were not reached.
+        print(f"homelab: interrupted by {watch.signal}", file=sys.stderr)
+        result = fold_exit_codes([SIGNAL_EXIT_CODES[watch.signal], exit_code(records)])
+    elif not records or code in (pytest.ExitCode.USAGE_ERROR, pytest.ExitCode.INTERNAL_ERROR):
         sys.stderr.write(captured.getvalue())
         if not records:
-            print(f"homelab: no checks ran (pytest exit {int(code)})", file=sys.stderr)
-            return EXIT_BAD_INPUT
-    result = exit_code(records)
+            raise BadInput(
+                f"no checks ran (pytest exit {int(code)})",
+                hint="read pytest's output above; a usage error names the setting to fix",
+            )
+        result = exit_code(records)
+    else:
+        result = exit_code(records)
     if as_json:
         print(json.dumps({**(report or {}), **render_json(records, junit, result)}, indent=2))
     else:
-        for line in render_text(records, junit, result):
+        for line in render_text(records, junit, result, commands=commands):
             print(line)
     return result
+
+
+class _SignalWatch:
+    """Which signal ended the session, if one did. pytest also reports its own
+    ``Session.Interrupted`` (collection errors) through this hook; that is no signal."""
+
+    def __init__(self) -> None:
+        self.signal: str | None = None
+
+    def pytest_keyboard_interrupt(self, excinfo: Any) -> None:
+        import pytest
+
+        value = excinfo.value
+        if isinstance(value, KeyboardInterrupt) and not isinstance(
+            value, pytest.Session.Interrupted
+        ):
+            self.signal = "SIGTERM" if isinstance(value, Terminated) else "SIGINT"

@@ -6,10 +6,11 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pytest_homelab.core.outcomes import TOLERATED, PrerequisiteFailed
+from pytest_homelab.core.outcomes import TOLERATED, VERDICTS, PrerequisiteFailed
 from pytest_homelab.report.junit import CheckRecord
 
-VERDICTS = {0: "PASSED", 1: "FAILED", 2: "ERROR", 3: "NOT FOUND", 124: "DEADLINE EXCEEDED"}
+__all__ = ["VERDICTS", "render_json", "render_text", "summary"]
+
 _LABEL = {"passed": "PASS", "failure": "FAIL", "error": "ERROR", "skipped": "SKIP"}
 LOG_LINES_SHOWN = 20
 
@@ -41,7 +42,7 @@ def summary(record: CheckRecord) -> str:
         ]
         if record.prop("replicas"):
             parts.append(record.prop("replicas"))
-        if record.prop("time_to_ready"):
+        if record.prop("time_to_ready").endswith("s"):  # not "unobserved"
             parts.append(f"in {record.prop('time_to_ready')}")
         return " ".join(p for p in parts if p)
     if record.phase == "smoke" and record.prop("url"):
@@ -77,7 +78,11 @@ def summary(record: CheckRecord) -> str:
     return record.name
 
 
-def render_text(records: list[CheckRecord], junit: Path, code: int) -> list[str]:
+def render_text(
+    records: list[CheckRecord], junit: Path, code: int, *, commands: bool = True
+) -> list[str]:
+    """The verdict for people. ``commands=False`` leaves out the ``next:`` commands of the
+    dev e2e run (the demo deletes the run before anyone could run them)."""
     lines: list[str] = []
     for record in records:
         label = _LABEL[record.kind]
@@ -93,12 +98,17 @@ def render_text(records: list[CheckRecord], junit: Path, code: int) -> list[str]
             continue
         first, *rest = (record.message or record.outcome).splitlines() or [""]
         lines.append(f"{label:5} {record.phase:8} {record.outcome}: {first}")
-        lines += [f"{'':14} {line.strip()}" for line in rest if line.strip()]
+        lines += [
+            f"{'':14} {line.strip()}"
+            for line in rest
+            if line.strip() and (commands or not line.strip().startswith("next: homelab "))
+        ]
         for name, value in record.properties:
             if name.startswith("log_tail:"):
                 lines.append(f"{'':14} --- {name.removeprefix('log_tail:')} (last lines) ---")
                 lines += [f"{'':14} {text}" for text in value.splitlines()[-LOG_LINES_SHOWN:]]
-    lines += [f"next: {r.prop('next')}" for r in records if r.prop("next")]
+    if commands:
+        lines += [f"next: {r.prop('next')}" for r in records if r.prop("next")]
     lines.append(f"verdict: {VERDICTS.get(code, 'ERROR')} (exit {code}) · junit: {junit}")
     return lines
 

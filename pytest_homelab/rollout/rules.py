@@ -502,6 +502,9 @@ class Target:
         return f"{self.namespace}/{prefix}{self.object_name}"
 
 
+UNOBSERVED = "unobserved"  # time_to_ready of a rollout that had finished before the first look
+
+
 @dataclass(frozen=True)
 class RolloutResult:
     """What the wait saw for one target; ``outcome`` is None when it landed."""
@@ -543,6 +546,8 @@ class RolloutResult:
             props.append(("terminating_replicas", str(self.terminating)))
         if self.time_to_ready is not None:
             props.append(("time_to_ready", f"{self.time_to_ready:.1f}s"))
+        elif self.landed:  # rolled out before the first look: how long it took is unknown
+            props.append(("time_to_ready", UNOBSERVED))
         props.append(("waited", f"{self.waited:.1f}s"))
         return props
 

@@ -22,7 +22,14 @@ from typing import Any
 
 import orjson
 
-from pytest_homelab.core.clock import SYSTEM_CLOCK, Backoff, Clock, Deadline, format_duration
+from pytest_homelab.core.clock import (
+    FIRST_CONTACT_SECONDS,
+    SYSTEM_CLOCK,
+    Backoff,
+    Clock,
+    Deadline,
+    format_duration,
+)
 from pytest_homelab.core.outcomes import AuthError, BadInput, HomelabError, InfraError
 from pytest_homelab.rollout.rules import (
     COMMIT_KEYS,
@@ -360,6 +367,8 @@ class ClusterView:
     synced: set[tuple[str, str]] = field(default_factory=set)
     touched: dict[str, Touched] = field(default_factory=dict)  # namespaces with news
     fatal: HomelabError | None = None
+    answered: bool = False  # has the API server answered anything (a list, an error status)?
+    retries: list[str] = field(default_factory=list)  # progress lines of failing watches
     stats: WatchStats = field(default_factory=WatchStats)
     pods_by_label: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = field(
         default_factory=dict
@@ -468,6 +477,36 @@ def watch_events(response: Any) -> Iterator[tuple[str, dict[str, Any]]]:
             yield kind, obj
 
 
+def _connect_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` (urllib3's, possibly wrapped) says no connection could be made: refused,
+    no such host, no route, connect timeout, TLS handshake."""
+    import socket
+    import ssl
+
+    from urllib3.exceptions import ConnectTimeoutError, NewConnectionError, SSLError
+
+    kinds = (
+        NewConnectionError,
+        ConnectTimeoutError,
+        SSLError,
+        ssl.SSLError,
+        ConnectionRefusedError,
+    )
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, (*kinds, socket.gaierror)):
+            return True
+        reason = getattr(current, "reason", None)
+        current = (
+            reason
+            if isinstance(reason, BaseException)
+            else current.__cause__ or current.__context__
+        )
+    return False
+
+
 def _status_of(exc: BaseException) -> int | None:
     status = getattr(exc, "status", None)
     return status if isinstance(status, int) else None
@@ -502,6 +541,8 @@ class ResourceWatch(threading.Thread):
         self._stopping = threading.Event()
         self._response: Any = None  # the watch's open response, for stop() to shut down
         self._list = list_request(api_client, resource)
+        configuration = getattr(api_client, "configuration", None)
+        self.server = str(getattr(configuration, "host", "") or "the Kubernetes API")
         # Watches sharing a gate decode one LIST at a time: a namespace's pods decode to ten
         # times their JSON size until they are slimmed, and all lists arrive at once.
         self._list_gate = list_gate or threading.Lock()
@@ -531,6 +572,7 @@ class ResourceWatch(threading.Thread):
             self.namespace, _preload_content=False, _request_timeout=self.request_timeout
         )
         self.view.stats.lists += 1
+        self.view.answered = True
         data = response.data
         with self._list_gate:
             items, metadata = decode_list(data, lambda item: slim(self.resource, item))
@@ -575,6 +617,8 @@ class ResourceWatch(threading.Thread):
                 if self._stopping.is_set():
                     break
                 status = _status_of(exc)
+                if status is not None:
+                    self.view.answered = True
                 if status == 410:  # our resourceVersion is too old: relist
                     self.view.stats.relists_after_410 += 1
                     rv = None
@@ -593,12 +637,38 @@ class ResourceWatch(threading.Thread):
             except Exception as exc:
                 if self._stopping.is_set():
                     break
-                failing_since = self._backoff(failing_since, delays, f"{type(exc).__name__}: {exc}")
+                problem = f"{type(exc).__name__}: {exc}"
+                if not self.view.answered and _connect_failure(exc):
+                    failing_since = self._first_contact(failing_since, problem, delays)
+                    continue
+                failing_since = self._backoff(failing_since, delays, problem)
             finally:
                 response, self._response = self._response, None
                 if response is not None:
                     with contextlib.suppress(Exception):
                         response.release_conn()
+
+    def _first_contact(self, since: float | None, problem: str, delays: Any) -> float:
+        """Before the API server has answered once, failing to connect for
+        FIRST_CONTACT_SECONDS is an infrastructure error, not something to wait out."""
+        now = self.clock.monotonic()
+        since = now if since is None else since
+        if now - since >= FIRST_CONTACT_SECONDS:
+            self.view.fail(
+                InfraError(
+                    f"the Kubernetes API at {self.server} is unreachable: could not connect for "
+                    f"{format_duration(now - since)}, and it has not answered once in this run; "
+                    f"last: {problem[:300]}",
+                    hint="check the kube context's server address (--kubeconfig, "
+                    "--kube-context), that the API server runs, and that this machine can "
+                    "reach it",
+                )
+            )
+            self._stopping.set()
+            return since
+        self.view.stats.errors += 1
+        self._stopping.wait(min(next(delays), FIRST_CONTACT_SECONDS - (now - since) + 0.05))
+        return since
 
     def _backoff(self, since: float | None, delays: Any, problem: str) -> float:
         now = self.clock.monotonic()
@@ -614,7 +684,14 @@ class ResourceWatch(threading.Thread):
             )
             self._stopping.set()
             return since
-        self._stopping.wait(next(delays))
+        delay = next(delays)
+        with self.view.changed:  # shown by the tracker as a progress line
+            self.view.retries.append(
+                f"rollout: retry {self.resource} in {self.namespace}: {problem[:200]}; "
+                f"retrying in {delay:.1f}s"
+            )
+            self.view.changed.notify_all()
+        self._stopping.wait(delay)
         return since
 
 
@@ -693,6 +770,7 @@ class RolloutTracker:
                 if not view.touched and view.fatal is None:
                     view.changed.wait(timeout=min(0.5, max(0.01, deadline.remaining())))
                 touched, view.touched = view.touched, {}
+                retried, view.retries = view.retries, []
                 fatal = view.fatal
                 snapshots = []
                 for ns, targets in by_namespace.items():
@@ -716,7 +794,7 @@ class RolloutTracker:
             if fatal is not None:
                 raise fatal
             now = self.clock.monotonic()
-            lines: list[str] = []
+            lines: list[str] = list(retried)
             for snapshot in snapshots:
                 if snapshot is None:
                     continue  # not synced yet: absence means nothing

@@ -95,7 +95,7 @@ def test_per_environment_table(repo: Path) -> None:
         ({"ci_timeout": "soon"}, {}, r"ci_timeout from --ci-timeout: 'soon' is not a duration"),
         ({"ci_timeout": "0"}, {}, "must be greater than zero"),
         ({}, {"HOMELAB_APPEAR_GRACE": "-5"}, "appear_grace from env HOMELAB_APPEAR_GRACE"),
-        ({"ci_pages": "0"}, {}, "between 1 and 1000"),
+        ({"ci_pages": "0"}, {}, "at least 1 and at most 1000"),
         ({"ci_pages": "many"}, {}, "whole number"),
         ({"ci_events": "push,nonsense"}, {}, "unknown event nonsense"),
         ({"ci_events": " , "}, {}, "at least one event"),

@@ -48,6 +48,7 @@ def ci_properties() -> list[str]:
         verified_by=newer,
         failed_steps=(FailedStep("test", "failure", 1, ("1 failed",)),),
         waited=3.0,
+        branch="main",  # written whenever one branch's pipeline counts (the default)
     )
     return [name for name, _ in result.properties()]
 

@@ -343,7 +343,11 @@ def test_json_without_ci_watch(repos: Repos, capsys: pytest.CaptureFixture[str])
     code, out, _ = land(capsys, "--no-verify", "--no-ci-watch", "--json")
     assert code == 0
     doc = json.loads(out)
-    assert doc["landed"]["sha"] == repos.remote_head() and doc["verdict"] == "LANDED"
+    assert (
+        doc["landed"]["sha"] == repos.remote_head()
+        and doc["verdict"] == "PASSED"
+        and doc["checks"] == []
+    )
 
 
 def test_verify_command_from_the_settings_file(
