@@ -116,6 +116,10 @@ _ROLLOUT = (
     "probe_interval",
 )
 
+# every option but the commit and explicit targets; the two budgets keep their own names
+_ALL = tuple(key for key in OPTIONS_BY_KEY if key not in ("commit", "targets"))
+_UNIQUE = {"ci_timeout": "--ci-timeout", "rollout_timeout": "--rollout-timeout"}
+
 
 class _Formatter(argparse.RawDescriptionHelpFormatter):
     """argparse's formatter at the width argparse would pick, found without ``shutil`` (which
@@ -388,6 +392,76 @@ def build_parser(words: Sequence[str] | None = None) -> argparse.ArgumentParser:
     demo.add_argument("--list", action="store_true", help="list the scenarios")
     _add_session_flags(demo)
     demo.set_defaults(handler=_demo)
+
+    config = _verb(
+        verbs,
+        "config",
+        "print every setting with its value and where it came from (flag, environment "
+        "variable, file, default); secrets only as set or unset",
+    )
+    _add_options(config, _ALL, rename=_UNIQUE)
+    config.add_argument("--json", action="store_true", help="print JSON for machines")
+    config.set_defaults(handler=_config)
+
+    doctor = _verb(
+        verbs,
+        "doctor",
+        "check every dependency a landing needs (git, Woodpecker, Vault, Kubernetes, D601, "
+        "deploy.json), one line each (exit 0 ready, 2 a problem)",
+    )
+    _add_options(doctor, _ALL, rename=_UNIQUE)
+    doctor.add_argument(
+        "--only", choices=("ci", "rollout", "e2e"), default=None, help="only this phase's checks"
+    )
+    doctor.add_argument("--json", action="store_true", help="print JSON for machines")
+    doctor.set_defaults(handler=_doctor)
+
+    init = _verb(
+        verbs,
+        "init",
+        "write a starting deploy.json (environment --env, default dev) from the workloads "
+        "the cluster runs; never over an existing file without --force",
+    )
+    init.add_argument(
+        "--namespace",
+        dest="init_namespaces",
+        action="append",
+        default=[],
+        metavar="NS",
+        help="look in this namespace (repeatable; default: every namespace you may list)",
+    )
+    init.add_argument(
+        "--registry",
+        dest="registries",
+        action="append",
+        default=[],
+        metavar="PREFIX",
+        help="keep images under this prefix, e.g. registry.example.org/team (repeatable; "
+        "default: images with the git repo's name in their path)",
+    )
+    init.add_argument(
+        "--e2e",
+        action="store_true",
+        help=f"add the dev ci block (the runner {'scripts/ci/dev-e2e.sh'}), copying the "
+        "reference runner there when the repository has none",
+    )
+    init.add_argument("--force", action="store_true", help="replace an existing deploy.json")
+    init.add_argument(
+        "--dry-run", action="store_true", help="print the deploy.json instead of writing it"
+    )
+    _add_options(
+        init,
+        (
+            "deploy_json",
+            "env",
+            "remote",
+            "woodpecker_repo",
+            "kubeconfig",
+            "kube_context",
+            "request_timeout",
+        ),
+    )
+    init.set_defaults(handler=_init)
     return parser
 
 
@@ -859,10 +933,15 @@ def _suggestions(parser: argparse.ArgumentParser, message: str, argv: Sequence[s
     import difflib
     import re
 
-    choice = re.search(r"invalid choice: '([^']*)'", message)
+    choice = re.search(r"invalid choice: '([^']*)'(?: \(choose from ([^)]*)\))?", message)
     if choice:
-        group = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
-        return difflib.get_close_matches(choice.group(1), list(group.choices), n=1)
+        listed = [c.strip(" '\"") for c in (choice.group(2) or "").split(",") if c.strip()]
+        if not listed:  # a verb: its parser's sub-commands
+            group = next(
+                (a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None
+            )
+            listed = list(group.choices) if group is not None else []
+        return difflib.get_close_matches(choice.group(1), listed, n=1)
     flags = [f for a in parser._actions for f in a.option_strings if f.startswith("--")]
     wanted = re.search(r"unrecognized arguments: (.*)", message)
     words = wanted.group(1).split() if wanted else []
@@ -947,6 +1026,38 @@ def _trap_sigterm() -> Callable[[], None]:
         signal.signal(signal.SIGTERM, before)
 
     return restore
+
+
+def _config(args: argparse.Namespace) -> int:
+    from pytest_homelab.core.settings import resolve_settings
+    from pytest_homelab.onboarding.config import scoped, show_config
+
+    settings = resolve_settings(_flags(args), collect_refused=True)
+    return show_config(scoped(settings), as_json=args.json)
+
+
+def _doctor(args: argparse.Namespace) -> int:
+    from pytest_homelab.core.settings import resolve_settings
+    from pytest_homelab.onboarding.doctor import run_doctor
+
+    settings = resolve_settings(_flags(args), collect_refused=True)
+    return run_doctor(settings, only=args.only, as_json=args.json)
+
+
+def _init(args: argparse.Namespace) -> int:
+    from pytest_homelab.core.settings import resolve_settings
+    from pytest_homelab.onboarding.init import run_init
+
+    settings = resolve_settings(_flags(args))
+    return run_init(
+        settings,
+        namespaces=args.init_namespaces,
+        registries=args.registries,
+        env=settings.env or "dev",
+        e2e=args.e2e,
+        force=args.force,
+        dry_run=args.dry_run,
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

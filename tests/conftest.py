@@ -125,34 +125,38 @@ def listening(host: str, port: int, proc: subprocess.Popen[bytes], seconds: floa
 
 
 # -- pytest-xdist -------------------------------------------------------------------------------
-# scripts/ci/test.sh runs the suite on several workers with `--dist loadgroup`: every test goes to
-# any worker, except that the tests of one xdist_group share a worker. Groups:
+# scripts/ci/test.sh runs the suite on several workers: every test goes to any worker, except that
+# the tests of one group share a worker. Groups, by node id:
 #   reliability  tests/reliability: one session's figures (a module global, written once as
 #                JSON), and the hygiene check's session-end look at every process it started;
-#   bao          users of the session-scoped OpenBao servers: one server per run, not per worker;
-#   demo-*       tests/demo: tests that share one cached demo run (marked there).
+#   bao          tests/secrets/test_vault.py, the users of the session-scoped OpenBao servers:
+#                one server pair per run, not per worker;
+#   demo         tests/demo/test_demo.py: its tests share one cached run per scenario.
 # Every other test is independent: ephemeral ports, its own temp dirs, no shared state.
+# (Scheduled here by node id: pytest-xdist's own `xdist_group` marks need a node id it can
+# rewrite, which pytest 9.2 no longer allows, so `--dist loadgroup` alone would not group.)
+WORKER_GROUPS = (
+    ("tests/reliability/", "reliability"),
+    ("tests/secrets/test_vault.py::", "bao"),
+    ("tests/demo/test_demo.py::", "demo"),
+)
 
 
-def xdist_group(item: pytest.Item) -> str | None:
-    """The worker group ``item`` belongs to, or None."""
-    try:
-        parts = item.path.relative_to(item.config.rootpath).parts
-    except ValueError:
-        parts = ()
-    if parts[:2] == ("tests", "reliability"):
-        return "reliability"
-    if {"bao", "bao_tls", "seeded"} & set(getattr(item, "fixturenames", ())):
-        return "bao"
-    return None
+def worker_group(nodeid: str) -> str | None:
+    """The group of the test ``nodeid``, or None: it may run on any worker."""
+    return next((group for prefix, group in WORKER_GROUPS if nodeid.startswith(prefix)), None)
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist reads the marks
-def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
-    for item in items:
-        group = xdist_group(item)
-        if group is not None and item.get_closest_marker("xdist_group") is None:
-            item.add_marker(pytest.mark.xdist_group(group))
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """pytest-xdist, on the controller: distribute test by test, a group as one unit."""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class GroupScheduling(LoadScopeScheduling):  # type: ignore[misc]
+        def _split_scope(self, nodeid: str) -> str:
+            return worker_group(nodeid) or nodeid
+
+    return GroupScheduling(config, log)
 
 
 _from_workers: list[dict[str, Any]] = []  # on the controller: reliability figures of the workers

@@ -110,6 +110,11 @@ class Settings:
     settings_file: Path | None = None
     # The process environment as resolved, for the token lookup; never printed.
     environ: Mapping[str, str] = field(default_factory=Environ, compare=False, repr=False)
+    # With resolve_settings(..., collect_refused=True): key -> ((where, reason), ...) for values
+    # the trust rules refused (and left unapplied), for `homelab config` and `homelab doctor`.
+    refused: Mapping[str, tuple[tuple[str, str], ...]] = field(
+        default_factory=dict, compare=False, repr=False
+    )
 
     @property
     def deploy_json_path(self) -> Path:
@@ -318,6 +323,7 @@ def resolve_settings(
     *,
     repo_flags: Mapping[str, str] | None = None,
     flag_names: Mapping[str, str] | None = None,
+    collect_refused: bool = False,
 ) -> Settings:
     """Resolve every option once. ``flags`` maps option keys to flag values (None = not given).
 
@@ -327,6 +333,8 @@ def resolve_settings(
     e.g. pytest ``addopts`` in the repo's ini file), unless the user config trusts the repo.
     ``flag_names`` gives the flag the user typed for a key, when a command names it differently
     (``homelab ci watch --timeout`` is ``--ci-timeout``), so that errors name what was typed.
+    ``collect_refused`` records such values in ``Settings.refused`` (and ignores them) instead
+    of raising, so that `homelab config` and `homelab doctor` can show them.
     """
     # Wrapped at once: a frame that holds the environment must never print it (``-l``).
     environ = Environ(os.environ if environ is None else environ)
@@ -336,23 +344,39 @@ def resolve_settings(
     user = load_user_config(environ)
     trusted = user.trusts(root)
     repo_flags = repo_flags or {}
+    refused: dict[str, list[tuple[str, str]]] = {}
+
+    def refuse(key: str, where: str) -> None:
+        error = _refuse_from_repo(key, where, user, root)
+        if not collect_refused:
+            raise error
+        why = error.message.split(", which ", 1)[-1]
+        refused.setdefault(key, []).append((where, f"{why}; {error.hint}"))
+
     if not trusted:  # the repo may not even say it, whatever would win
-        for key in table:
+        table = dict(table)
+        for key in list(table):
             if key in OPTIONS_BY_KEY and OPTIONS_BY_KEY[key].user_only:
-                raise _refuse_from_repo(key, str(settings_file), user, root)
+                refuse(key, str(settings_file))
+                del table[key]
             if key == "environments":
+                kept = {}
                 for env_name, env_table in table[key].items():
+                    kept[env_name] = dict(env_table)
                     for env_key in env_table:
                         if OPTIONS_BY_KEY[env_key].user_only:
                             where = f"{settings_file} [environments.{env_name}]"
-                            raise _refuse_from_repo(env_key, where, user, root)
+                            refuse(env_key, where)
+                            del kept[env_name][env_key]
+                table[key] = kept
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for option in OPTIONS:
         flag_value = flags.get(option.key)
+        if flag_value is not None and option.user_only and option.key in repo_flags and not trusted:
+            refuse(option.key, repo_flags[option.key])
+            flag_value = None
         if flag_value is not None:
-            if option.user_only and option.key in repo_flags and not trusted:
-                raise _refuse_from_repo(option.key, repo_flags[option.key], user, root)
             flag = (flag_names or {}).get(option.key, option.flag)
             values[option.key] = _convert(option, flag_value, flag, typed=flag)
             sources[option.key] = f"flag {flag}"
@@ -381,6 +405,7 @@ def resolve_settings(
         ),
         settings_file=settings_file,
         environ=environ,
+        refused=MappingProxyType({k: tuple(v) for k, v in refused.items()}),
         **values,
     )
 

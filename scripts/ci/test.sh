@@ -50,7 +50,7 @@ failed=()
 step() {
   local name=$1 rc=0
   shift
-  echo "== $name"
+  echo "== $name (at ${SECONDS} s)"
   "$@" || rc=$?
   if [ "$rc" -ne 0 ]; then
     echo "test.sh: $name failed (exit $rc)" >&2
@@ -59,8 +59,8 @@ step() {
 }
 
 # The suite mostly waits on servers and subprocesses, so it runs on more workers than cores;
-# tests that must share a worker carry an xdist_group mark (tests/conftest.py), --dist loadgroup
-# keeps each group on one worker. HOMELAB_TEST_WORKERS=0 runs everything in one process.
+# tests that must share a worker are grouped by node id (WORKER_GROUPS in tests/conftest.py,
+# which schedules them). HOMELAB_TEST_WORKERS=0 runs everything in one process.
 workers="${HOMELAB_TEST_WORKERS:-4}"
 
 step "ruff check" "$venv/bin/ruff" check .

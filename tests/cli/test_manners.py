@@ -45,6 +45,8 @@ def test_version(flag: str, capsys: pytest.CaptureFixture[str]) -> None:
         (["ci", "stauts"], "usage: homelab ci ", "status"),
         (["demoo"], "usage: homelab ", "demo"),
         (["work", "land", "--no-verfy"], "usage: homelab work land ", "--no-verify"),
+        (["doctor", "--only", "rollot"], "usage: homelab doctor ", "rollout"),  # a flag's choice
+        (["init", "--dry-rn"], "usage: homelab init ", "--dry-run"),
     ],
 )
 def test_a_typo_prints_the_verbs_usage_and_a_guess(

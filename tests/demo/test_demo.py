@@ -150,7 +150,7 @@ def run_in_process(name: str, root: Path) -> DemoRun:
 @pytest.fixture
 def demo(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], DemoRun]:
     """``demo(scenario)``: the scenario's run, made once per worker (green through the installed
-    command). Tests that share a run carry the same xdist_group mark, so they share a worker."""
+    command). Under pytest-xdist this file's tests share a worker (tests/conftest.py)."""
 
     def get(name: str) -> DemoRun:
         if name not in _RUNS:
@@ -161,22 +161,11 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], DemoRun]:
     return get
 
 
-def shared(name: str) -> pytest.MarkDecorator:
-    """The mark of the tests that read ``name``'s cached run."""
-    return pytest.mark.xdist_group(f"demo-{name}")
-
-
 def test_every_scenario_is_expected() -> None:
     assert {s.name for s in SCENARIOS} == set(EXPECTED)
 
 
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(n, marks=shared(n)) if n in ("green", "red", "wrong-version") else n
-        for n in EXPECTED
-    ],
-)
+@pytest.mark.parametrize("name", list(EXPECTED))
 def test_scenario(name: str, demo: Callable[[str], DemoRun]) -> None:
     run = demo(name)
     expected_code, expected = EXPECTED[name]
@@ -191,13 +180,11 @@ def test_scenario(name: str, demo: Callable[[str], DemoRun]) -> None:
     assert f"(exit {expected_code})" in about or f"exit {expected_code})" in about
 
 
-@shared("red")
 def test_the_red_pipeline_shows_the_failing_step_log(demo: Callable[[str], DemoRun]) -> None:
     out = demo("red").out
     assert "--- test (last lines) ---" in out and "FAILED tests/test_app.py::test_greeting" in out
 
 
-@shared("green")
 def test_the_green_landing_wrote_nothing_to_service_namespaces(
     demo: Callable[[str], DemoRun],
 ) -> None:
@@ -206,7 +193,6 @@ def test_the_green_landing_wrote_nothing_to_service_namespaces(
     assert "no client wrote to jobs-dev, shop-dev" in err
 
 
-@shared("green")
 def test_the_installed_command(demo: Callable[[str], DemoRun]) -> None:
     """`homelab demo` as a user runs it: a separate process, exit 0, no leftovers."""
     run = demo("green")
@@ -234,7 +220,6 @@ def test_list(capsys: pytest.CaptureFixture[str]) -> None:
     assert all(s.name in out for s in SCENARIOS)
 
 
-@shared("wrong-version")
 def test_wrong_version_names_the_url_and_both_commits(demo: Callable[[str], DemoRun]) -> None:
     """The rollout is done, yet the URL serves the old commit: the smoke check says which."""
     run = demo("wrong-version")

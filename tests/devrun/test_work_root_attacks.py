@@ -17,7 +17,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -29,6 +28,7 @@ from pytest_homelab.e2e.launcher import LaunchParams, launcher_text, make_run_id
 from pytest_homelab.e2e.phase import read_run
 from pytest_homelab.e2e.remote import LocalRemote
 from tests.devrun.conftest import STUBS, Origin
+from tests.waiting import wait_until
 
 NOBODY = 65534
 AS_NOBODY = ["setpriv", f"--reuid={NOBODY}", f"--regid={NOBODY}", "--clear-groups"]
@@ -152,15 +152,17 @@ def launch(
 def wait_settled(result: Path, seconds: float = 20) -> None:
     """Until the run's launcher (and runner) has exited."""
     pid_file = result / "launcher.pid"
-    deadline = time.monotonic() + seconds
-    while True:
-        assert time.monotonic() < deadline, "the run did not finish"
-        if pid_file.is_file() and pid_file.read_text().strip():
-            try:
-                os.kill(int(pid_file.read_text()), 0)
-            except ProcessLookupError:
-                return
-        time.sleep(0.05)
+
+    def exited() -> bool:
+        if not (pid_file.is_file() and pid_file.read_text().strip()):
+            return False
+        try:
+            os.kill(int(pid_file.read_text()), 0)
+        except ProcessLookupError:
+            return True
+        return False
+
+    wait_until(exited, what="the run to finish", timeout=seconds)
 
 
 def test_the_review_attack_a_work_root_made_first_by_another_user(

@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import json
+import subprocess
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import pytest
@@ -15,13 +17,6 @@ from pytest_homelab.sim.kube.objects import daemonset, deployment, statefulset
 from tests.waiting import wait_until
 
 IMAGE = "registry.example.test/homelab/web"
-
-
-def later(seconds: float, action: Any) -> threading.Timer:
-    timer = threading.Timer(seconds, action)
-    timer.daemon = True
-    timer.start()
-    return timer
 
 
 def rolled_out(
@@ -45,13 +40,36 @@ def test_rolled_out_deployment(sim: KubeSim, kubectl: Any) -> None:
     assert rollout_state(obj, "Deployment").done  # our rules agree with kubectl's verdict
 
 
+def once_watching(
+    sim: KubeSim, kubectl: Any, then: Callable[[], None], *args: str
+) -> subprocess.CompletedProcess[str]:
+    """Run ``kubectl *args --timeout=30s``; once it watches (its first look is done, whatever the
+    machine's load), call ``then`` to let the cluster move on. kubectl's result."""
+    ran: list[subprocess.CompletedProcess[str]] = []
+    command = threading.Thread(target=lambda: ran.append(kubectl(*args, "--timeout=30s")))
+    command.start()
+    try:
+        wait_until(lambda: sim.watches_opened > 0, what="kubectl to watch", timeout=30)
+    finally:
+        then()
+        command.join(timeout=60)
+    (done,) = ran
+    return done
+
+
 def test_progressing_rollout_reports_the_same_waits(sim: KubeSim, kubectl: Any) -> None:
     sim.create_namespace("apps")
     sim.apply(deployment("web", "apps", f"{IMAGE}:aaaaaaa1", replicas=3))
     sim.wait_until(lambda: rolled_out(sim))
     sim.image_behavior(f"{IMAGE}:bbbbbbb2", ready=1.0)
+    sim.controllers.timing.observe = 1e9  # the rollout starts once kubectl watches
+
+    def observe_now() -> None:
+        sim.controllers.timing.observe = 0.0
+        sim.controllers.wake(("deployments", "apps", "web"), 0.0)
+
     sim.set_image("apps", "web", f"{IMAGE}:bbbbbbb2")  # then ask: kubectl must wait for it
-    done = kubectl("rollout", "status", "deployment/web", "--timeout=30s")
+    done = once_watching(sim, kubectl, observe_now, "rollout", "status", "deployment/web")
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert lines[-1] == 'deployment "web" successfully rolled out'
@@ -100,18 +118,12 @@ def test_spec_update_not_yet_observed(sim: KubeSim, kubectl: Any) -> None:
     sim.controllers.timing.observe = 1e9
     sim.create_namespace("apps")
     sim.apply(deployment("web", "apps", f"{IMAGE}:aaaaaaa1", replicas=1))
-    ran: list[Any] = []
-    status = threading.Thread(
-        target=lambda: ran.append(kubectl("rollout", "status", "deployment/web", "--timeout=20s"))
-    )
-    status.start()
-    try:
-        wait_until(lambda: sim.watches_opened > 0, what="kubectl to watch", timeout=20)
-    finally:
+
+    def observe_now() -> None:
         sim.controllers.timing.observe = 0.0
         sim.controllers.wake(("deployments", "apps", "web"), 0.0)  # look again now
-        status.join(timeout=60)
-    (done,) = ran
+
+    done = once_watching(sim, kubectl, observe_now, "rollout", "status", "deployment/web")
     assert done.returncode == 0, done.stderr
     assert "Waiting for deployment spec update to be observed" in done.stdout
 
@@ -136,10 +148,16 @@ def test_watch_survives_compaction_410(sim: KubeSim, kubectl: Any) -> None:
     sim.apply(deployment("web", "apps", f"{IMAGE}:aaaaaaa1", replicas=2))
     sim.wait_until(lambda: rolled_out(sim))
     sim.image_behavior(f"{IMAGE}:eeeeeee5", ready=4.0)
+    sim.controllers.timing.observe = 1e9  # nothing moves (kubectl keeps watching) until then
+
+    def expire_then_roll() -> None:
+        # While kubectl watches, its resourceVersion expires: 410 in the stream, it must relist.
+        sim.expire_watches()
+        sim.controllers.timing.observe = 0.0
+        sim.controllers.wake(("deployments", "apps", "web"), 0.0)
+
     sim.set_image("apps", "web", f"{IMAGE}:eeeeeee5")
-    # While kubectl watches, its resourceVersion expires: 410 in the stream, it must relist.
-    later(0.4, sim.expire_watches)
-    done = kubectl("rollout", "status", "deployment/web", "--timeout=30s")
+    done = once_watching(sim, kubectl, expire_then_roll, "rollout", "status", "deployment/web")
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == 'deployment "web" successfully rolled out'
     assert sim.expired_sent >= 1
@@ -152,8 +170,14 @@ def test_not_found_and_deleted(sim: KubeSim, kubectl: Any) -> None:
     assert 'Error from server (NotFound): deployments.apps "ghost" not found' in missing.stderr
     sim.apply(deployment("web", "apps", f"{IMAGE}:aaaaaaa1", replicas=1))
     sim.image_behavior(f"{IMAGE}:aaaaaaa1", ready=100_000)
-    later(0.8, lambda: sim.delete("deployments", "apps", "web"))
-    deleted = kubectl("rollout", "status", "deployment/web", "--timeout=20s")
+    deleted = once_watching(
+        sim,
+        kubectl,
+        lambda: sim.delete("deployments", "apps", "web"),
+        "rollout",
+        "status",
+        "deployment/web",
+    )
     assert deleted.returncode == 1 and "deleted" in deleted.stderr
 
 

