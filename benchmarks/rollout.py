@@ -27,6 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.common import (
+    REPO_ROOT,
     Child,
     Row,
     Sandbox,
@@ -47,6 +48,20 @@ GROUPS = 5  # readiness groups: pods of group g become ready after 0.3 + 0.3 g s
 NAMESPACES = 4
 SCALES = (1, 10, 100, 200, 1000)
 KUBECTL_SCALES = (1, 10, 100, 200)  # 1000 kubectl processes would take minutes on their own
+LARGE_SCALES = (2000,)  # --large: ours at N = 2000 too, and the kubectl loop at 1000
+LARGE_KUBECTL_SCALES = (1000,)
+PLOT = REPO_ROOT / "docs" / "benchmarks-growth.png"
+
+
+@dataclass
+class Options:
+    """What ``python -m benchmarks`` passes beyond the common arguments."""
+
+    large: bool = False  # the sizes that take minutes
+    plot: Path | None = PLOT  # where a full run draws the cost-growth plot (None: nowhere)
+
+
+OPTIONS = Options()
 
 
 @dataclass
@@ -279,8 +294,10 @@ def warm(box: Sandbox) -> None:
 
 def p3(ca: Any, box: Sandbox, quick: bool, rng: random.Random) -> Section:
     headline = 40 if quick else 200
-    scales = (1, 40) if quick else SCALES
-    kubectl_scales = (40,) if quick else KUBECTL_SCALES
+    scales = (1, 40) if quick else SCALES + (LARGE_SCALES if OPTIONS.large else ())
+    kubectl_scales = (
+        (40,) if quick else KUBECTL_SCALES + (LARGE_KUBECTL_SCALES if OPTIONS.large else ())
+    )
     progress(f"P3: deploy wait over N services at once (N = {', '.join(map(str, scales))})")
     warm(box)
     measured = {n: _ours_at(n, box, quick, rng) for n in scales}
@@ -357,6 +374,8 @@ def p3(ca: Any, box: Sandbox, quick: bool, rng: random.Random) -> Section:
             table,
         )
     )
+    if not quick and OPTIONS.plot is not None:
+        section.notes.append(plot_growth(measured, loops, OPTIONS.plot))
     section.notes.append(
         "P3: `landing → done` runs from the first image bump to the process being reaped "
         "(ours) or the last `kubectl rollout status` returning (loop); `beyond slowest` from "
@@ -385,3 +404,41 @@ def p6(ca: Any, box: Sandbox, quick: bool, rng: random.Random) -> Section:
         )
     )
     return section
+
+
+def plot_growth(ours: dict[int, Measured], loops: dict[int, Measured], path: Path) -> str:
+    """Draw wall beyond the slowest rollout and CPU seconds against N (log scales), ours and
+    the kubectl loop, into ``path``; the note to print. matplotlib is the optional ``bench``
+    extra: without it, the note says so and nothing is drawn."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return f"P3 plot: not drawn (pip install -e '.[bench]' for matplotlib); {path} unchanged"
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4), dpi=100)
+    for ax, attr, title in (
+        (axes[0], "beyond", "wall after the slowest rollout (s)"),
+        (axes[1], "cpu", "CPU seconds of the waiting process(es)"),
+    ):
+        for label, series, style in (
+            ("homelab deploy wait", ours, "o-"),
+            ("kubectl rollout status loop", loops, "s--"),
+        ):
+            ns = sorted(series)
+            values = [max(float(getattr(series[n], attr)), 1e-3) for n in ns]
+            if ns:
+                ax.plot(ns, values, style, label=label)
+        ax.set_xscale("log")
+        ax.set_yscale("log")
+        ax.set_xlabel("services (N), over up to 4 namespaces")
+        ax.set_title(title, fontsize=10)
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.suptitle("P3 cost growth: all N Deployments land at once (kube simulator, loopback)")
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return f"P3 plot: {path.relative_to(REPO_ROOT) if path.is_relative_to(REPO_ROOT) else path}"

@@ -18,8 +18,10 @@ import sys
 import time
 import traceback
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 from benchmarks.common import (
+    REPO_ROOT,
     CertificateAuthority,
     Row,
     Sandbox,
@@ -67,6 +69,18 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         "--quick", action="store_true", help="fewer repetitions and smaller sizes (a smoke run)"
     )
     parser.add_argument("--json", action="store_true", help="print the results as JSON")
+    parser.add_argument(
+        "--large",
+        action="store_true",
+        help="P3 also at N = 2000, and the kubectl loop at N = 1000 (adds several minutes)",
+    )
+    parser.add_argument(
+        "--plot",
+        default=str(REPO_ROOT / "docs" / "benchmarks-growth.png"),
+        metavar="PATH",
+        help="where a full P3 run draws the cost-growth plot (needs the bench extra; "
+        "'' for no plot; default: docs/benchmarks-growth.png)",
+    )
     parser.add_argument("--seed", type=int, default=20260101, help="seed of the scenarios")
     args = parser.parse_args(argv)
     chosen = [i.strip().upper() for i in args.only.split(",") if i.strip()]
@@ -81,6 +95,9 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     registry = _registry()
+    from benchmarks import rollout
+
+    rollout.OPTIONS = rollout.Options(large=args.large, plot=Path(args.plot) if args.plot else None)
     info = machine()
     progress(
         f"benchmarks {','.join(args.ids)}{' (quick)' if args.quick else ''}: {info['cpu']}, "

@@ -11,6 +11,7 @@ wait early (see :class:`RolloutPolicy`).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
@@ -84,18 +85,28 @@ def tag_sha_tokens(tag: str | None) -> list[str]:
 def image_references(image: str, sha: str, recorded: Mapping[str, str] | None = None) -> bool:
     """The image was built from ``sha``: a tag token names it, or the image is pinned by digest
     and ``recorded`` (the template's annotations and labels) names it under a COMMIT_KEY."""
-    ref = parse_image(image)
-    if any(sha_token_matches(token, sha) for token in _TOKENS.split(ref.tag or "")):
+    if _tag_references(image, sha):
         return True
-    if ref.digest and recorded:
+    if recorded and parse_image(image).digest:
         return any(sha_token_matches(recorded.get(key, ""), sha) for key in COMMIT_KEYS)
     return False
+
+
+@functools.lru_cache(maxsize=4096)
+def _tag_references(image: str, sha: str) -> bool:
+    """A token of the image's tag names ``sha``. Remembered: each look at a target checks its
+    template's and its pods' images again, the same few strings, for every one of thousands of
+    targets."""
+    tag = parse_image(image).tag or ""
+    return any(sha_token_matches(token, sha) for token in _TOKENS.split(tag))
 
 
 def _get(obj: Mapping[str, Any] | None, *path: str, default: Any = None) -> Any:
     current: Any = obj
     for key in path:
-        if not isinstance(current, Mapping):
+        # JSON objects are dicts: the exact type check spares the ABC's isinstance, which
+        # the rules' hundreds of thousands of lookups at a thousand targets felt.
+        if type(current) is not dict and not isinstance(current, Mapping):
             return default
         current = current.get(key)
     return default if current is None else current
@@ -571,11 +582,14 @@ class ServiceWait:
         self._replicas = (0, 0)
         self.done_at: float | None = None
 
+    def _template(self, workload: Mapping[str, Any]) -> TemplateImages:
+        t = self.target
+        return template_images(workload, t.sha, container=t.container, repository=t.repository)
+
     def note(self, workload: Mapping[str, Any]) -> None:
         """Remember the template's images before the first full look (pods not listed yet), so
         an image of ours replaced in that window still counts as superseded."""
-        t = self.target
-        current = template_images(workload, t.sha, container=t.container, repository=t.repository)
+        current = self._template(workload)
         if self._first_images is None:
             self._first_images = current.images
         self._matched_once = self._matched_once or current.matches
@@ -596,7 +610,7 @@ class ServiceWait:
             )
         self._seen = True
         self._looks += 1
-        current = template_images(workload, t.sha, container=t.container, repository=t.repository)
+        current = self._template(workload)
         self._images = current.images
         self._replicas = (
             _int(workload, "status", "replicas"),
@@ -635,7 +649,7 @@ class ServiceWait:
         mine = [
             p
             for p in workload_pods(workload, pods)
-            if any(image_references(i, t.sha) or i in current.images for i in pod_images(p))
+            if any(i in current.images or _tag_references(i, t.sha) for i in pod_images(p))
         ]
         failed = self._pod_troubles(mine, now)
         if failed is not None:

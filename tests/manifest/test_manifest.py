@@ -655,3 +655,34 @@ def test_good_script_paths(make_doc: MakeDoc, path: str) -> None:
     m = parse_manifest(json.dumps(make_doc([*CI, "scriptPath"], path)), "deploy.json")
     ci = m.environment("dev").ci
     assert ci is not None and ci.script_path == path
+
+
+def test_a_file_read_again_is_parsed_once_and_an_edit_is_seen(
+    tmp_path: Path, make_doc: MakeDoc, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """One session loads deploy.json for its settings and each phase's plan: the same content
+    is validated once; new content (an edit between sessions) is parsed as it is now."""
+    import pytest_homelab.core.manifest as manifest_module
+
+    parsed: list[str] = []
+    real = manifest_module.parse_manifest
+
+    def counting(text: str | bytes, source: str) -> Manifest:
+        parsed.append(source)
+        return real(text, source)
+
+    monkeypatch.setattr(manifest_module, "parse_manifest", counting)
+    path = tmp_path / "deploy.json"
+    doc = make_doc()
+    path.write_text(json.dumps(doc))
+    first = load_manifest(path)
+    assert load_manifest(path) is first
+    assert len(parsed) == 1
+    doc["schemaVersion"] = "two"  # an invalid edit raises, every time, and is not kept
+    path.write_text(json.dumps(doc))
+    for _ in range(2):
+        with pytest.raises(ManifestInvalid):
+            load_manifest(path)
+    assert len(parsed) == 3
+    path.write_text(json.dumps(make_doc()))
+    assert load_manifest(path) == first
