@@ -41,6 +41,7 @@ _MARKERS = {
 _ROOT_FIXTURE = "homelab_landing"
 _PLAN = pytest.StashKey["RolloutPlan | BadInput"]()
 _TASKRUNS = pytest.StashKey[bytes]()  # the dev e2e runner's junit.xml, merged at the end
+_REPORTS = pytest.StashKey["_CheckReports"]()
 _NO_SERVICES = "no-services"
 _TIMEOUT_MARGIN = 60.0  # pytest-timeout is only a backstop behind our own deadlines
 
@@ -89,6 +90,8 @@ def _show(value: object) -> str:
 
 
 def pytest_configure(config: pytest.Config) -> None:
+    config.stash[_REPORTS] = reports = _CheckReports()
+    config.pluginmanager.register(reports, "homelab-check-reports")
     for name, text in _MARKERS.items():
         config.addinivalue_line("markers", f"{name}: {text}")
 
@@ -251,20 +254,46 @@ def pytest_runtest_makereport(
         and not any(name == "outcome" for name, _ in item.user_properties)
     ):
         item.user_properties.append(("outcome", "success"))
+    if call.when == "call" and _TASKRUNS in item.config.stash:
+        # The runner's junit.xml travels with the check's report (to the xdist controller too)
+        # and becomes the TaskRuns suite when the JUnit is annotated.
+        from pytest_homelab.report.annotate import TASKRUNS_PROPERTY
+
+        taskruns = item.config.stash[_TASKRUNS].decode("utf-8", "replace")
+        del item.config.stash[_TASKRUNS]
+        item.user_properties.append((TASKRUNS_PROPERTY, taskruns))
     return report
+
+
+class _CheckReports:
+    """Notices that a landing check reported (serially, or on the xdist controller)."""
+
+    def __init__(self) -> None:
+        self.seen = False
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if not self.seen and any(name == "phase" for name, _ in report.user_properties):
+            self.seen = True
+
+
+def _ran_checks(config: pytest.Config) -> bool:
+    reports = config.stash.get(_REPORTS, None)
+    return reports is not None and reports.seen
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Give every ``<failure>``/``<error>`` a ``type`` naming the outcome; scrub secrets."""
-    xmlpath = session.config.option.xmlpath
-    if not xmlpath or _SETTINGS not in session.config.stash:
+    """Rewrite the JUnit of a session that ran landing checks (on the xdist controller, which
+    alone writes it): schema-valid, typed by outcome, with the evidence and the TaskRuns."""
+    config = session.config
+    xmlpath = config.option.xmlpath
+    if not xmlpath or hasattr(config, "workerinput"):
         return
     path = Path(xmlpath)
-    if path.is_file():
+    if path.is_file() and _ran_checks(config):
         from pytest_homelab.report.annotate import annotate_junit
 
-        annotate_junit(path, session.config.stash.get(_TASKRUNS, None))
+        annotate_junit(path)
 
 
 # -- fixtures ------------------------------------------------------------------------------------

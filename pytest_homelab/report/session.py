@@ -41,8 +41,6 @@ def pytest_args(
         "-m",
         markexpr,
         f"--junitxml={junit}",
-        "-o",
-        "junit_family=xunit1",
         "-p",
         "no:cacheprovider",
         "-q",

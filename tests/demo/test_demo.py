@@ -14,6 +14,7 @@ import pytest
 
 from pytest_homelab.cli import main
 from pytest_homelab.demo import SCENARIOS
+from pytest_homelab.report.junit import case_properties
 
 # scenario -> (exit code, {testcase label: outcome}); labels are "<phase>:<name>"
 EXPECTED: dict[str, tuple[int, dict[str, str]]] = {
@@ -62,8 +63,8 @@ EXPECTED: dict[str, tuple[int, dict[str, str]]] = {
 
 def outcomes(junit: Path) -> dict[str, str]:
     found: dict[str, str] = {}
-    for case in ET.parse(junit).getroot().iter("testcase"):
-        props = {p.get("name", ""): p.get("value", "") for p in case.iter("property")}
+    for case, pairs in case_properties(ET.parse(junit).getroot()):
+        props = dict(pairs)
         found[f"{props.get('phase')}:{case.get('name')}"] = props.get("outcome", "")
     return found
 
