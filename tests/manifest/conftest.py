@@ -11,7 +11,7 @@ import pytest
 SHA = "0123456789abcdef0123456789abcdef01234567"
 
 GOOD: dict[str, Any] = {
-    "$schema": "./pytest_homelab/deploy.schema.json",
+    "$schema": "./pytest_homelab/core/deploy.schema.json",
     "schemaVersion": 2,
     "environments": {
         "dev": {
