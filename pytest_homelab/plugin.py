@@ -8,6 +8,7 @@ below is resolved lazily, on the first item that asks for a homelab fixture.
 from __future__ import annotations
 
 import contextlib
+import re
 import sys
 from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
@@ -39,6 +40,12 @@ _MARKERS = {
     "e2e": "landing check of the dev e2e phase (runs only when asked: -m e2e or --homelab-e2e)",
 }
 _ROOT_FIXTURE = "homelab_landing"
+_MARKED = pytest.StashKey[bool]()
+_PACKAGED_SUITE = Path(__file__).resolve().parent / "checks"
+_FIXTURE_NAMES = re.compile(
+    rb"\bhomelab_(?:settings|landing|ci_target|woodpecker_token|woodpecker|woodpecker_repo|ci|"
+    rb"record|service|kube|rollouts|d601|dev_run)\b"
+)
 _PLAN = pytest.StashKey["RolloutPlan | BadInput"]()
 _TASKRUNS = pytest.StashKey[bytes]()  # the dev e2e runner's junit.xml, merged at the end
 _REPORTS = pytest.StashKey["_CheckReports"]()
@@ -92,8 +99,70 @@ def _show(value: object) -> str:
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[_REPORTS] = reports = _CheckReports()
     config.pluginmanager.register(reports, "homelab-check-reports")
+    if _landing_session(config):
+        _register_phase_markers(config)
+
+
+def _register_phase_markers(config: pytest.Config) -> None:
+    """The phase markers, where landing checks are collected; a marker of the same name the
+    project registered itself keeps its description."""
+    if config.stash.get(_MARKED, False):
+        return
+    config.stash[_MARKED] = True
+    known = {line.split(":")[0].split("(")[0].strip() for line in config.getini("markers")}
     for name, text in _MARKERS.items():
-        config.addinivalue_line("markers", f"{name}: {text}")
+        if name not in known:
+            config.addinivalue_line("markers", f"{name}: {text}")
+
+
+def _landing_session(config: pytest.Config) -> bool:
+    """An initial path of the session is a landing suite: the shipped ``checks/``, or a
+    ``checks/`` directory at the top of a git work tree (the suite the CLI runs)."""
+    return any(_in_landing_suite(path) for path in _initial_paths(config))
+
+
+def _initial_paths(config: pytest.Config) -> Iterator[Path]:
+    base = config.invocation_params.dir
+    for arg in config.args:
+        name = str(arg).split("::", 1)[0]
+        if config.option.pyargs and "/" not in name and not name.endswith(".py"):
+            with contextlib.suppress(ImportError, ValueError):
+                import importlib.util
+
+                spec = importlib.util.find_spec(name)
+                if spec is not None and spec.submodule_search_locations:
+                    yield from (Path(p) for p in spec.submodule_search_locations)
+                elif spec is not None and spec.origin:
+                    yield Path(spec.origin)
+            continue
+        yield base / name
+
+
+def _in_landing_suite(path: Path) -> bool:
+    try:
+        path = path.resolve()
+    except OSError:
+        return False
+    for directory in (path, *path.parents):
+        if directory == _PACKAGED_SUITE:
+            return True
+        if directory.name == "checks" and (directory.parent / ".git").exists():
+            return True
+    return False
+
+
+def pytest_pycollect_makemodule(module_path: Path, parent: pytest.Collector) -> None:
+    """A test module that asks for a homelab fixture is a landing check module: the phase
+    markers are registered before it is imported (so ``--strict-markers`` accepts them)."""
+    config = parent.config
+    if config.stash.get(_MARKED, False):
+        return
+    try:
+        source = module_path.read_bytes()
+    except OSError:
+        return
+    if _FIXTURE_NAMES.search(source):
+        _register_phase_markers(config)
 
 
 def _resolve(config: pytest.Config) -> Settings:
@@ -146,6 +215,9 @@ def _env_settings(config: pytest.Config) -> Settings:
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "homelab_service" not in metafunc.fixturenames:
         return
+    if metafunc.config.getoption("collectonly"):
+        _list_services(metafunc)
+        return
     plan = _rollout_plan(metafunc.config)
     if isinstance(plan, BadInput):
         metafunc.parametrize("homelab_service", [plan], ids=["configuration"], indirect=True)
@@ -156,6 +228,23 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize(
             "homelab_service", targets, ids=[t.name for t in targets], indirect=True
         )
+
+
+def _list_services(metafunc: pytest.Metafunc) -> None:
+    """``--collect-only``: the real rollout checks, from deploy.json alone (no git, network or
+    credentials); a broken configuration lists one ``configuration`` check, as a run reports it."""
+    from pytest_homelab.rollout.plan import listed_targets
+
+    try:
+        targets = list(listed_targets(_resolve(metafunc.config)))
+    except BadInput as exc:
+        metafunc.parametrize("homelab_service", [exc], ids=["configuration"], indirect=True)
+        return
+    if not targets:
+        metafunc.parametrize("homelab_service", [None], ids=[_NO_SERVICES], indirect=True)
+        return
+    ids = [t.name for t in targets]
+    metafunc.parametrize("homelab_service", targets, ids=ids, indirect=True)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -196,8 +285,8 @@ def pytest_collection_modifyitems(
     for n, item in zip(slots, checks, strict=True):
         items[n] = item
     selected = {phased[id(i)] for i in items if id(i) in phased}
-    if not selected:
-        return
+    if not selected or config.getoption("collectonly"):
+        return  # listing the checks needs no settings; running them does
     settings = _settings(config)
     if "ci" in selected:
         try:
@@ -336,7 +425,7 @@ def homelab_ci_target(homelab_settings: Settings) -> CiTarget:
 
 
 @pytest.fixture(scope="session")
-def woodpecker_token(homelab_settings: Settings) -> Secret:
+def homelab_woodpecker_token(homelab_settings: Settings) -> Secret:
     """The Woodpecker API token (from WOODPECKER_TOKEN or Vault); it never prints."""
     from pytest_homelab.ci.phase import woodpecker_token as resolve
 
@@ -344,13 +433,15 @@ def woodpecker_token(homelab_settings: Settings) -> Secret:
 
 
 @pytest.fixture(scope="session")
-def woodpecker(homelab_landing: Landing, woodpecker_token: Secret) -> Iterator[WoodpeckerClient]:
+def homelab_woodpecker(
+    homelab_landing: Landing, homelab_woodpecker_token: Secret
+) -> Iterator[WoodpeckerClient]:
     """A Woodpecker API client built from the settings (dialing, CA, retries)."""
     from pytest_homelab.ci.phase import open_client
 
     client = open_client(
         homelab_landing.settings,
-        woodpecker_token,
+        homelab_woodpecker_token,
         clock=homelab_landing.clock,
         on_retry=lambda text: homelab_landing.progress(f"ci: retry {text}"),
     )
@@ -361,11 +452,11 @@ def woodpecker(homelab_landing: Landing, woodpecker_token: Secret) -> Iterator[W
 
 
 @pytest.fixture(scope="session")
-def woodpecker_repo(
-    woodpecker: WoodpeckerClient, homelab_ci_target: CiTarget, homelab_landing: Landing
+def homelab_woodpecker_repo(
+    homelab_woodpecker: WoodpeckerClient, homelab_ci_target: CiTarget, homelab_landing: Landing
 ) -> Repo:
     """The Woodpecker repo of the landing (looked up once)."""
-    return woodpecker.lookup_repo(
+    return homelab_woodpecker.lookup_repo(
         homelab_ci_target.slug, deadline=homelab_landing.phase_deadline("ci")
     )
 
@@ -373,21 +464,21 @@ def woodpecker_repo(
 @pytest.fixture(scope="session")
 def homelab_ci(
     homelab_landing: Landing,
-    woodpecker: WoodpeckerClient,
-    woodpecker_repo: Repo,
+    homelab_woodpecker: WoodpeckerClient,
+    homelab_woodpecker_repo: Repo,
     homelab_ci_target: CiTarget,
-    woodpecker_token: Secret,
+    homelab_woodpecker_token: Secret,
 ) -> CiResult:
     """The ci phase's result: the watch of the commit's pipeline, run once per session."""
     from pytest_homelab.ci.phase import watch_ci
 
     return watch_ci(
         homelab_landing.settings,
-        woodpecker,
-        woodpecker_repo,
+        homelab_woodpecker,
+        homelab_woodpecker_repo,
         homelab_ci_target,
         deadline=homelab_landing.phase_deadline("ci"),
-        token=woodpecker_token,
+        token=homelab_woodpecker_token,
         progress=homelab_landing.progress,
         clock=homelab_landing.clock,
     )
