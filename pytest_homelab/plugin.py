@@ -8,6 +8,8 @@ below is resolved lazily, on the first item that asks for a homelab fixture.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import os
 import re
 import sys
 from collections.abc import Callable, Generator, Iterable, Iterator
@@ -96,11 +98,34 @@ def _show(value: object) -> str:
     return str(value)
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     config.stash[_REPORTS] = reports = _CheckReports()
     config.pluginmanager.register(reports, "homelab-check-reports")
     if _landing_session(config):
         _register_phase_markers(config)
+        _cache_under_state(config)
+
+
+def _cache_under_state(config: pytest.Config) -> None:
+    """``--lf``/``--ff`` for the landing checks, with pytest's cache under the state directory
+    (``$XDG_STATE_HOME/homelab/pytest-cache/<suite>-<hash>``) instead of next to the suite, in
+    the user's repo or the installed package; a ``cache_dir`` the user set is kept.
+
+    pytest creates the cache in cacheprovider's tryfirst ``pytest_configure`` from
+    ``getini("cache_dir")`` (pytest-dev/pytest src/_pytest/cacheprovider.py@9.2.0:136-142, 563);
+    this hook is tryfirst too and registered later, so it runs first."""
+    if not config.pluginmanager.hasplugin("cacheprovider") or "TOX_ENV_DIR" in os.environ:
+        return
+    if config.getini("cache_dir") != ".pytest_cache":
+        return
+    inicache = getattr(config, "_inicache", None)
+    if not isinstance(inicache, dict):
+        return
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    root = config.rootpath
+    digest = hashlib.sha256(str(root).encode()).hexdigest()[:12]
+    inicache["cache_dir"] = str(Path(state) / "homelab" / "pytest-cache" / f"{root.name}-{digest}")
 
 
 def _register_phase_markers(config: pytest.Config) -> None:

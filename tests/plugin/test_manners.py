@@ -132,3 +132,44 @@ def test_listing_needs_no_settings_and_lists_the_real_checks(
     listed = sorted(line.split("[")[1].rstrip("]") for line in result.stdout.lines if "[" in line)
     assert listed == (["billing", "web"] if env else ["api", "billing", "web"])
     assert "configuration" not in out and "test_pipeline_green" in out
+
+
+LF_CHECKS = """
+import os
+import pytest
+from pytest_homelab.core.outcomes import CheckFailed
+
+pytestmark = pytest.mark.rollout
+
+def test_web(homelab_landing):
+    pass
+
+def test_api(homelab_landing):
+    if os.environ.get("API_BROKEN"):
+        raise CheckFailed("expected api to roll out, saw CrashLoopBackOff", hint="fix api")
+"""
+
+
+def test_last_failed_and_failed_first_work_with_the_cache_out_of_the_repo(
+    pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    checks = landing_repo(pytester)
+    (checks / "test_mine.py").unlink()
+    (checks / "test_rollouts.py").write_text(LF_CHECKS)
+    state = pytester.path / "state"
+    monkeypatch.setenv("XDG_STATE_HOME", str(state))
+    monkeypatch.delenv("TOX_ENV_DIR", raising=False)
+    monkeypatch.setenv("API_BROKEN", "1")
+    first = pytester.runpytest_subprocess(str(checks))
+    first.assert_outcomes(passed=1, failed=1)
+    monkeypatch.delenv("API_BROKEN")
+    again = pytester.runpytest_subprocess(str(checks), "--lf", "-v")
+    again.assert_outcomes(passed=1)
+    again.stdout.fnmatch_lines(["*test_api PASSED*"])
+    monkeypatch.setenv("API_BROKEN", "1")
+    pytester.runpytest_subprocess(str(checks)).assert_outcomes(passed=1, failed=1)
+    first_failed = pytester.runpytest_subprocess(str(checks), "--ff", "-v")
+    order = [line.split("::")[1].split()[0] for line in first_failed.stdout.lines if "::" in line]
+    assert order[:2] == ["test_api", "test_web"]
+    assert list(pytester.path.rglob(".pytest_cache")) == []  # nothing in the repo
+    assert list((state / "homelab" / "pytest-cache").glob("*/v/cache/lastfailed"))
