@@ -105,6 +105,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if _landing_session(config):
         _register_phase_markers(config)
         _cache_under_state(config)
+        if not config.getoption("collectonly", False):
+            _refuse_ungroupable_dist(config, str(config.getoption("dist", "no") or "no"))
 
 
 def _cache_under_state(config: pytest.Config) -> None:
@@ -344,6 +346,86 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     return None
 
 
+# -- pytest-xdist: every landing check on one worker ------------------------------------------
+# The phases gate each other through the session's Landing (a red ci fails the rollout checks at
+# once) and each phase's watch is a session fixture: split over workers, each would watch on its
+# own and wait for phases it cannot see. So the controller's scheduler puts every landing check
+# module (one that asks for a homelab fixture, as for the markers) into one scope, which
+# pytest-xdist sends to one worker whole and in collection order
+# (pytest-xdist src/xdist/scheduler/loadscope.py@v3.8.0 LoadScopeScheduling._split_scope);
+# other tests keep their --dist mode. No nodeid changes: the terminal, the JUnit and --lf see the
+# serial names. (xdist_group cannot do it: its "@group" suffix is written to Item._nodeid,
+# xdist/remote.py@v3.8.0:236-254, which pytest 9.2 no longer reads, nodes.py:290-292.)
+
+XDIST_GROUP = "homelab-landing"
+_UNGROUPABLE = ("each", "worksteal")
+
+
+def _refuse_ungroupable_dist(config: pytest.Config, dist: str) -> None:
+    if dist in _UNGROUPABLE:
+        raise pytest.UsageError(
+            f"the landing checks cannot run with --dist {dist}: their phases gate each other "
+            "and each phase's watch must run once, on one worker\n"
+            "  next: use -n N with --dist load (the default), loadgroup, loadscope or loadfile "
+            "(the checks then run together on one worker), or run without -n"
+        )
+
+
+def _check_module_ids(config: pytest.Config) -> Callable[[str], bool]:
+    """Whether a nodeid's module is a landing check module (read once per file)."""
+    seen: dict[str, bool] = {}
+
+    def is_check(nodeid: str) -> bool:
+        module = nodeid.split("::", 1)[0]
+        if module not in seen:
+            try:
+                source = (config.rootpath / module).read_bytes()
+            except OSError:
+                source = b""
+            seen[module] = _FIXTURE_NAMES.search(source) is not None
+        return seen[module]
+
+    return is_check
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)  # xdist's own is trylast (dsession.py:107)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """The scheduler of the chosen ``--dist`` mode, with the landing check modules as one scope."""
+    from xdist.scheduler import LoadFileScheduling, LoadGroupScheduling, LoadScopeScheduling
+
+    dist = config.getvalue("dist")
+    bases = {
+        "load": LoadScopeScheduling,
+        "loadscope": LoadScopeScheduling,
+        "loadfile": LoadFileScheduling,
+        "loadgroup": LoadGroupScheduling,
+    }
+    base = bases.get(dist)
+    if base is None:
+        return None  # each and worksteal are refused once a check module is collected
+    is_check = _check_module_ids(config)
+    per_test = dist == "load"
+
+    class Grouped(base):  # type: ignore[misc,valid-type]
+        def _split_scope(self, nodeid: str) -> str:
+            if is_check(nodeid):
+                return XDIST_GROUP
+            return nodeid if per_test else str(super()._split_scope(nodeid))
+
+    scheduler: object = Grouped(config, log)
+    return scheduler
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: object, ids: list[str]) -> None:
+    config = getattr(node, "config", None)
+    if not isinstance(config, pytest.Config):
+        return
+    dist = str(config.getvalue("dist"))
+    if dist in _UNGROUPABLE and any(map(_check_module_ids(config), ids)):
+        _refuse_ungroupable_dist(config, dist)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
@@ -376,7 +458,21 @@ def pytest_runtest_makereport(
         taskruns = item.config.stash[_TASKRUNS].decode("utf-8", "replace")
         del item.config.stash[_TASKRUNS]
         item.user_properties.append((TASKRUNS_PROPERTY, taskruns))
+    _scrub_report(report)
     return report
+
+
+def _scrub_report(report: pytest.TestReport) -> None:
+    """Known secrets out of what a check reports, in the process that knows them (an xdist
+    worker, whose controller writes the JUnit and the terminal)."""
+    from pytest_homelab.core.secrets import known_secrets, scrub
+
+    if not known_secrets():
+        return
+    if isinstance(report.longrepr, str):
+        report.longrepr = scrub(report.longrepr)
+    report.user_properties = [(name, scrub(str(value))) for name, value in report.user_properties]
+    report.sections = [(title, scrub(text)) for title, text in report.sections]
 
 
 class _CheckReports:
