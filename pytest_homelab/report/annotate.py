@@ -69,6 +69,7 @@ def annotate_junit(path: Path, *, hostname: str | None = None) -> None:
     for secret in sorted(known_secrets(), key=len, reverse=True):
         if secret:
             _scrub(root, secret)
+    ET.indent(root, space="  ")  # for people; element texts (failures, system-out) are kept
     text = ET.tostring(root, encoding="unicode")
     path.write_text('<?xml version="1.0" encoding="utf-8"?>' + text, encoding="utf-8")
 

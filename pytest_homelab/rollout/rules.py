@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pytest_homelab.core.manifest import Service
@@ -396,6 +396,8 @@ class RolloutResult:
     pods: tuple[str, ...] = ()
     waited: float = 0.0
     time_to_ready: float | None = None
+    stuck_pod: str | None = None  # the pod whose container will not start by itself
+    events: tuple[str, ...] = ()  # that pod's recent events, as kubectl describe pod shows them
 
     @property
     def landed(self) -> bool:
@@ -421,6 +423,8 @@ class RolloutResult:
         if self.time_to_ready is not None:
             props.append(("time_to_ready", f"{self.time_to_ready:.1f}s"))
         props.append(("waited", f"{self.waited:.1f}s"))
+        if self.stuck_pod and self.events:
+            props.append((f"events:{self.stuck_pod}", "\n".join(self.events)))
         return props
 
     def check(self) -> None:
@@ -518,7 +522,7 @@ class ServiceWait:
             stuck = pod_stuck(pod)
             if stuck is not None:
                 name = _get(pod, "metadata", "name", default="?")
-                return self._result(
+                result = self._result(
                     now,
                     CheckFailed(
                         f"expected the new pods of {t.ref} to become ready, but pod {name} is "
@@ -527,6 +531,7 @@ class ServiceWait:
                         "configuration and land again",
                     ),
                 )
+                return replace(result, stuck_pod=str(name))
         if not state.done:
             self.done_at = None
             return None

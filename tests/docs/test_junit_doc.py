@@ -33,7 +33,14 @@ def documented(title: str) -> set[str]:
 
 
 def normalized(names: list[str], placeholder: str) -> set[str]:
-    return {f"log_tail:{placeholder}" if n.startswith("log_tail:") else n for n in names}
+    return {
+        f"log_tail:{placeholder}"
+        if n.startswith("log_tail:")
+        else "events:<pod>"
+        if n.startswith("events:")
+        else n
+        for n in names
+    }
 
 
 def ci_properties() -> list[str]:
@@ -65,6 +72,8 @@ def rollout_properties() -> list[str]:
         pods=("web-1", "web-2", "web-3"),
         waited=4.0,
         time_to_ready=3.5,
+        stuck_pod="web-4",
+        events=("Warning BackOff: Back-off restarting failed container web in pod web-4",),
     )
     return [name for name, _ in result.properties()]
 
