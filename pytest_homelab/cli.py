@@ -99,10 +99,15 @@ _ROLLOUT = (
     "deploy_json",
     "env",
     "rollout_timeout",
+    "rollout_crash_restarts",
+    "rollout_image_pull_grace",
+    "rollout_strict_terminating",
     "kubeconfig",
     "kube_context",
     "namespace",
     "request_timeout",
+    "ca_bundle",
+    "probe_interval",
 )
 
 
@@ -296,6 +301,12 @@ def build_parser(words: Sequence[str] | None = None) -> argparse.ArgumentParser:
         default=None,
         metavar="SHA",
         help="the commit the images must come from (default: HEAD)",
+    )
+    wait.add_argument(
+        "--no-probe",
+        action="store_true",
+        help="skip the smoke phase: do not ask the services' probe URLs (deploy.json) whether "
+        "they serve the commit",
     )
     _add_options(wait, _ROLLOUT)
     _add_session_flags(wait)
@@ -506,7 +517,7 @@ def _deploy_wait(args: argparse.Namespace) -> int:
     return run_checks(
         settings,
         verb="deploy-wait",
-        markexpr="rollout",
+        markexpr="rollout" if args.no_probe else "rollout or smoke",
         flags=flags,
         junitxml=args.junitxml,
         as_json=args.json,
@@ -609,7 +620,7 @@ def _work_land(args: argparse.Namespace) -> int:
     code = run_checks(
         settings,
         verb="work-land",
-        markexpr="ci or rollout" if args.deploy_wait else "ci",
+        markexpr="ci or rollout or smoke" if args.deploy_wait else "ci",
         flags=flags,
         junitxml=args.junitxml,
         as_json=args.json,

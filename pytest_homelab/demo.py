@@ -37,7 +37,8 @@ REGISTRY = "registry.demo.test/homelab"
 SERVICES = (("web", "shop-dev"), ("api", "shop-dev"), ("worker", "jobs-dev"))
 CI_NAMESPACE = "unidesk-ci"
 E2E_PIPELINE = "unidesk-dev-namespace-e2e"
-FULL = "ci or rollout or e2e"
+FULL = "ci or rollout or smoke or e2e"
+PROBED = ("web", "api")  # services whose deploy.json entry has a probe (the smoke phase)
 
 
 @dataclass(frozen=True)
@@ -65,6 +66,11 @@ SCENARIOS = (
     Scenario(
         "crashloop",
         "the new api image crashes: CrashLoopBackOff fails the rollout at once (exit 1)",
+    ),
+    Scenario(
+        "wrong-version",
+        "everything rolls out, but web's route still points at the old Service: its probe "
+        "URL serves the previous commit, and the smoke check names both (exit 1)",
     ),
     Scenario(
         "e2e-fail", "the dev e2e run's smoke TaskRun fails; its log is in the verdict (exit 1)"
@@ -111,10 +117,22 @@ def _git(repo: Path, *args: str) -> str:
     return done.stdout.strip()
 
 
-def _manifest(repo_url: str) -> str:
-    services = [
+def probe_host(name: str, namespace: str) -> str:
+    return f"{name}.{namespace}.demo.test"
+
+
+def _manifest(repo_url: str, serving: str, probe_timeout_ms: int = 30000) -> str:
+    services: list[dict[str, object]] = [
         {"name": name, "namespace": ns, "image": f"{REGISTRY}/{name}"} for name, ns in SERVICES
     ]
+    for service in services:
+        name, ns = str(service["name"]), str(service["namespace"])
+        if name in PROBED:
+            service["probe"] = {
+                "url": f"https://{probe_host(name, ns)}/version",
+                "dial": serving,
+                "timeoutMs": probe_timeout_ms,
+            }
     doc = {
         "schemaVersion": 2,
         "environments": {
@@ -263,6 +281,7 @@ def _run(scenario: Scenario, root: Path, *, junitxml: str | None, as_json: bool)
     from pytest_homelab.sim.kube.objects import deployment
     from pytest_homelab.sim.kube.tekton import pipeline
     from pytest_homelab.sim.proxy import ForwardProxy
+    from pytest_homelab.sim.serving import Route, ServingSim
     from pytest_homelab.sim.woodpecker import WoodpeckerSim
 
     name = scenario.name
@@ -270,13 +289,15 @@ def _run(scenario: Scenario, root: Path, *, junitxml: str | None, as_json: bool)
     kubectl = _kubectl()
     if kubectl is None and "e2e" in markexpr:
         _say("kubectl is not on PATH, so D601's runner cannot run: the dev e2e phase is left out")
-        markexpr = "ci or rollout"
+        markexpr = "ci or rollout or smoke"
     token = "demo-" + os.urandom(8).hex()
     ca = trustme.CA()
     ca_pem = root / "demo-ca.pem"
     ca.cert_pem.write_to_path(str(ca_pem))
     server_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     ca.issue_cert(HOSTNAME).configure_cert(server_ctx)
+    serving_ctx = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    ca.issue_cert(*(probe_host(n, ns) for n, ns in SERVICES)).configure_cert(serving_ctx)
     faults = FaultPlan(seed=7, rate=0.3, stall_seconds=1.0) if name == "flaky" else None
     forge = root / "forge"
     (forge / "homelab").mkdir(parents=True)
@@ -299,10 +320,16 @@ def _run(scenario: Scenario, root: Path, *, junitxml: str | None, as_json: bool)
         kube = stack.enter_context(
             KubeSim(speed=4.0, timing=Timing(observe=0.05, terminate=0.1, namespace_cleanup=0.1))
         )
+        serving = stack.enter_context(ServingSim(kube, ssl_context=serving_ctx))
         url = git_server.repo_url("homelab/app.git")
+        manifest = _manifest(url, serving.address, 4000 if name == "wrong-version" else 30000)
         repo, base = _make_repo(
-            root, forge / "homelab" / "app.git", url, reference_runner().read_text()
+            root, forge / "homelab" / "app.git", url, manifest, reference_runner().read_text()
         )
+        for svc, ns in SERVICES:
+            old = f"{REGISTRY}/{svc}:main-{base[:12]}"
+            stale = name == "wrong-version" and svc == "web"
+            serving.route(probe_host(svc, ns), Route(ns, svc, fixed=old if stale else None))
         ci.add_repo(SLUG, private=True)
         ci.add_pipeline(SLUG, commit=base, steps=_steps(base)[:1])  # the previous landing
         for ns in (CI_NAMESPACE, *{ns for _, ns in SERVICES}):
@@ -362,6 +389,7 @@ def _run(scenario: Scenario, root: Path, *, junitxml: str | None, as_json: bool)
             "e2e_env_file": str(d601 / "ci.env"),
             "e2e_wait": "60s",
             "e2e_poll_interval": "0.3s",
+            "probe_interval": "0.5s",
         }
         with (
             _isolated_env({"WOODPECKER_TOKEN": token, **_git_env_only()}),
@@ -398,13 +426,13 @@ def _chdir(path: Path) -> Iterator[None]:
         os.chdir(cwd)
 
 
-def _make_repo(root: Path, bare: Path, url: str, runner: str) -> tuple[Path, str]:
+def _make_repo(root: Path, bare: Path, url: str, manifest: str, runner: str) -> tuple[Path, str]:
     """The app's repo with deploy.json and the Git-controlled runner; ``main`` pushed."""
     repo = root / "app"
     repo.mkdir()
     _git(repo, "init", "-q", "-b", "main")
     (repo / "app.py").write_text("print('hello homelab')\n")
-    (repo / "deploy.json").write_text(_manifest(url))
+    (repo / "deploy.json").write_text(manifest)
     (repo / "scripts" / "ci").mkdir(parents=True)
     (repo / "scripts" / "ci" / "dev-e2e.sh").write_text(runner)
     _git(repo, "add", ".")

@@ -27,11 +27,15 @@ if TYPE_CHECKING:  # heavy modules stay out of every pytest run that does not us
     from pytest_homelab.ci.models import Repo
     from pytest_homelab.ci.phase import CiTarget
     from pytest_homelab.ci.watch import CiResult
+    from pytest_homelab.core.clock import Deadline
+    from pytest_homelab.core.manifest import Manifest, Service
     from pytest_homelab.core.secrets import Secret
+    from pytest_homelab.core.transport import ClientPool
     from pytest_homelab.e2e.phase import DevRunResult
     from pytest_homelab.e2e.remote import Remote
     from pytest_homelab.rollout.plan import RolloutPlan
     from pytest_homelab.rollout.rules import RolloutResult, Target
+    from pytest_homelab.smoke.phase import ProbeResult, ProbeTarget
 
 _SETTINGS = pytest.StashKey[Settings]()
 _LANDING = pytest.StashKey[Landing]()
@@ -39,6 +43,7 @@ _PHASE = pytest.StashKey[str]()
 _MARKERS = {
     "ci": "landing check of the ci phase: the Woodpecker pipeline of the commit is green",
     "rollout": "landing check of the rollout phase: Deployments run the commit and rolled out",
+    "smoke": "landing check of the smoke phase: each service answers with the commit",
     "e2e": "landing check of the dev e2e phase (runs only when asked: -m e2e or --homelab-e2e)",
 }
 _ROOT_FIXTURE = "homelab_landing"
@@ -46,12 +51,15 @@ _MARKED = pytest.StashKey[bool]()
 _PACKAGED_SUITE = Path(__file__).resolve().parent / "checks"
 _FIXTURE_NAMES = re.compile(
     rb"\bhomelab_(?:settings|landing|ci_target|woodpecker_token|woodpecker|woodpecker_repo|ci|"
-    rb"record|service|kube|rollouts|d601|dev_run)\b"
+    rb"record|service|kube|rollouts|probe|smoke|commit|manifest|services|http|deadline|d601|"
+    rb"dev_run)\b"
 )
 _PLAN = pytest.StashKey["RolloutPlan | BadInput"]()
 _TASKRUNS = pytest.StashKey[bytes]()  # the dev e2e runner's junit.xml, merged at the end
 _REPORTS = pytest.StashKey["_CheckReports"]()
+_SMOKE = pytest.StashKey["tuple[ProbeTarget, ...] | BadInput"]()
 _NO_SERVICES = "no-services"
+_NO_PROBES = "no-probes"
 _TIMEOUT_MARGIN = 60.0  # pytest-timeout is only a backstop behind our own deadlines
 
 
@@ -229,6 +237,18 @@ def _rollout_plan(config: pytest.Config) -> RolloutPlan | BadInput:
     return config.stash[_PLAN]
 
 
+def _smoke_plan(config: pytest.Config) -> tuple[ProbeTarget, ...] | BadInput:
+    """The smoke phase's probes, computed once (a problem becomes each check's error)."""
+    if _SMOKE not in config.stash:
+        from pytest_homelab.smoke.phase import smoke_plan
+
+        try:
+            config.stash[_SMOKE] = smoke_plan(_resolve(config))
+        except BadInput as exc:
+            config.stash[_SMOKE] = exc
+    return config.stash[_SMOKE]
+
+
 def _env_settings(config: pytest.Config) -> Settings:
     """The settings with the environment's own table applied (the named or the only one)."""
     settings = _settings(config)
@@ -240,6 +260,17 @@ def _env_settings(config: pytest.Config) -> Settings:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "homelab_probe" in metafunc.fixturenames and metafunc.config.getoption("collectonly"):
+        _list_probes(metafunc)
+    elif "homelab_probe" in metafunc.fixturenames:
+        probes = _smoke_plan(metafunc.config)
+        if isinstance(probes, BadInput):
+            metafunc.parametrize("homelab_probe", [probes], ids=["configuration"], indirect=True)
+        elif not probes:
+            metafunc.parametrize("homelab_probe", [None], ids=[_NO_PROBES], indirect=True)
+        else:
+            ids = [p.service for p in probes]
+            metafunc.parametrize("homelab_probe", list(probes), ids=ids, indirect=True)
     if "homelab_service" not in metafunc.fixturenames:
         return
     if metafunc.config.getoption("collectonly"):
@@ -255,6 +286,30 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize(
             "homelab_service", targets, ids=[t.name for t in targets], indirect=True
         )
+
+
+def _list_probes(metafunc: pytest.Metafunc) -> None:
+    """``--collect-only``: the smoke checks of the services with a probe, like
+    :func:`_list_services` (no commit is resolved)."""
+    from pytest_homelab.rollout.plan import listed_services
+    from pytest_homelab.smoke.phase import ProbeTarget
+
+    try:
+        settings = _resolve(metafunc.config)
+        services = (
+            []
+            if not settings.deploy_json_path.exists() and settings.targets
+            else (listed_services(settings))
+        )
+    except BadInput as exc:
+        metafunc.parametrize("homelab_probe", [exc], ids=["configuration"], indirect=True)
+        return
+    probes = [ProbeTarget(s.name, s.probe, "") for s in services if s.probe is not None]
+    if not probes:
+        metafunc.parametrize("homelab_probe", [None], ids=[_NO_PROBES], indirect=True)
+        return
+    ids = [p.service for p in probes]
+    metafunc.parametrize("homelab_probe", probes, ids=ids, indirect=True)
 
 
 def _list_services(metafunc: pytest.Metafunc) -> None:
@@ -301,7 +356,7 @@ def pytest_collection_modifyitems(
     if not phased:
         return
     deselected = [i for i in items if phased.get(id(i)) == "e2e" and not _e2e_requested(config)]
-    deselected += [i for i in items if _param_id(i) == _NO_SERVICES]
+    deselected += [i for i in items if _param_id(i) in (_NO_SERVICES, _NO_PROBES)]
     if deselected:
         config.hook.pytest_deselected(items=deselected)
         items[:] = [i for i in items if i not in deselected]
@@ -324,6 +379,9 @@ def pytest_collection_modifyitems(
     if "rollout" in selected and isinstance(plan, BadInput):
         # deploy.json, the environment or the commit is wrong: nothing could be checked.
         raise pytest.UsageError(plan.render())
+    probes = config.stash.get(_SMOKE, None)
+    if "smoke" in selected and isinstance(probes, BadInput):
+        raise pytest.UsageError(probes.render())
     backstop = settings.landing_budget + _TIMEOUT_MARGIN
     with_timeout = config.pluginmanager.hasplugin("timeout")
     for item in items:
@@ -340,7 +398,8 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     phase = pyfuncitem.stash.get(_PHASE, None)
     landing = pyfuncitem.config.stash.get(_LANDING, None)
     if phase is not None and landing is not None:
-        blocked = landing.prerequisite_failure(phase)
+        key = _param_id(pyfuncitem) if phase == "smoke" else None
+        blocked = landing.prerequisite_failure(phase, key)
         if blocked is not None:
             raise blocked
     return None
@@ -443,7 +502,7 @@ def pytest_runtest_makereport(
             report.longrepr = f"{outcome}: {exc.render()}"
         landing = item.config.stash.get(_LANDING, None)
         if landing is not None:
-            landing.record_failure(phase, item.name)
+            landing.record_failure(phase, item.name, _param_id(item))
     elif (
         report.passed
         and call.when == "call"
@@ -652,20 +711,109 @@ def homelab_rollouts(
     plan = _rollout_plan(pytestconfig)
     if isinstance(plan, BadInput):
         raise plan
+    from pytest_homelab.rollout.rules import RolloutPolicy
     from pytest_homelab.rollout.tracker import RolloutTracker
 
     client = request.getfixturevalue("homelab_kube")  # only now: a red CI never needs kube
+    settings = homelab_landing.settings
     tracker = RolloutTracker(
         client,
         plan.targets,
         progress=homelab_landing.progress,
         clock=homelab_landing.clock,
-        request_timeout=homelab_landing.settings.request_timeout,
+        request_timeout=settings.request_timeout,
+        policy=RolloutPolicy(
+            crash_restarts=settings.rollout_crash_restarts,
+            image_pull_grace=settings.rollout_image_pull_grace,
+            strict_terminating=settings.rollout_strict_terminating,
+        ),
     )
     try:
         yield tracker.wait(homelab_landing.phase_deadline("rollout"))
     finally:
         tracker.close()
+
+
+@pytest.fixture
+def homelab_probe(request: pytest.FixtureRequest, homelab_landing: Landing) -> ProbeTarget | None:
+    """One service's probe (parametrized: one smoke check per service with a probe)."""
+    param = request.param
+    if isinstance(param, BaseException):
+        if homelab_landing.prerequisite_failure("smoke") is not None:
+            return None
+        raise param
+    return param  # type: ignore[no-any-return]
+
+
+@pytest.fixture(scope="session")
+def homelab_smoke(pytestconfig: pytest.Config, homelab_landing: Landing) -> dict[str, ProbeResult]:
+    """The smoke phase's results: every probe polled at once, waited for once. Services whose
+    rollout failed (or all, when the ci phase failed) are not polled: their checks fail naming
+    that."""
+    probes = _smoke_plan(pytestconfig)
+    if isinstance(probes, BadInput):
+        raise probes
+    wanted = [p for p in probes if homelab_landing.prerequisite_failure("smoke", p.service) is None]
+    if not wanted:
+        return {}
+    from pytest_homelab.smoke.phase import http_fetch, wait_for_probes
+
+    settings = homelab_landing.settings
+    return wait_for_probes(
+        wanted,
+        lambda probe: http_fetch(
+            probe, ca_bundle=settings.ca_bundle, timeout=settings.request_timeout
+        ),
+        deadline=homelab_landing.phase_deadline("smoke"),
+        clock=homelab_landing.clock,
+        interval=settings.probe_interval,
+        progress=homelab_landing.progress,
+    )
+
+
+# -- public fixtures for a repository's own checks (docs/own-checks.md) -------------------------
+
+
+@pytest.fixture(scope="session")
+def homelab_commit(homelab_landing: Landing) -> str:
+    """The full sha of the commit under test."""
+    from pytest_homelab.core.landing import commit_under_test
+
+    return commit_under_test(homelab_landing.settings).sha
+
+
+@pytest.fixture(scope="session")
+def homelab_manifest(homelab_landing: Landing) -> Manifest:
+    """deploy.json, validated (the file the rollout phase reads)."""
+    from pytest_homelab.core.manifest import load_manifest
+
+    return load_manifest(homelab_landing.settings.deploy_json_path)
+
+
+@pytest.fixture(scope="session")
+def homelab_services(homelab_landing: Landing, homelab_manifest: Manifest) -> tuple[Service, ...]:
+    """The services of the landing's environment (the named one, or the only one)."""
+    return homelab_manifest.environment(homelab_landing.settings.env).services
+
+
+@pytest.fixture(scope="session")
+def homelab_http(homelab_landing: Landing) -> Iterator[ClientPool]:
+    """``homelab_http(url, dial=None)``: an httpx client with the settings' CA bundle and request
+    timeout, the LB dialer when ``dial`` is given, and no credentials."""
+    from pytest_homelab.core.transport import ClientPool
+
+    settings = homelab_landing.settings
+    pool = ClientPool(ca_bundle=settings.ca_bundle, timeout=settings.request_timeout)
+    try:
+        yield pool
+    finally:
+        pool.close()
+
+
+@pytest.fixture
+def homelab_deadline(homelab_landing: Landing) -> Deadline:
+    """The landing's overall deadline: ``.remaining()`` seconds are left for this check."""
+    return homelab_landing.deadline
 
 
 @pytest.fixture(scope="session")

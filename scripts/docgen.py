@@ -35,6 +35,7 @@ PHASE_TITLES = {
     "general": "General",
     "ci": "The ci phase (Woodpecker)",
     "rollout": "The rollout phase (Kubernetes)",
+    "smoke": "The smoke phase (the service answers with the commit)",
     "e2e": "The dev end-to-end run (D601)",
     "land": "Landing (`homelab work land`)",
 }

@@ -12,7 +12,7 @@ from pytest_homelab.core.gitrepo import GitRepo
 from pytest_homelab.core.outcomes import BadInput, PrerequisiteFailed
 from pytest_homelab.core.settings import Settings, find_repo_root
 
-PHASES = ("ci", "rollout", "e2e")
+PHASES = ("ci", "rollout", "smoke", "e2e")
 
 
 def stderr_progress(line: str) -> None:
@@ -35,6 +35,7 @@ class Landing:
         self.progress = progress
         self.deadline = Deadline.after(settings.landing_budget, clock)
         self._failed: dict[str, str] = {}
+        self._failed_keys: dict[str, set[str]] = {}
         self._phases: dict[str, Deadline] = {}
 
     def phase_deadline(self, phase: str) -> Deadline:
@@ -44,18 +45,26 @@ class Landing:
             self._phases[phase] = self.deadline.sub(budgets.get(phase))
         return self._phases[phase]
 
-    def record_failure(self, phase: str, check: str) -> None:
+    def record_failure(self, phase: str, check: str, key: str | None = None) -> None:
+        """``check`` of ``phase`` failed; ``key`` is what it checked (a service's name)."""
         self._failed.setdefault(phase, check)
+        if key is not None:
+            self._failed_keys.setdefault(phase, set()).add(key)
 
     def failed_check(self, phase: str) -> str | None:
         return self._failed.get(phase)
 
-    def prerequisite_failure(self, phase: str) -> PrerequisiteFailed | None:
-        """The reason ``phase`` must not wait, if an earlier phase failed."""
+    def prerequisite_failure(self, phase: str, key: str | None = None) -> PrerequisiteFailed | None:
+        """The reason ``phase`` must not wait, if an earlier phase failed. A smoke check of one
+        service (``key``) needs only that service's rollout, not every service's."""
         if phase not in PHASES:
             return None
         for earlier in PHASES[: PHASES.index(phase)]:
             check = self._failed.get(earlier)
+            if check is not None and phase == "smoke" and earlier == "rollout" and key:
+                if key not in self._failed_keys.get(earlier, ()):
+                    continue
+                check = f"the rollout of {key}"
             if check is not None:
                 return PrerequisiteFailed(
                     f"not checked: the {phase} phase needs the {earlier} phase to pass, "

@@ -77,6 +77,17 @@ class CiSpec:
     timeout_ms: int
 
 
+@dataclass(frozen=True)
+class Probe:
+    """Where a service answers with its version (the smoke phase). Sends no credentials."""
+
+    url: str
+    expect: Literal["commit", "ok"] = "commit"
+    header: str | None = None
+    dial: str | None = None
+    timeout: float = 120.0  # seconds
+
+
 @dataclass(frozen=True, kw_only=True)
 class Service:
     """A workload to verify. ``deployment`` (the workload's name, any kind) defaults to ``name``."""
@@ -88,6 +99,7 @@ class Service:
     image: str
     commit: str | None = None
     kind: WorkloadKind = "Deployment"
+    probe: Probe | None = None
 
     def __post_init__(self) -> None:
         if not self.deployment:
@@ -310,6 +322,12 @@ def _semantic(doc: Mapping[str, Any]) -> Iterator[tuple[list[PathPart], str]]:
                 svc.get("kind", "Deployment"),
                 svc.get("deployment", name),
             )
+            probe = svc.get("probe")
+            if isinstance(probe, Mapping):
+                for key in ("url", "dial"):
+                    port = _port_of(probe.get(key), url=key == "url")
+                    if port is not None and not 0 < port < 65536:
+                        yield [*base, "probe", key], f"port {port} is not 1-65535"
             if isinstance(ns, str) and isinstance(kind, str) and isinstance(obj, str):
                 if (ns, kind, obj) in targets:
                     first = targets[ns, kind, obj]
@@ -322,6 +340,16 @@ def _semantic(doc: Mapping[str, Any]) -> Iterator[tuple[list[PathPart], str]]:
                     )
                 else:
                     targets[ns, kind, obj] = n
+
+
+def _port_of(value: object, *, url: bool) -> int | None:
+    """The explicit port of a probe URL or dial address, if the schema's pattern let it through."""
+    if not isinstance(value, str):
+        return None
+    match = re.match(r"^(?:https?://)?(?:\[[^\]]*\]|[^:/?#\[]*)(?::([0-9]+))?", value)
+    if url and not value.lower().startswith(("http://", "https://")):
+        return None
+    return int(match.group(1)) if match and match.group(1) else None
 
 
 def _depth(doc: object) -> int:
@@ -436,11 +464,24 @@ def _build(doc: dict[str, Any], source: str) -> Manifest:
                     image=s["image"],
                     commit=s.get("commit"),
                     kind=s.get("kind", "Deployment"),
+                    probe=_probe(s.get("probe")),
                 )
                 for s in env["services"]
             ),
         )
     return Manifest(int(doc["schemaVersion"]), environments, source)
+
+
+def _probe(doc: Mapping[str, Any] | None) -> Probe | None:
+    if doc is None:
+        return None
+    return Probe(
+        url=doc["url"],
+        expect=doc.get("expect", "commit"),
+        header=doc.get("header"),
+        dial=doc.get("dial"),
+        timeout=int(doc.get("timeoutMs", 120000)) / 1000,
+    )
 
 
 def load_manifest(path: Path) -> Manifest:

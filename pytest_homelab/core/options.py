@@ -93,6 +93,20 @@ def _count(value: object) -> int:
     return number
 
 
+def _crash_restarts(value: object) -> int:
+    number = _count(value)
+    if number > 5:
+        raise ValueError("must be between 1 and 5")
+    return number
+
+
+def _pull_grace(value: object) -> float:
+    seconds = _duration(value)
+    if seconds > 600:
+        raise ValueError("must be at most 10m")
+    return seconds
+
+
 def _url(value: object) -> str:
     text = _text(value).rstrip("/")
     scheme, sep, rest = text.partition("://")
@@ -480,6 +494,63 @@ OPTIONS: tuple[Option, ...] = (
         metavar="DURATION",
         phase="rollout",
         per_env=True,
+    ),
+    Option(
+        "rollout_crash_restarts",
+        "--homelab-crash-restarts",
+        _crash_restarts,
+        3,
+        "fail a new pod in CrashLoopBackOff once its container has restarted this often (1-5)",
+        env=("HOMELAB_CRASH_RESTARTS",),
+        cli="--crash-restarts",
+        metavar="N",
+        phase="rollout",
+        per_env=True,
+    ),
+    Option(
+        "rollout_image_pull_grace",
+        "--homelab-image-pull-grace",
+        _pull_grace,
+        30.0,
+        "fail a new pod whose image pull (ErrImagePull, ImagePullBackOff) still fails after this",
+        env=("HOMELAB_IMAGE_PULL_GRACE",),
+        cli="--image-pull-grace",
+        metavar="DURATION",
+        phase="rollout",
+        per_env=True,
+    ),
+    Option(
+        "rollout_strict_terminating",
+        "--homelab-strict-terminating",
+        _bool,
+        False,
+        "also wait for old pods to finish terminating (status.terminatingReplicas; kubectl "
+        "does not)",
+        env=("HOMELAB_STRICT_TERMINATING",),
+        cli="--strict-terminating",
+        phase="rollout",
+        per_env=True,
+        boolean=True,
+    ),
+    Option(
+        "own_checks",
+        "--homelab-own-checks",
+        _choice("add", "replace"),
+        "add",
+        "what the repo's own checks/ (run only in a repository the user trusts) do to the "
+        "shipped checks: add to them, or replace them",
+        env=("HOMELAB_OWN_CHECKS",),
+        metavar="add|replace",
+    ),
+    Option(
+        "probe_interval",
+        "--homelab-probe-interval",
+        _positive_duration,
+        2.0,
+        "how often the smoke phase asks a service's probe URL until it serves the commit",
+        env=("HOMELAB_PROBE_INTERVAL",),
+        metavar="DURATION",
+        phase="smoke",
     ),
     Option(
         "kubeconfig",

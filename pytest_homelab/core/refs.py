@@ -59,3 +59,22 @@ def normalize_remote_path(text: str) -> str:
     if not parts or any(not PATH_PART.fullmatch(p) or p in {".", ".."} for p in parts):
         raise BadInput(f"remote path {text!r}: use plain names (letters, digits, . _ -), no '..'")
     return (HOME_PREFIX if value.startswith(HOME_PREFIX) else "/") + "/".join(parts)
+
+
+_HEX = re.compile(r"[0-9a-f]{7,40}")
+_WORDS = re.compile(r"[^0-9A-Za-z]+")
+
+
+def sha_token_matches(token: str, sha: str) -> bool:
+    """A token names the commit: the full sha, or a prefix of it of at least 7 hex digits (the
+    rule for image tags, and for the version a service answers with)."""
+    token, sha = token.lower(), sha.lower()
+    if not _HEX.fullmatch(token) or not _HEX.fullmatch(sha):
+        return False
+    return sha.startswith(token) or token.startswith(sha)
+
+
+def commit_tokens(text: str) -> list[str]:
+    """The words of ``text`` (split on anything but letters and digits) that look like commit
+    shas: 7 to 40 hex digits."""
+    return [w for w in _WORDS.split(text.lower()) if _HEX.fullmatch(w)]

@@ -60,6 +60,11 @@ class Settings:
     vault_path: str = "ci/global"
     vault_field: str = "woodpecker_api_token"
     rollout_timeout: float = 900.0
+    probe_interval: float = 2.0
+    own_checks: str = "add"
+    rollout_crash_restarts: int = 3
+    rollout_image_pull_grace: float = 30.0
+    rollout_strict_terminating: bool = False
     kubeconfig: str | None = None
     kube_context: str | None = None
     namespace: str | None = None
@@ -257,3 +262,41 @@ def resolve_settings(
         environ=MappingProxyType(dict(environ)),
         **values,
     )
+
+
+def user_config_path(environ: Mapping[str, str]) -> Path:
+    """The user's own settings file: ``$XDG_CONFIG_HOME/homelab/config.toml``, else
+    ``~/.config/homelab/config.toml``. Trusted: it is in the user's home, not in a repository."""
+    base = environ.get("XDG_CONFIG_HOME") or str(
+        Path(environ.get("HOME") or Path.home()) / ".config"
+    )
+    return Path(base) / "homelab" / "config.toml"
+
+
+def repo_trusted(settings: Settings) -> bool:
+    """Whether the user trusts the repository under test enough to run its own code (its
+    ``checks/``): its root is listed in ``trusted_repos`` of the user's config file."""
+    path = user_config_path(settings.environ)
+    if not path.is_file():
+        return False
+    import tomllib
+
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{path}: not valid TOML: {exc}", hint="fix the file") from None
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot read: {exc.strerror}") from None
+    listed = data.get("trusted_repos", [])
+    if not isinstance(listed, list) or not all(isinstance(x, str) for x in listed):
+        raise BadInput(
+            f"{path}: trusted_repos must be a list of repository paths",
+            hint='e.g. trusted_repos = ["~/src/app"]',
+        )
+    root = settings.repo_root.resolve()
+    home = settings.environ.get("HOME") or str(Path.home())
+    for entry in listed:
+        expanded = home + entry[1:] if entry.startswith("~") else entry
+        if Path(expanded).resolve() == root:
+            return True
+    return False

@@ -345,3 +345,29 @@ class JsonApi:
 @dataclass(frozen=True)
 class _Ok:
     value: Any
+
+
+class ClientPool:
+    """httpx clients for a landing's own checks: the CA bundle and request timeout of the
+    settings, the LB dialer on request, no credentials, no proxies from the environment, no
+    redirects followed. One client per (origin, dial), all closed by :meth:`close`."""
+
+    def __init__(self, *, ca_bundle: Path | None = None, timeout: float = 20.0) -> None:
+        self.ca_bundle = ca_bundle
+        self.timeout = timeout
+        self._clients: dict[tuple[str, str | None], httpx.Client] = {}
+
+    def __call__(self, url: str, *, dial: str | None = None) -> httpx.Client:
+        """A client whose relative requests go to ``url``; with ``dial``, TCP goes to that
+        ``HOST[:PORT]`` while TLS and ``Host`` keep the URL's name."""
+        key = (str(httpx.URL(url).copy_with(path="/", query=None, fragment=None)), dial)
+        if key not in self._clients:
+            self._clients[key] = make_http_client(
+                url, dial=dial, ca_bundle=self.ca_bundle, timeout=self.timeout
+            )
+        return self._clients[key]
+
+    def close(self) -> None:
+        for client in self._clients.values():
+            client.close()
+        self._clients.clear()

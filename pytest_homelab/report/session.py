@@ -13,19 +13,44 @@ from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 from pytest_homelab.core.outcomes import EXIT_BAD_INPUT, BadInput
-from pytest_homelab.core.settings import OPTIONS_BY_KEY, Settings
+from pytest_homelab.core.settings import (
+    OPTIONS_BY_KEY,
+    Settings,
+    repo_trusted,
+    user_config_path,
+)
 from pytest_homelab.report.junit import CheckRecord, exit_code, read_junit
 from pytest_homelab.report.verdict import render_json, render_text
 
 PACKAGED_SUITE = Path(__file__).parents[1] / "checks"
 
 
-def suite_dir(repo_root: Path) -> Path:
-    """The repo's own ``checks/`` when it has checks, else the suite shipped with the package."""
+def own_checks_dir(repo_root: Path) -> Path | None:
+    """The repo's own ``checks/`` when it has checks of its own (not the shipped suite itself)."""
     own = repo_root / "checks"
-    if own.is_dir() and any(own.glob("test_*.py")):
-        return own
-    return PACKAGED_SUITE
+    if not own.is_dir() or not any(own.glob("test_*.py")):
+        return None
+    if own.resolve() == PACKAGED_SUITE.resolve():
+        return None  # a link to the shipped suite (as in pytest-homelab's own repository)
+    return own
+
+
+def suites(settings: Settings) -> list[Path]:
+    """What a session runs: the shipped checks, plus (``own_checks = "add"``) or instead of them
+    (``"replace"``) the repo's own ``checks/`` — only in a repository the user trusts
+    (``trusted_repos`` in the user's config), since its checks are code of the branch under test."""
+    own = own_checks_dir(settings.repo_root)
+    if own is None:
+        return [PACKAGED_SUITE]
+    if not repo_trusted(settings):
+        print(
+            f"homelab: {own} was not run: the repository is not trusted (its checks are code of "
+            f"the branch under test); to run them, add {settings.repo_root} to trusted_repos in "
+            f"{user_config_path(settings.environ)}",
+            file=sys.stderr,
+        )
+        return [PACKAGED_SUITE]
+    return [own] if settings.own_checks == "replace" else [PACKAGED_SUITE, own]
 
 
 def default_junit_path(verb: str) -> Path:
@@ -34,10 +59,12 @@ def default_junit_path(verb: str) -> Path:
 
 
 def pytest_args(
-    suite: Path, markexpr: str, junit: Path, flags: Mapping[str, object | None]
+    suite: Path | list[Path], markexpr: str, junit: Path, flags: Mapping[str, object | None]
 ) -> list[str]:
+    dirs = suite if isinstance(suite, list) else [suite]
+    shipped_only = dirs == [PACKAGED_SUITE]
     args = [
-        str(suite),
+        *(str(d) for d in dirs),
         "-m",
         markexpr,
         f"--junitxml={junit}",
@@ -47,11 +74,15 @@ def pytest_args(
         "--no-header",
         "--tb=short",
     ]
-    if suite == PACKAGED_SUITE or os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
+    if not shipped_only:
+        # Two directories: pytest would look for an ini file above both; take none, and say
+        # what the shipped suite's pytest.ini says.
+        args += ["-c", os.devnull, "--rootdir", str(dirs[-1].parent), "--import-mode=importlib"]
+    if shipped_only or os.environ.get("PYTEST_DISABLE_PLUGIN_AUTOLOAD"):
         # The shipped suite needs this plugin and pytest-timeout, nothing else: other plugins
         # installed alongside (hypothesis, say) only cost time, up to 150 ms at the summary.
         args += ["-p", "pytest_homelab.plugin", "-p", "pytest_timeout"]
-    if suite == PACKAGED_SUITE:
+    if shipped_only:
         # Its warnings would land in output the verdict never shows, and the full garbage
         # collections it forces at the session's end cost 30 ms or more after the verdict.
         args += ["-p", "no:unraisableexception"]
@@ -82,6 +113,17 @@ def _plugin_autoload(enabled: bool) -> Iterator[None]:
             os.environ.pop(name, None)
         else:
             os.environ[name] = before
+
+
+def _forget_modules(dirs: list[Path]) -> None:
+    """Drop the repo's check modules from ``sys.modules`` after a session: pytest's importlib
+    mode would hand a later in-process session (``work land``'s retry, a test) the module it
+    imported before, not the file as it is now."""
+    roots = [d.resolve() for d in dirs]
+    for name, module in list(sys.modules.items()):
+        file = getattr(module, "__file__", None)
+        if file and any(Path(file).resolve().is_relative_to(root) for root in roots):
+            del sys.modules[name]
 
 
 def _exit_without_collecting() -> None:
@@ -122,11 +164,14 @@ def run_checks(
         junit.unlink(missing_ok=True)
     except OSError as exc:
         raise BadInput(f"cannot write the JUnit file {junit}: {exc.strerror}") from None
-    suite = suite_dir(settings.repo_root)
-    args = pytest_args(suite, markexpr, junit, flags) + (extra_args or [])
+    dirs = suites(settings)
+    args = pytest_args(dirs, markexpr, junit, flags) + (extra_args or [])
     captured = io.StringIO()
-    with contextlib.redirect_stdout(captured), _plugin_autoload(suite != PACKAGED_SUITE):
-        code = pytest.main(args)
+    with contextlib.redirect_stdout(captured), _plugin_autoload(dirs != [PACKAGED_SUITE]):
+        try:
+            code = pytest.main(args)
+        finally:
+            _forget_modules([d for d in dirs if d != PACKAGED_SUITE])
     _exit_without_collecting()
     records: list[CheckRecord] = []
     if junit.is_file():

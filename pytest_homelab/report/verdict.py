@@ -44,6 +44,16 @@ def summary(record: CheckRecord) -> str:
         if record.prop("time_to_ready"):
             parts.append(f"in {record.prop('time_to_ready')}")
         return " ".join(p for p in parts if p)
+    if record.phase == "smoke" and record.prop("url"):
+        found = record.prop("matched_in")
+        what = (
+            f"serves {record.prop('served_commit')[:12]}"
+            if record.prop("expect") != "ok"
+            else f"answers {record.prop('status')}"
+        )
+        where = f" ({found})" if found and found != "status" else ""
+        url, waited = record.prop("url"), record.prop("waited")
+        return f"{record.prop('service')} {what} at {url}{where} in {waited}"
     run_id = record.prop("run_id")
     if run_id:
         return (

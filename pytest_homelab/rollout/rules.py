@@ -1,9 +1,12 @@
 """Pure rollout rules: does an image reference a commit, has a workload rolled out, is a pod stuck.
 
 No I/O: every function takes plain Kubernetes JSON (dicts) so the rules are testable with data.
-The rollout verdicts follow kubectl's ``rollout status`` (pkg/polymorphichelpers/rollout_status.go;
-see ``shared/reference/kubernetes-tekton.md`` §1), with two additions kubectl lacks: a generation
-guard (the generation at which the image first matched must have been observed) and ``paused``.
+The rollout verdicts follow kubectl's ``rollout status`` (kubernetes/kubectl
+pkg/polymorphichelpers/rollout_status.go@v0.33.9; tests/rollout/test_kubectl_table.py replays
+kubectl's own test table), with additions kubectl lacks: a generation guard (the generation at
+which the image first matched must have been observed), a paused rollout that is not complete
+fails instead of waiting forever, and pods of the new image in a state that will not heal fail the
+wait early (see :class:`RolloutPolicy`).
 """
 
 from __future__ import annotations
@@ -21,24 +24,26 @@ from pytest_homelab.core.outcomes import (
     NotFound,
     Superseded,
 )
-from pytest_homelab.core.refs import parse_target
+from pytest_homelab.core.refs import parse_target, sha_token_matches
 
 # Where a digest-pinned image records the commit it was built from: on the pod template (or the
 # workload) as an annotation or label. The OCI key is what `docker buildx --label`/`--annotation`
 # and most CI templates already write.
 COMMIT_KEYS = ("homelab.dev/commit", "org.opencontainers.image.revision")
 
-# Pod states that will not fix themselves within a rollout: fail at once instead of at the deadline.
-STUCK_REASONS = frozenset(
-    {
-        "ImagePullBackOff",
-        "ErrImagePull",
-        "ErrImageNeverPull",
-        "InvalidImageName",
-        "CrashLoopBackOff",
-        "CreateContainerConfigError",
-    }
+# Container waiting reasons the kubelet sets (kubernetes pkg/kubelet/images/types.go,
+# pkg/kubelet/kuberuntime/kuberuntime_container.go, pkg/kubelet/container/sync_result.go).
+# Retrying does not heal these: the image name does not parse, the pull policy forbids the pull
+# the pod needs, the container's configuration (a missing Secret or ConfigMap key) is wrong.
+# They fail the wait at once.
+PERMANENT_REASONS = frozenset(
+    {"InvalidImageName", "ErrImageNeverPull", "CreateContainerConfigError"}
 )
+# The kubelet retries these with a back-off (10 s doubling to 5 min): a registry blip or one crash
+# heals by itself. They fail the wait only when they persist (RolloutPolicy).
+IMAGE_PULL_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff"})
+CRASH_REASONS = frozenset({"CrashLoopBackOff"})
+STUCK_REASONS = PERMANENT_REASONS | IMAGE_PULL_REASONS | CRASH_REASONS
 KINDS = ("Deployment", "StatefulSet", "DaemonSet")
 _HEX = re.compile(r"[0-9a-f]{7,40}")
 _TOKENS = re.compile(r"[-_.]")
@@ -69,14 +74,6 @@ def normalize_repository(repository: str) -> str:
             repo = repo[len(prefix) :]
             break
     return repo.removeprefix("library/")
-
-
-def sha_token_matches(token: str, sha: str) -> bool:
-    """A tag token names the commit: the full sha, or a ≥ 7-hex prefix of it."""
-    token, sha = token.lower(), sha.lower()
-    if not _HEX.fullmatch(token) or not _HEX.fullmatch(sha):
-        return False
-    return sha.startswith(token) or token.startswith(sha)
 
 
 def tag_sha_tokens(tag: str | None) -> list[str]:
@@ -176,6 +173,33 @@ def template_images(
     )
 
 
+MAX_CRASH_RESTARTS = 5
+
+
+@dataclass(frozen=True)
+class RolloutPolicy:
+    """Where the wait is stricter or quicker than kubectl, and by how much.
+
+    kubectl keeps waiting while a pod of the new image backs off; we fail early, but only once
+    the trouble has persisted: a ``CrashLoopBackOff`` container whose ``restartCount`` (as the
+    pod reports it, restarts before the wait began included) reached ``crash_restarts``, an image
+    pull (``ErrImagePull``/``ImagePullBackOff``) still failing ``image_pull_grace`` seconds after
+    the wait first saw it. With the kubelet's back-off (10 s, 20 s, 40 s …) a crash loop reaches
+    3 restarts about a minute after the first crash. ``strict_terminating`` also waits for
+    ``status.terminatingReplicas`` (which kubectl never reads) to reach 0.
+    """
+
+    crash_restarts: int = 3
+    image_pull_grace: float = 30.0
+    strict_terminating: bool = False
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.crash_restarts <= MAX_CRASH_RESTARTS:
+            raise ValueError(f"crash_restarts must be 1..{MAX_CRASH_RESTARTS}")
+        if not 0 <= self.image_pull_grace <= 600:
+            raise ValueError("image_pull_grace must be 0..600 seconds")
+
+
 @dataclass(frozen=True)
 class RolloutState:
     done: bool
@@ -190,40 +214,77 @@ def _condition(obj: Mapping[str, Any], kind: str) -> Mapping[str, Any] | None:
     return None
 
 
-def rollout_state(workload: Mapping[str, Any], kind: str, min_generation: int = 0) -> RolloutState:
-    """kubectl's verdict for ``kind``; status older than ``min_generation`` never counts."""
+def rollout_state(
+    workload: Mapping[str, Any],
+    kind: str,
+    min_generation: int = 0,
+    *,
+    strict_terminating: bool = False,
+) -> RolloutState:
+    """kubectl's verdict for ``kind``; status older than ``min_generation`` never counts.
+
+    A paused workload whose rollout is complete is done, as kubectl says; one that is not
+    complete fails (kubectl would wait forever: a paused rollout does not progress)."""
     name = _get(workload, "metadata", "name", default="?")
-    generation = _int(workload, "metadata", "generation")
-    observed = _int(workload, "status", "observedGeneration")
-    if _get(workload, "spec", "paused") is True:
+    state = _unpaused_state(workload, kind, name, min_generation, strict_terminating)
+    paused = kind == "Deployment" and _get(workload, "spec", "paused") is True
+    if paused and not state.done and state.failed is None:
         return RolloutState(
             False,
-            f"{kind.lower()} {name!r} is paused",
-            failed="paused: a paused rollout never completes; resume it "
+            f"{kind.lower()} {name!r} is paused ({state.message})",
+            failed=f"paused before its rollout finished ({state.message}); resume it "
             f"(kubectl rollout resume {kind.lower()}/{name})",
         )
-    if observed < max(generation, min_generation):
+    return state
+
+
+def _unpaused_state(
+    workload: Mapping[str, Any], kind: str, name: str, min_generation: int, strict: bool
+) -> RolloutState:
+    # Messages are kubectl's own (rollout_status.go@v0.33.9), without the trailing newline.
+    generation = _int(workload, "metadata", "generation")
+    observed = _int(workload, "status", "observedGeneration")
+    if kind in ("StatefulSet", "DaemonSet"):
+        refused = _strategy_refused(workload, kind, name)
+        if refused is not None:  # kubectl checks the strategy first for these two
+            return refused
+    what = {"Deployment": "deployment", "StatefulSet": "statefulset", "DaemonSet": "daemon set"}
+    if kind not in what:
+        raise ValueError(f"unknown workload kind {kind!r}")
+    unobserved = observed < generation or (kind == "StatefulSet" and observed == 0)
+    if unobserved:
+        return RolloutState(False, f"Waiting for {what[kind]} spec update to be observed...")
+    if observed < min_generation:  # ours: the generation that first ran our image
         return RolloutState(
             False,
-            f"waiting for {kind.lower()} spec update to be observed "
-            f"(generation {max(generation, min_generation)}, "
-            f"observed {observed})",
+            f"Waiting for {what[kind]} spec update to be observed... (our image is at "
+            f"generation {min_generation}, observed {observed})",
         )
     if kind == "Deployment":
-        return _deployment(workload, name)
+        return _deployment(workload, name, strict)
     if kind == "StatefulSet":
         return _statefulset(workload, name)
-    if kind == "DaemonSet":
-        return _daemonset(workload, name)
-    raise ValueError(f"unknown workload kind {kind!r}")
+    return _daemonset(workload, name)
 
 
-def _deployment(d: Mapping[str, Any], name: str) -> RolloutState:
+def _strategy_refused(workload: Mapping[str, Any], kind: str, name: str) -> RolloutState | None:
+    strategy = _get(workload, "spec", "updateStrategy", "type", default="RollingUpdate")
+    if strategy == "RollingUpdate":
+        return None
+    what = "statefulset" if kind == "StatefulSet" else "daemon set"
+    return RolloutState(
+        False,
+        f"{what} {name!r} uses {strategy}",
+        failed="rollout status is only available for RollingUpdate strategy type",
+    )
+
+
+def _deployment(d: Mapping[str, Any], name: str, strict_terminating: bool) -> RolloutState:
     progressing = _condition(d, "Progressing")
     if progressing is not None and progressing.get("reason") == "ProgressDeadlineExceeded":
         return RolloutState(
             False,
-            f"deployment {name!r} exceeded its progress deadline",
+            f'deployment "{name}" exceeded its progress deadline',
             failed=f"ProgressDeadlineExceeded: {progressing.get('message', '')}",
         )
     wanted = _int(d, "spec", "replicas", default=1)
@@ -231,69 +292,76 @@ def _deployment(d: Mapping[str, Any], name: str) -> RolloutState:
     replicas = _int(d, "status", "replicas")
     available = _int(d, "status", "availableReplicas")
     terminating = _int(d, "status", "terminatingReplicas")
+    waiting = f'Waiting for deployment "{name}" rollout to finish: '
     if updated < wanted:
-        return RolloutState(False, f"{updated} out of {wanted} new replicas have been updated")
+        return RolloutState(
+            False, f"{waiting}{updated} out of {wanted} new replicas have been updated..."
+        )
     if replicas > updated:
-        return RolloutState(False, f"{replicas - updated} old replicas are pending termination")
+        return RolloutState(
+            False, f"{waiting}{replicas - updated} old replicas are pending termination..."
+        )
     if available < updated:
-        return RolloutState(False, f"{available} of {updated} updated replicas are available")
-    if terminating > 0:  # kubectl#1628: counters ignore terminating pods; the field may be absent
-        return RolloutState(False, f"{terminating} old replicas are still terminating")
-    return RolloutState(True, f"deployment {name!r} successfully rolled out")
+        return RolloutState(
+            False, f"{waiting}{available} of {updated} updated replicas are available..."
+        )
+    if terminating > 0 and strict_terminating:
+        # kubectl#1628: the counters ignore terminating pods and kubectl never reads this field
+        # (absent unless the DeploymentReplicaSetTerminatingReplicas gate is on); strict only.
+        return RolloutState(False, f"{waiting}{terminating} old replicas are still terminating")
+    return RolloutState(True, f'deployment "{name}" successfully rolled out')
 
 
 def _statefulset(s: Mapping[str, Any], name: str) -> RolloutState:
-    strategy = _get(s, "spec", "updateStrategy", "type", default="RollingUpdate")
-    if strategy != "RollingUpdate":
-        return RolloutState(
-            False,
-            f"statefulset {name!r} uses {strategy}",
-            failed="rollout status is only available for RollingUpdate strategy",
-        )
-    if _int(s, "status", "observedGeneration") == 0:
-        return RolloutState(False, "waiting for statefulset spec update to be observed")
     wanted = _int(s, "spec", "replicas", default=1)
     ready = _int(s, "status", "readyReplicas")
+    updated = _int(s, "status", "updatedReplicas")
     if ready < wanted:
-        return RolloutState(False, f"waiting for {wanted - ready} pods to be ready")
-    partition = _get(s, "spec", "updateStrategy", "rollingUpdate", "partition")
-    if isinstance(partition, int) and not isinstance(partition, bool):
-        updated = _int(s, "status", "updatedReplicas")
-        if updated < wanted - partition:
+        return RolloutState(False, f"Waiting for {wanted - ready} pods to be ready...")
+    rolling = _get(s, "spec", "updateStrategy", "rollingUpdate")
+    if isinstance(rolling, Mapping):  # kubectl: a rollingUpdate block decides, partition or not
+        partition = _get(rolling, "partition")
+        if (
+            isinstance(partition, int)
+            and not isinstance(partition, bool)
+            and updated < wanted - partition
+        ):
             return RolloutState(
                 False,
-                f"waiting for partitioned roll out to finish: {updated} "
-                f"out of {wanted - partition} new pods have been updated",
+                f"Waiting for partitioned roll out to finish: {updated} "
+                f"out of {wanted - partition} new pods have been updated...",
             )
-        return RolloutState(True, f"partitioned roll out complete: {updated} new pods updated")
+        return RolloutState(
+            True, f"partitioned roll out complete: {updated} new pods have been updated..."
+        )
     update, current = _get(s, "status", "updateRevision"), _get(s, "status", "currentRevision")
     if update != current:
         return RolloutState(
             False,
-            f"waiting for statefulset rolling update to complete "
-            f"{_int(s, 'status', 'updatedReplicas')} pods at revision {update}",
+            f"waiting for statefulset rolling update to complete {updated} pods at "
+            f"revision {update}...",
         )
     return RolloutState(
-        True, f"statefulset rolling update complete {ready} pods at revision {update}"
+        True,
+        f"statefulset rolling update complete {_int(s, 'status', 'currentReplicas')} pods at "
+        f"revision {current}...",
     )
 
 
 def _daemonset(d: Mapping[str, Any], name: str) -> RolloutState:
-    strategy = _get(d, "spec", "updateStrategy", "type", default="RollingUpdate")
-    if strategy != "RollingUpdate":
-        return RolloutState(
-            False,
-            f"daemon set {name!r} uses {strategy}",
-            failed="rollout status is only available for RollingUpdate strategy",
-        )
     desired = _int(d, "status", "desiredNumberScheduled")
     updated = _int(d, "status", "updatedNumberScheduled")
     available = _int(d, "status", "numberAvailable")
+    waiting = f'Waiting for daemon set "{name}" rollout to finish: '
     if updated < desired:
-        return RolloutState(False, f"{updated} out of {desired} new pods have been updated")
+        return RolloutState(
+            False, f"{waiting}{updated} out of {desired} new pods have been updated..."
+        )
     if available < desired:
-        return RolloutState(False, f"{available} of {desired} updated pods are available")
-    return RolloutState(True, f"daemon set {name!r} successfully rolled out")
+        return RolloutState(
+            False, f"{waiting}{available} of {desired} updated pods are available..."
+        )
+    return RolloutState(True, f'daemon set "{name}" successfully rolled out')
 
 
 def selector_matches(selector: Mapping[str, Any] | None, labels: Mapping[str, Any]) -> bool:
@@ -331,19 +399,60 @@ def pod_images(pod: Mapping[str, Any]) -> list[str]:
     return [str(c.get("image", "")) for c in _get(pod, "spec", "containers", default=[])]
 
 
-def pod_stuck(pod: Mapping[str, Any]) -> tuple[str, str] | None:
-    """(reason, message) when a container of the pod is in a state that will not fix itself."""
-    statuses = [
+@dataclass(frozen=True)
+class ContainerTrouble:
+    """A container of a pod waiting in one of STUCK_REASONS, as the pod reports it."""
+
+    container: str
+    reason: str
+    message: str
+    restarts: int = 0  # status.restartCount (restarts before the wait began count too)
+    last_exit: str = ""  # lastState.terminated, in words: "Error, exit code 1"
+
+    @property
+    def detail(self) -> str:
+        return f"container {self.container}: {self.message}".strip()
+
+
+def container_troubles(pod: Mapping[str, Any]) -> list[ContainerTrouble]:
+    """Every container of the pod (init containers first) waiting in one of STUCK_REASONS."""
+    troubles = []
+    for status in [
         *_get(pod, "status", "initContainerStatuses", default=[]),
         *_get(pod, "status", "containerStatuses", default=[]),
-    ]
-    for status in statuses:
+    ]:
         waiting = _get(status, "state", "waiting")
         reason = _get(waiting, "reason")
-        if reason in STUCK_REASONS:
-            name = _get(status, "name", default="?")
-            return str(reason), f"container {name}: {_get(waiting, 'message', default='')}".strip()
-    return None
+        if reason not in STUCK_REASONS:
+            continue
+        last = _get(status, "lastState", "terminated")
+        last_exit = ""
+        if isinstance(last, Mapping):
+            last_exit = ", ".join(
+                part
+                for part in (
+                    str(last.get("reason") or ""),
+                    f"exit code {last['exitCode']}" if "exitCode" in last else "",
+                )
+                if part
+            )
+        troubles.append(
+            ContainerTrouble(
+                str(_get(status, "name", default="?")),
+                str(reason),
+                str(_get(waiting, "message", default="")),
+                _int(status, "restartCount"),
+                last_exit,
+            )
+        )
+    return troubles
+
+
+def pod_stuck(pod: Mapping[str, Any]) -> tuple[str, str] | None:
+    """(reason, detail) of the pod's first container waiting in one of STUCK_REASONS, whether or
+    not it has persisted long enough to fail a wait (that is :class:`ServiceWait`'s call)."""
+    troubles = container_troubles(pod)
+    return (troubles[0].reason, troubles[0].detail) if troubles else None
 
 
 def pod_ready(pod: Mapping[str, Any]) -> bool:
@@ -396,6 +505,7 @@ class RolloutResult:
     pods: tuple[str, ...] = ()
     waited: float = 0.0
     time_to_ready: float | None = None
+    terminating: int = 0  # status.terminatingReplicas when it landed (kubectl ignores them)
     stuck_pod: str | None = None  # the pod whose container will not start by itself
     events: tuple[str, ...] = ()  # that pod's recent events, as kubectl describe pod shows them
 
@@ -420,6 +530,8 @@ class RolloutResult:
             props.append(("image_ids", ", ".join(self.image_ids)))
         if self.pods:
             props.append(("pods", ", ".join(self.pods)))
+        if self.terminating:
+            props.append(("terminating_replicas", str(self.terminating)))
         if self.time_to_ready is not None:
             props.append(("time_to_ready", f"{self.time_to_ready:.1f}s"))
         props.append(("waited", f"{self.waited:.1f}s"))
@@ -440,9 +552,14 @@ class ServiceWait:
     ``message`` is the current state in words (for progress lines and the deadline message).
     """
 
-    def __init__(self, target: Target, started: float) -> None:
+    def __init__(self, target: Target, started: float, policy: RolloutPolicy | None = None) -> None:
         self.target = target
         self.started = started
+        self.policy = policy or RolloutPolicy()
+        # (pod, container) → when the wait first saw its image pull failing
+        self._pull_failing: dict[tuple[str, str], float] = {}
+        self.wake_at: float | None = None  # a verdict due at this time even if nothing changes
+        self.stuck_pod: str | None = None  # the pod _pod_troubles found stuck for good
         self.message = "waiting for the first look"
         self.generation: int | None = None  # generation at which the image first matched
         self.matched_at: float | None = None
@@ -503,7 +620,9 @@ class ServiceWait:
             # Matched at the very first look: the rollout may have finished long ago, so how
             # long it took is unknown.
             self.matched_at = now if self._looks > 1 else None
-        state = rollout_state(workload, t.kind, self.generation)
+        state = rollout_state(
+            workload, t.kind, self.generation, strict_terminating=self.policy.strict_terminating
+        )
         self.message = state.message
         if state.failed is not None:
             return self._result(
@@ -518,20 +637,9 @@ class ServiceWait:
             for p in workload_pods(workload, pods)
             if any(image_references(i, t.sha) or i in current.images for i in pod_images(p))
         ]
-        for pod in mine:
-            stuck = pod_stuck(pod)
-            if stuck is not None:
-                name = _get(pod, "metadata", "name", default="?")
-                result = self._result(
-                    now,
-                    CheckFailed(
-                        f"expected the new pods of {t.ref} to become ready, but pod {name} is "
-                        f"{stuck[0]}: {stuck[1]}",
-                        hint=f"kubectl -n {t.namespace} describe pod {name}; fix the image or its "
-                        "configuration and land again",
-                    ),
-                )
-                return replace(result, stuck_pod=str(name))
+        failed = self._pod_troubles(mine, now)
+        if failed is not None:
+            return replace(self._result(now, failed), stuck_pod=self.stuck_pod)
         if not state.done:
             self.done_at = None
             return None
@@ -554,7 +662,60 @@ class ServiceWait:
             pods=tuple(sorted(str(_get(p, "metadata", "name")) for p in ready)),
             waited=now - self.started,
             time_to_ready=None if self.matched_at is None else now - self.matched_at,
+            terminating=_int(workload, "status", "terminatingReplicas"),
         )
+
+    def _pod_troubles(self, pods: list[Any], now: float) -> CheckFailed | None:
+        """A failure when a pod of the new image is stuck for good; else None, noting in
+        ``message`` and ``wake_at`` what is still backing off."""
+        t, policy = self.target, self.policy
+        seen: dict[tuple[str, str], float] = {}
+        pending: list[str] = []
+        self.wake_at = None
+        for pod in pods:
+            name = str(_get(pod, "metadata", "name", default="?"))
+            for trouble in container_troubles(pod):
+                why = ""
+                if trouble.reason in PERMANENT_REASONS:
+                    why = "retrying does not heal it"
+                elif trouble.reason in CRASH_REASONS:
+                    if trouble.restarts >= policy.crash_restarts:
+                        last = f"; last exit: {trouble.last_exit}" if trouble.last_exit else ""
+                        why = f"it has restarted {trouble.restarts} times{last}"
+                    else:
+                        pending.append(
+                            f"pod {name} is {trouble.reason} ({trouble.restarts} of "
+                            f"{policy.crash_restarts} restarts allowed)"
+                        )
+                else:  # an image pull failing: a registry blip heals, a wrong image does not
+                    key = (name, trouble.container)
+                    since = self._pull_failing.get(key, now)
+                    seen[key] = since
+                    if now - since >= policy.image_pull_grace:
+                        why = f"its image pull kept failing for {now - since:.0f}s"
+                    else:
+                        due = since + policy.image_pull_grace
+                        self.wake_at = due if self.wake_at is None else min(self.wake_at, due)
+                        pending.append(
+                            f"pod {name} is {trouble.reason} (the kubelet retries; fails "
+                            f"{policy.image_pull_grace:.0f}s after it was first seen)"
+                        )
+                if why:
+                    self.stuck_pod = name
+                    return CheckFailed(
+                        f"expected the new pods of {t.ref} to become ready, but pod {name} is "
+                        f"{trouble.reason}: {trouble.detail} ({why})",
+                        hint=f"kubectl -n {t.namespace} describe pod {name}; fix the image or "
+                        "its configuration and land again",
+                    )
+        self._pull_failing = seen  # a pull that recovered starts its grace afresh next time
+        if pending:
+            self.message = f"{self.message}; {', '.join(pending)}"
+        return None
+
+    def wants_look(self, now: float) -> bool:
+        """A verdict may be due now although nothing in the cluster changed."""
+        return self.done_at is not None or (self.wake_at is not None and now >= self.wake_at)
 
     def at_deadline(self, now: float) -> RolloutResult:
         t = self.target

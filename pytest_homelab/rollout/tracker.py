@@ -21,7 +21,13 @@ from typing import Any
 
 from pytest_homelab.core.clock import SYSTEM_CLOCK, Backoff, Clock, Deadline, format_duration
 from pytest_homelab.core.outcomes import AuthError, BadInput, HomelabError, InfraError
-from pytest_homelab.rollout.rules import COMMIT_KEYS, RolloutResult, ServiceWait, Target
+from pytest_homelab.rollout.rules import (
+    COMMIT_KEYS,
+    RolloutPolicy,
+    RolloutResult,
+    ServiceWait,
+    Target,
+)
 
 KIND_RESOURCES = {
     "Deployment": "deployments",
@@ -194,20 +200,26 @@ def _containers(spec: Any) -> dict[str, Any]:
 
 
 def _container_status(status: Any) -> dict[str, Any]:
-    kept = _pick(status, ("name", "image", "imageID", "ready"))
-    waiting = (status.get("state") or {}).get("waiting") if isinstance(status, dict) else None
+    kept = _pick(status, ("name", "image", "imageID", "ready", "restartCount"))
+    if not isinstance(status, dict):
+        return kept
+    waiting = (status.get("state") or {}).get("waiting")
     if isinstance(waiting, dict):
         kept["state"] = {"waiting": _pick(waiting, ("reason", "message"))}
+    last = (status.get("lastState") or {}).get("terminated")
+    if isinstance(last, dict):  # the crash-loop rule names the last exit
+        kept["lastState"] = {"terminated": _pick(last, ("reason", "exitCode"))}
     return kept
 
 
 def slim(resource: str, obj: dict[str, Any]) -> dict[str, Any]:
     """The parts of an object that the rollout rules (:mod:`pytest_homelab.rollout.rules`)
     read, and nothing else: a pod keeps its name, labels, deletion mark, containers' names and
-    images, its conditions' types and statuses, and its containers' image IDs and waiting reasons; a
-    workload its spec and status, minus the pod template's spec beyond containers' names and
-    images. Thousands of pods are held at once, so this is most of the tracker's memory.
-    (A rule that reads another field must be kept here too; tests/rollout pins the pair.)"""
+    images, its conditions' types and statuses, and its containers' image IDs, waiting reasons,
+    restart counts and last exits; a workload its spec and status, minus the pod template's
+    spec beyond containers' names and images. Thousands of pods are held at once, so this is
+    most of the tracker's memory. (A rule that reads another field must be kept here too;
+    tests/rollout pins the pair.)"""
     meta = obj.get("metadata")
     spec = obj.get("spec")
     status = obj.get("status")
@@ -601,8 +613,10 @@ class RolloutTracker:
         watch_timeout: tuple[int, int] = (300, 600),
         request_timeout: float = 20.0,
         rng: random.Random | None = None,
+        policy: RolloutPolicy | None = None,
     ) -> None:
         self.api_client = api_client
+        self.policy = policy or RolloutPolicy()
         self.targets = list(targets)
         self.progress = progress
         self.clock = clock
@@ -638,7 +652,7 @@ class RolloutTracker:
     def wait(self, deadline: Deadline) -> dict[str, RolloutResult]:
         """Block until every target is decided or the deadline passes; results by target name."""
         started = self.clock.monotonic()
-        waits = {t.name: ServiceWait(t, started) for t in self.targets}
+        waits = {t.name: ServiceWait(t, started, self.policy) for t in self.targets}
         messages: dict[str, str] = {}
         by_namespace: dict[str, list[Target]] = {}
         for t in self.targets:
@@ -656,7 +670,9 @@ class RolloutTracker:
                 for ns, targets in by_namespace.items():
                     news = touched.get(ns, Touched())
                     # A target is looked at when something it depends on changed, before its
-                    # first look, and while its verdict waits only for time (the pods' grace).
+                    # first look, and when its verdict waits only for time (the pods' grace,
+                    # an image pull's grace).
+                    clock_now = self.clock.monotonic()
                     due = [
                         t
                         for t in targets
@@ -664,11 +680,11 @@ class RolloutTracker:
                         and (
                             ns in touched
                             or t.name not in looked
-                            or waits[t.name].done_at is not None
+                            or waits[t.name].wants_look(clock_now)
                         )
                     ]
                     if due:
-                        snapshots.append(self._snapshot(ns, due, news, looked, waits))
+                        snapshots.append(self._snapshot(ns, due, news, looked, waits, clock_now))
             if fatal is not None:
                 raise fatal
             now = self.clock.monotonic()
@@ -712,9 +728,10 @@ class RolloutTracker:
         news: Touched,
         looked: set[str],
         waits: Mapping[str, ServiceWait],
+        now: float,
     ) -> dict[Target, tuple[dict[str, Any] | None, list[dict[str, Any]]]] | None:
-        """For each of ``targets`` that ``news`` concerns (or not looked at yet, or in its
-        grace), its workload and the pods its selector could match; None until every watch of
+        """For each of ``targets`` that ``news`` concerns (or not looked at yet, or due for a
+        look by time), its workload and the pods its selector could match; None until every watch of
         the namespace has listed. Called with the view's lock held."""
         view = self.view
         resources = {KIND_RESOURCES[t.kind] for t in targets} | {"pods"}
@@ -732,7 +749,7 @@ class RolloutTracker:
             workload = view.objects.get((resource, namespace), {}).get(t.object_name)
             if (
                 t.name in looked
-                and waits[t.name].done_at is None
+                and not waits[t.name].wants_look(now)
                 and not news.concerns(resource, workload, t.object_name)
             ):
                 continue

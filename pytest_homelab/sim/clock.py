@@ -9,10 +9,12 @@ import time
 class ScenarioClock:
     """Scenario seconds since start: real time × ``speed`` plus whatever was advanced by hand."""
 
-    def __init__(self, speed: float) -> None:
+    def __init__(self, speed: float, *, wall_bound: bool = False) -> None:
+        """``wall_bound``: timestamps (:meth:`iso`) are never later than the wall clock."""
         if speed <= 0:
             raise ValueError("speed must be positive")
         self.speed = speed
+        self.wall_bound = wall_bound
         self._origin = time.monotonic()
         self._offset = 0.0
         self.epoch = time.time()
@@ -33,5 +35,8 @@ class ScenarioClock:
         """RFC 3339 in UTC, as Kubernetes writes timestamps."""
         from datetime import UTC, datetime
 
-        moment = datetime.fromtimestamp(self.epoch + scenario_seconds, tz=UTC)
+        seconds = self.epoch + scenario_seconds
+        if self.wall_bound:
+            seconds = min(seconds, time.time())
+        moment = datetime.fromtimestamp(seconds, tz=UTC)
         return moment.strftime("%Y-%m-%dT%H:%M:%SZ")

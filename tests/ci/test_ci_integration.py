@@ -4,6 +4,7 @@ through the dialer, the Woodpecker simulator, and the JUnit the session writes."
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 import time
@@ -282,7 +283,12 @@ def test_watch_json(lab: Any, capsys: pytest.CaptureFixture[str]) -> None:
     assert check["properties"]["commit"] == lab.sha
 
 
-def test_a_repos_own_checks_win(lab: Any, capsys: pytest.CaptureFixture[str]) -> None:
+def test_a_trusted_repos_own_checks_join_the_shipped_ones(
+    lab: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A repo's checks/ is code of the branch under test: it runs only where the user listed
+    the repository in trusted_repos (~/.config/homelab/config.toml), then beside the shipped
+    checks."""
     lab.sim.add_pipeline("homelab/app", commit=lab.sha, steps=quick("test"))
     own = lab.repo / "checks"
     own.mkdir()
@@ -295,4 +301,11 @@ def test_a_repos_own_checks_win(lab: Any, capsys: pytest.CaptureFixture[str]) ->
     )
     code, out, err = run(["ci", "watch", *lab.flags()], capsys)
     assert code == 0, out + err
-    assert "PASS  ci       test_team_rule" in out
+    assert "test_team_rule" not in out and "the repository is not trusted" in err
+
+    config = Path(os.environ["HOME"]) / ".config" / "homelab" / "config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(f'trusted_repos = ["{lab.repo}"]\n')
+    code, out, err = run(["ci", "watch", *lab.flags()], capsys)
+    assert code == 0, out + err
+    assert "PASS  ci       test_team_rule" in out and "PASS  ci       #" in out

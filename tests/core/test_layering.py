@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "pytest_homelab"
-PHASES = ("ci", "rollout", "e2e")
+PHASES = ("ci", "rollout", "smoke", "e2e")
 # Where pytest may be imported: the plugin, the checks it runs, and the session runner.
 PYTEST_ALLOWED = ("plugin.py", "checks/", "report/session.py")
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import subprocess
 import sys
 import xml.etree.ElementTree as ET
@@ -25,6 +26,8 @@ EXPECTED: dict[str, tuple[int, dict[str, str]]] = {
             "rollout:test_rolled_out[web]": "success",
             "rollout:test_rolled_out[api]": "success",
             "rollout:test_rolled_out[worker]": "success",
+            "smoke:test_serves_commit[web]": "success",
+            "smoke:test_serves_commit[api]": "success",
             "e2e:test_dev_e2e": "success",
             "e2e:setup": "success",
             "e2e:smoke": "success",
@@ -36,6 +39,7 @@ EXPECTED: dict[str, tuple[int, dict[str, str]]] = {
         {
             "ci:test_pipeline_green": "CheckFailed",
             "rollout:test_rolled_out[web]": "PrerequisiteFailed",
+            "smoke:test_serves_commit[web]": "PrerequisiteFailed",
             "e2e:test_dev_e2e": "PrerequisiteFailed",
         },
     ),
@@ -44,12 +48,30 @@ EXPECTED: dict[str, tuple[int, dict[str, str]]] = {
         {
             "rollout:test_rolled_out[web]": "DeadlineExceeded",
             "rollout:test_rolled_out[api]": "success",
+            "smoke:test_serves_commit[web]": "PrerequisiteFailed",
+            "smoke:test_serves_commit[api]": "success",
             "e2e:test_dev_e2e": "PrerequisiteFailed",
         },
     ),
     "crashloop": (
         1,
-        {"rollout:test_rolled_out[api]": "CheckFailed", "rollout:test_rolled_out[web]": "success"},
+        {
+            "rollout:test_rolled_out[api]": "CheckFailed",
+            "rollout:test_rolled_out[web]": "success",
+            # a smoke check needs its own service's rollout, not every service's
+            "smoke:test_serves_commit[api]": "PrerequisiteFailed",
+            "smoke:test_serves_commit[web]": "success",
+            "e2e:test_dev_e2e": "PrerequisiteFailed",
+        },
+    ),
+    "wrong-version": (
+        1,
+        {
+            "rollout:test_rolled_out[web]": "success",
+            "smoke:test_serves_commit[web]": "CheckFailed",
+            "smoke:test_serves_commit[api]": "success",
+            "e2e:test_dev_e2e": "PrerequisiteFailed",
+        },
     ),
     "e2e-fail": (
         1,
@@ -146,3 +168,26 @@ def test_the_installed_command(tmp_path: Path) -> None:
     assert "verdict: PASSED (exit 0)" in done.stdout
     assert (tmp_path / "homelab" / "demo.xml").is_file()
     assert list((tmp_path / "tmp").iterdir()) == []
+
+
+def test_wrong_version_names_the_url_and_both_commits(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The rollout is done, yet the URL serves the old commit: the smoke check says which."""
+    junit = tmp_path / "demo.xml"
+    assert main(["demo", "--scenario", "wrong-version", "--junitxml", str(junit)]) == 1
+    out = capsys.readouterr().out
+    line = next(x for x in out.splitlines() if x.startswith("FAIL  smoke"))
+    assert "https://web.shop-dev.demo.test/version" in line
+    found = re.search(r"serves ([0-9a-f]{7,40}), expected ([0-9a-f]{40})", line)
+    assert found is not None, line
+    served, expected = found.groups()
+    assert not expected.startswith(served)
+    case = next(
+        c
+        for c in ET.parse(junit).getroot().iter("testcase")
+        if c.get("name") == "test_serves_commit[web]"
+    )
+    props = {p.get("name", ""): p.get("value", "") for p in case.iter("property")}
+    assert props["served_commit"] == served and props["expected_sha"] == expected
+    assert props["status"] == "200" and props["url"].endswith("/version")

@@ -313,7 +313,7 @@ RULES: list[tuple[list[str | int], object, str]] = [
         [*S0, "replicas"],
         3,
         "environments.dev.services[0].replicas: unknown key (allowed: commit, container,"
-        " deployment, image, kind, name, namespace)",
+        " deployment, image, kind, name, namespace, probe)",
     ),
     (S1, "web", "environments.dev.services[1]: must be an object with name, namespace and image"),
 ]

@@ -69,20 +69,62 @@ def test_image_never_updated_is_a_deadline_not_a_false_green(
 
 
 @pytest.mark.parametrize(
-    "failure", ["CrashLoopBackOff", "ImagePullBackOff", "CreateContainerConfigError"]
+    ("failure", "flags"),
+    [
+        ("CrashLoopBackOff", ()),  # the simulated loop reports restartCount 3: the default
+        ("ImagePullBackOff", ("--image-pull-grace", "2s")),
+        ("ErrImagePull", ("--image-pull-grace", "2s")),
+        ("CreateContainerConfigError", ()),
+        ("InvalidImageName", ()),
+        ("ErrImageNeverPull", ()),
+    ],
 )
 def test_stuck_new_pods_fail_fast(
-    cluster: Any, capsys: pytest.CaptureFixture[str], failure: str
+    cluster: Any, capsys: pytest.CaptureFixture[str], failure: str, flags: tuple[str, ...]
 ) -> None:
     cluster.add("web", "apps")
     cluster.write_manifest()
     cluster.sim.image_behavior(cluster.image("web"), fail=failure)
     cluster.land("web", "apps")
     started = time.monotonic()
-    code, out, _ = wait(cluster, capsys, "--timeout", "60s")
+    code, out, _ = wait(cluster, capsys, "--timeout", "60s", *flags)
     assert code == 1, out
     assert time.monotonic() - started < 15  # seconds, not the 60 s deadline
     assert f"is {failure}" in out and "pod web-" in out
+
+
+@pytest.mark.parametrize(
+    ("failure", "flags"),
+    [
+        ("CrashLoopBackOff", ("--crash-restarts", "3")),
+        ("ImagePullBackOff", ("--image-pull-grace", "20s")),
+        ("ErrImagePull", ("--image-pull-grace", "20s")),
+    ],
+)
+def test_back_off_states_that_heal_pass(
+    cluster: Any, capsys: pytest.CaptureFixture[str], failure: str, flags: tuple[str, ...]
+) -> None:
+    cluster.add("web", "apps", replicas=2)
+    cluster.write_manifest()
+    # One crash (restartCount 1) or a registry blip, healed by the kubelet's retry in 1.5 s.
+    cluster.sim.image_behavior(cluster.image("web"), fail=failure, fail_for=1.5, restarts=1)
+    cluster.land("web", "apps")
+    code, out, err = wait(cluster, capsys, "--timeout", "60s", *flags)
+    assert code == 0, out + err
+    assert f"is {failure}" in err  # the progress lines said what it was waiting out
+
+
+def test_a_crash_loop_below_the_limit_keeps_waiting(
+    cluster: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    cluster.add("web", "apps")
+    cluster.write_manifest()
+    cluster.sim.image_behavior(cluster.image("web"), fail="CrashLoopBackOff", restarts=2)
+    cluster.land("web", "apps")
+    code, out, _ = wait(cluster, capsys, "--timeout", "2s", "--crash-restarts", "3")
+    assert code == 124 and "CrashLoopBackOff (2 of 3 restarts allowed)" in out
+    code, out, _ = wait(cluster, capsys, "--timeout", "30s", "--crash-restarts", "2")
+    assert code == 1 and "restarted 2 times" in out
 
 
 def test_progress_deadline_exceeded_fails(cluster: Any, capsys: pytest.CaptureFixture[str]) -> None:
@@ -258,3 +300,39 @@ def test_no_services_means_no_testcases_not_a_skip(cluster: Any, tmp_path: Path)
     assert "environment dev has no services, so there are no rollout checks" in done.stdout
     assert "skipped" not in done.stdout
     assert list(ET.parse(junit).getroot().iter("testcase")) == []
+
+
+def test_old_pods_still_terminating_do_not_block_unless_strict(
+    cluster: Any, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # kubectl never reads status.terminatingReplicas (rollout_status.go@v0.33.9:75-91): by
+    # default neither do we, but the JUnit records them; the strict setting waits for them.
+    cluster.sim.controllers.terminating_replicas = True
+    cluster.sim.controllers.timing.terminate = 1e6  # old pods never finish terminating
+    cluster.add("web", "apps", replicas=2)
+    cluster.write_manifest()
+    cluster.land("web", "apps")
+    junit = tmp_path / "rollout.xml"
+    code, out, err = wait(cluster, capsys, "--timeout", "30s", junit=junit)
+    assert code == 0, out + err
+    web = {r.name: r for r in read_junit(junit)}["test_rolled_out[web]"]
+    assert int(web.prop("terminating_replicas")) >= 1
+    code, out, _ = wait(cluster, capsys, "--timeout", "2s", "--strict-terminating")
+    assert code == 124 and "old replicas are still terminating" in out
+
+
+def test_a_crash_loop_that_keeps_crashing_fails_as_restarts_mount(
+    cluster: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # The simulated kubelet restarts with its back-off (10 s, 20 s … scenario time): one crash
+    # first (within the limit), then the count grows until it reaches --crash-restarts.
+    cluster.add("web", "apps")
+    cluster.write_manifest()
+    cluster.sim.image_behavior(cluster.image("web"), fail="CrashLoopBackOff", restarts=1)
+    cluster.land("web", "apps")
+    started = time.monotonic()
+    code, out, err = wait(cluster, capsys, "--timeout", "60s", "--crash-restarts", "2")
+    assert code == 1, out + err
+    assert "CrashLoopBackOff (1 of 2 restarts allowed)" in err
+    assert "restarted 2 times" in out and "back-off 20s" in out
+    assert time.monotonic() - started < 15  # 10 scenario seconds at speed 4, not the deadline

@@ -149,7 +149,8 @@ def test_template_images_selects_by_container_or_repository() -> None:
             False,
             "exceeded its progress deadline",
         ),
-        ({"paused": True}, False, "paused"),
+        ({"paused": True}, True, "successfully rolled out"),  # kubectl 1.33 says so too
+        ({"paused": True, "updated": 1}, False, "paused"),
     ],
 )
 def test_deployment_rollout_state_follows_kubectl(
@@ -168,7 +169,9 @@ def test_generation_guard_and_defaults() -> None:
     assert rollout_state(no_replicas, "Deployment").done
     terminating = deployment("x")
     terminating["status"]["terminatingReplicas"] = 1
-    assert not rollout_state(terminating, "Deployment").done
+    assert rollout_state(terminating, "Deployment").done  # kubectl never reads the field
+    strict = rollout_state(terminating, "Deployment", strict_terminating=True)
+    assert not strict.done and "1 old replicas are still terminating" in strict.message
 
 
 def statefulset(**status: Any) -> dict[str, Any]:
@@ -353,13 +356,13 @@ def test_progress_deadline_exceeded_fails_now() -> None:
 
 
 def test_paused_fails_with_that_reason() -> None:
-    result = ServiceWait(target(), 0).observe(landed(paused=True), [], now=1)
+    result = ServiceWait(target(), 0).observe(landed(paused=True, updated=1), [], now=1)
     assert result is not None and isinstance(result.outcome, CheckFailed)
     assert "paused" in str(result.outcome) and "rollout resume" in str(result.outcome)
 
 
 @pytest.mark.parametrize(
-    "reason", ["ImagePullBackOff", "ErrImagePull", "CrashLoopBackOff", "CreateContainerConfigError"]
+    "reason", ["InvalidImageName", "ErrImageNeverPull", "CreateContainerConfigError"]
 )
 def test_stuck_new_pods_fail_fast_with_pod_reason_and_message(reason: str) -> None:
     pods = [pod("web-7d9-abcde", NEW_IMAGE, ready=False, waiting=reason, message="the details")]

@@ -33,8 +33,24 @@ from urllib.parse import parse_qs, unquote, urlsplit
 from pytest_homelab.sim.clock import ScenarioClock
 from pytest_homelab.sim.faults import FaultPlan, no_faults
 from pytest_homelab.sim.kube.controllers import Controllers, ImageBehavior, Timing
+from pytest_homelab.sim.kube.defaults import apply_defaults, validate
+from pytest_homelab.sim.kube.lists import check_field_selector, list_objects, table, wants_table
 from pytest_homelab.sim.kube.objects import namespace as namespace_object
-from pytest_homelab.sim.kube.openapi import OpenAPI, admit, decode_kubernetes_protobuf
+from pytest_homelab.sim.kube.openapi import (
+    OpenAPI,
+    admit,
+    decode_kubernetes_protobuf,
+    is_builtin,
+    kube_kind_schema,
+    resolve_schema,
+)
+from pytest_homelab.sim.kube.patch import (
+    StrategicMerge,
+    drop_disowned,
+    fields_v1,
+    json_merge,
+    json_patch,
+)
 from pytest_homelab.sim.kube.store import (
     ApiError,
     Obj,
@@ -43,6 +59,9 @@ from pytest_homelab.sim.kube.store import (
     WatchEvent,
     field_selector,
     label_selector,
+)
+from pytest_homelab.sim.kube.store import (
+    not_found as store_not_found,
 )
 from pytest_homelab.sim.kube.tekton import Tekton
 from pytest_homelab.sim.server import SimHandler, SimHTTPServer, reset_connection
@@ -79,7 +98,9 @@ class KubeSim:
         terminating_replicas: bool = False,
         ssl_context: ssl.SSLContext | None = None,
     ) -> None:
-        self.clock = ScenarioClock(speed)
+        # Timestamps never run ahead of the wall clock, however fast the scenario runs (kubectl
+        # shows AGE <invalid> for a future creationTimestamp).
+        self.clock = ScenarioClock(speed, wall_bound=True)
         self.store = Store(self.clock, history=history)
         self.controllers = Controllers(
             self.store, timing=timing or Timing(), terminating_replicas=terminating_replicas
@@ -182,6 +203,8 @@ class KubeSim:
     def apply(self, obj: Obj) -> Obj:
         """Create the object, or replace its spec like ``kubectl apply`` of a changed manifest."""
         resource = RESOURCE_OF_KIND[obj["kind"]]
+        obj = copy.deepcopy(obj)
+        apply_defaults(self.store.info(resource), obj)  # as the API server would
         meta = obj["metadata"]
         with self.store.lock:
             current = self.store.find(resource, meta.get("namespace", ""), meta["name"])
@@ -372,48 +395,6 @@ class _Route:
         self.namespace = namespace
         self.name = name
         self.sub = sub
-
-
-def _merge(target: Any, patch: Any) -> Any:
-    """RFC 7386 JSON merge patch (strategic merge patches are treated the same way)."""
-    if not isinstance(patch, dict):
-        return copy.deepcopy(patch)
-    result = dict(target) if isinstance(target, dict) else {}
-    for key, value in patch.items():
-        if value is None:
-            result.pop(key, None)
-        else:
-            result[key] = _merge(result.get(key), value)
-    return result
-
-
-def _json_patch(doc: Obj, ops: list[Obj]) -> Obj:
-    doc = copy.deepcopy(doc)
-    for op in ops:
-        parts = [p.replace("~1", "/").replace("~0", "~") for p in op["path"].split("/")[1:]]
-        parent: Any = doc
-        for part in parts[:-1]:
-            parent = parent[int(part)] if isinstance(parent, list) else parent[part]
-        last = parts[-1]
-        kind = op["op"]
-        if kind in ("add", "replace"):
-            if isinstance(parent, list):
-                index = len(parent) if last == "-" else int(last)
-                if kind == "add":
-                    parent.insert(index, op["value"])
-                else:
-                    parent[index] = op["value"]
-            else:
-                parent[last] = op["value"]
-        elif kind == "remove":
-            del parent[int(last) if isinstance(parent, list) else last]
-        elif kind == "test":
-            value = parent[int(last)] if isinstance(parent, list) else parent.get(last)
-            if value != op["value"]:
-                raise ApiError(422, "Invalid", f"the test of {op['path']} failed")
-        else:
-            raise ApiError(400, "BadRequest", f"unsupported JSON patch op {kind!r}")
-    return doc
 
 
 class _KubeHandler(SimHandler):
@@ -623,20 +604,14 @@ class _KubeHandler(SimHandler):
         info, ns = route.info, route.namespace
         if method == "GET" and route.name is None:
             if query.get("watch") in ("true", "1"):
+                check_field_selector(info, query.get("fieldSelector"))
                 self._watch(route, query, fault)
                 return
-            items, rv = self.sim.store.select(
-                info.name, ns, query.get("labelSelector"), query.get("fieldSelector")
-            )
-            self._send_json(
-                200,
-                {
-                    "kind": f"{info.kind}List",
-                    "apiVersion": info.api_version,
-                    "metadata": {"resourceVersion": str(rv)},
-                    "items": items,
-                },
-            )
+            listing = list_objects(self.sim.store, info, ns, query)
+            if wants_table(self.headers.get("Accept")):
+                rv = listing["metadata"]["resourceVersion"]
+                listing = table(info, listing["items"], rv, query.get("includeObject"))
+            self._send_json(200, listing)
             return
         if method == "POST" and route.name is None:
             body = self._body()
@@ -645,6 +620,8 @@ class _KubeHandler(SimHandler):
             if ns:
                 body.setdefault("metadata", {})["namespace"] = ns
             warnings = admit(info, body, query.get("fieldValidation"), create=True)
+            apply_defaults(info, body)
+            validate(info, body)
             if query.get("dryRun") == "All":
                 self._send_json(201, body, _warnings(warnings))
                 return
@@ -661,7 +638,11 @@ class _KubeHandler(SimHandler):
             raise ApiError(404, "NotFound", "the server could not find the requested resource")
         status_only = route.sub == "status"
         if method == "GET":
-            self._send_json(200, self.sim.store.get(info.name, namespace, name))
+            obj = self.sim.store.get(info.name, namespace, name)
+            if wants_table(self.headers.get("Accept")) and not status_only:
+                rv = obj["metadata"].get("resourceVersion", "")
+                obj = table(info, [obj], rv, query.get("includeObject"))
+            self._send_json(200, obj)
         elif method == "PUT":
             body = self._body()
             if not isinstance(body, dict):
@@ -670,40 +651,16 @@ class _KubeHandler(SimHandler):
             if info.namespaced:
                 body["metadata"]["namespace"] = namespace
             warnings = admit(info, body, query.get("fieldValidation"), create=False)
+            if not status_only:
+                apply_defaults(info, body)
+                validate(info, body)
             self._send_json(
                 200,
                 self.sim.store.update(info.name, body, actor="client", status=status_only),
                 _warnings(warnings),
             )
         elif method == "PATCH":
-            body = self._body()
-            kind = (self.headers.get("Content-Type") or "").split(";")[0]
-            current = self.sim.store.get(info.name, namespace, name)
-            if kind == "application/json-patch+json":
-                patched = _json_patch(current, body or [])
-            elif kind in (
-                "application/merge-patch+json",
-                "application/strategic-merge-patch+json",
-                "application/apply-patch+yaml",
-            ):
-                patched = _merge(current, body or {})
-            else:
-                raise ApiError(
-                    415,
-                    "UnsupportedMediaType",
-                    f"the body of the request was in an unknown format - "
-                    f"accepted media types include: application/json-patch+json, "
-                    f"application/merge-patch+json (got {kind or 'none'})",
-                )
-            patched["metadata"].pop("resourceVersion", None)
-            warnings = admit(info, patched, query.get("fieldValidation"), create=False)
-            self._send_json(
-                200,
-                self.sim.store.update(
-                    info.name, patched, actor="client", status=status_only, check_version=False
-                ),
-                _warnings(warnings),
-            )
+            self._patch(info, namespace, name, query, status_only)
         elif method == "DELETE":
             self._body()  # DeleteOptions: read it, or it would be taken for the next request
             grace = query.get("gracePeriodSeconds")
@@ -718,6 +675,140 @@ class _KubeHandler(SimHandler):
             self._send_json(200, deleted)
         else:
             raise ApiError(405, "MethodNotAllowed", f"{method} is not supported here")
+
+    def _patch(
+        self, info: ResourceInfo, namespace: str, name: str, query: dict[str, str], sub: bool
+    ) -> None:
+        """PATCH in its four media types (see ``patch.py``), then what any write gets: field
+        validation, defaulting, validation, and an optimistic-concurrency check against a
+        ``metadata.resourceVersion`` the patch itself carries."""
+        body = self._body()
+        kind = (self.headers.get("Content-Type") or "").split(";")[0].strip()
+        types = [
+            "application/json-patch+json",
+            "application/merge-patch+json",
+            *(["application/strategic-merge-patch+json"] if is_builtin(info) else []),
+            "application/apply-patch+yaml",
+        ]
+        if kind not in types:
+            raise ApiError(
+                415,
+                "UnsupportedMediaType",
+                "the body of the request was in an unknown format - accepted media types "
+                f"include: {', '.join(types)}",
+            )
+        if kind == "application/apply-patch+yaml":
+            self._apply(info, namespace, name, body, query, sub)
+            return
+        current = self.sim.store.get(info.name, namespace, name)
+        if kind == "application/json-patch+json":
+            patched = json_patch(current, body)
+        elif not isinstance(body, dict):
+            raise ApiError(400, "BadRequest", "a merge patch must be a JSON object")
+        elif kind == "application/merge-patch+json":
+            patched = json_merge(current, body)
+        else:
+            patched = StrategicMerge(resolve_schema).merge_map(
+                current, body, kube_kind_schema(info)
+            )
+        if not isinstance(patched, dict):
+            raise ApiError(422, "Invalid", "the patch removed the whole object")
+        meta = patched.setdefault("metadata", {})
+        sent = meta.get("resourceVersion")
+        check = sent is not None and sent != current["metadata"].get("resourceVersion")
+        if not check:
+            meta.pop("resourceVersion", None)
+        self._store_write(info, patched, query, sub, check_version=check)
+
+    def _store_write(
+        self, info: ResourceInfo, obj: Obj, query: dict[str, str], sub: bool, **kw: Any
+    ) -> None:
+        warnings = admit(info, obj, query.get("fieldValidation"), create=False)
+        if not sub:
+            apply_defaults(info, obj)
+            validate(info, obj)
+        if query.get("dryRun") == "All":
+            self._send_json(200, obj, _warnings(warnings))
+            return
+        written = self.sim.store.update(info.name, obj, actor="client", status=sub, **kw)
+        self._send_json(200, written, _warnings(warnings))
+
+    def _apply(
+        self,
+        info: ResourceInfo,
+        namespace: str,
+        name: str,
+        body: Any,
+        query: dict[str, str],
+        sub: bool,
+    ) -> None:
+        """Server-side apply: merge the applied configuration (list-map keys from the schema),
+        create the object when it is missing, record the manager in ``managedFields``, and
+        remove what the manager applied before and applies no longer. Other managers'
+        ownership and conflicts are not modelled."""
+        manager = query.get("fieldManager")
+        if not manager:
+            raise ApiError(
+                422,
+                "Invalid",
+                'PatchOptions.meta.k8s.io "" is invalid: fieldManager: Required value: '
+                "is required for apply patch",
+            )
+        if not isinstance(body, dict):
+            raise ApiError(400, "BadRequest", "an apply patch must be an object")
+        raw_meta = body.get("metadata")
+        meta: Obj = raw_meta if isinstance(raw_meta, dict) else {}
+        if meta.get("name") not in (None, name):
+            raise ApiError(
+                400,
+                "BadRequest",
+                f"the name of the object ({meta.get('name')}) does not match the name on "
+                f"the URL ({name})",
+            )
+        schema = kube_kind_schema(info)
+        clock = self.sim.clock
+        entry = {
+            "manager": manager,
+            "operation": "Apply",
+            "apiVersion": info.api_version,
+            "time": clock.iso(clock.now()),
+            "fieldsType": "FieldsV1",
+            "fieldsV1": fields_v1(
+                {k: v for k, v in body.items() if k not in ("apiVersion", "kind")},
+                schema,
+                resolve_schema,
+            ),
+        }
+        if sub:
+            entry["subresource"] = "status"
+        current = self.sim.store.find(info.name, namespace, name)
+        if current is None:
+            if sub:
+                raise store_not_found(info, name)
+            obj = dict(body)
+            obj["metadata"] = {**meta, "name": name, "managedFields": [entry]}
+            if info.namespaced:
+                obj["metadata"]["namespace"] = namespace
+            warnings = admit(info, obj, query.get("fieldValidation"), create=True)
+            apply_defaults(info, obj)
+            validate(info, obj)
+            if query.get("dryRun") == "All":
+                self._send_json(201, obj, _warnings(warnings))
+                return
+            self._send_json(201, self.sim.store.create(info.name, obj, actor="client"))
+            return
+        merged = StrategicMerge(resolve_schema).merge_map(copy.deepcopy(current), body, schema)
+        mine = [
+            f
+            for f in merged["metadata"].get("managedFields") or []
+            if f.get("manager") == manager and f.get("operation") == "Apply"
+        ]
+        for previous in mine:  # what this manager applied before and applies no longer goes
+            drop_disowned(merged, previous.get("fieldsV1"), entry["fieldsV1"])
+        fields = [f for f in merged["metadata"].get("managedFields") or [] if f not in mine]
+        merged["metadata"]["managedFields"] = [*fields, entry]
+        merged["metadata"].pop("resourceVersion", None)
+        self._store_write(info, merged, query, sub, check_version=False)
 
     def _log(self, namespace: str, name: str, query: dict[str, str]) -> None:
         pod = self.sim.store.get("pods", namespace, name)

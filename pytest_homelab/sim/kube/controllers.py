@@ -33,20 +33,35 @@ STUCK_MESSAGES = {
     " not found",
     "ErrImageNeverPull": 'Container image "{image}" is not present with pull policy of Never',
     "InvalidImageName": 'Failed to apply default image tag "{image}": invalid reference format',
-    "CrashLoopBackOff": "back-off 10s restarting failed container={container} pod={pod}",
+    "CrashLoopBackOff": "back-off {backoff} restarting failed container={container} pod={pod}",
     "CreateContainerConfigError": 'secret "{container}-credentials" not found',
 }
+
+
+def _initial_restarts(behavior: ImageBehavior) -> int:
+    return 3 if behavior.restarts is None else behavior.restarts
+
+
+def _crash_backoff(restarts: int) -> float:
+    """The kubelet's crash back-off after ``restarts`` restarts: 10 s doubling, at most 5 min
+    (scenario seconds)."""
+    return float(min(10 * 2 ** max(restarts - 1, 0), 300))
 
 
 @dataclass(frozen=True)
 class ImageBehavior:
     """How pods running an image behave: start after ``pull``, Ready after ``ready`` more
-    seconds; or get stuck with ``fail`` (a waiting reason) and never become ready."""
+    seconds; or get stuck with ``fail`` (a waiting reason) and never become ready, unless
+    ``fail_for`` says after how many seconds the kubelet's retry heals it (a registry blip, a
+    crash before a dependency came up). A ``CrashLoopBackOff`` container reports ``restarts``
+    in ``restartCount`` (default 3), and keeps that count once healed."""
 
     pull: float = 0.05
     ready: float = 0.15
     fail: str | None = None
     message: str | None = None
+    fail_for: float | None = None
+    restarts: int | None = None
 
     def __post_init__(self) -> None:
         if self.fail is not None and self.fail not in STUCK_MESSAGES:
@@ -64,7 +79,9 @@ class Timing:
 class _PodState:
     started_at: float
     behavior: ImageBehavior
-    phase: str = "created"  # created → pulled → ready | stuck
+    phase: str = "created"  # created → pulled → ready | stuck (→ healed → ready)
+    restarts: int = 0  # a crash loop's restartCount
+    next_restart: float = 0.0  # when the kubelet's back-off restarts it again
 
 
 @dataclass
@@ -277,6 +294,8 @@ class Controllers:
             return
         state = known
         elapsed = now - state.started_at
+        healed = worst.fail is not None and worst.fail_for is not None
+        lag = worst.fail_for if healed and worst.fail_for is not None else 0.0
         if state.phase == "created" and elapsed >= worst.pull:
             state.phase = "pulled"
             self._pod_status(pod, now, ready=False, stuck=worst.fail is not None)
@@ -284,32 +303,79 @@ class Controllers:
                 self.wake(_key(pod), state.started_at + worst.pull + worst.ready)
             else:
                 state.phase = "stuck"
+                if healed:
+                    self.wake(_key(pod), state.started_at + worst.pull + lag)
+                elif worst.fail == "CrashLoopBackOff":
+                    state.restarts = _initial_restarts(worst)
+                    state.next_restart = now + _crash_backoff(state.restarts)
+                    self.wake(_key(pod), state.next_restart)
+        elif state.phase == "stuck" and not healed and worst.fail == "CrashLoopBackOff":
+            if now >= state.next_restart:  # the kubelet's back-off: 10 s doubling to 5 min
+                state.restarts += 1
+                state.next_restart = now + _crash_backoff(state.restarts)
+                self._pod_status(pod, now, ready=False, stuck=True, restarts=state.restarts)
+            self.wake(_key(pod), state.next_restart)
+        elif state.phase == "stuck" and healed and elapsed >= worst.pull + lag:
+            state.phase = "healed"
+            self._pod_status(pod, now, ready=False, stuck=False, healed=True)
+            self.wake(_key(pod), state.started_at + worst.pull + lag + worst.ready)
+        elif state.phase == "healed" and elapsed >= worst.pull + lag + worst.ready:
+            state.phase = "ready"
+            self._pod_status(pod, now, ready=True, stuck=False, healed=True)
         elif state.phase == "pulled" and elapsed >= worst.pull + worst.ready:
             state.phase = "ready"
             self._pod_status(pod, now, ready=True, stuck=False)
 
-    def _pod_status(self, pod: Obj, now: float, *, ready: bool, stuck: bool) -> None:
+    def _pod_status(
+        self,
+        pod: Obj,
+        now: float,
+        *,
+        ready: bool,
+        stuck: bool,
+        healed: bool = False,
+        restarts: int | None = None,
+    ) -> None:
         iso = self.store.clock.iso(now)
         statuses = []
         for container in pod["spec"].get("containers", []):
             image = container.get("image", "")
             behavior = self.behavior(image)
+            failing = behavior.fail is not None and not healed
             status: Obj = {
                 "name": container["name"],
                 "image": image,
-                "ready": ready and not behavior.fail,
+                "ready": ready and not failing,
                 "restartCount": 0,
-                "started": not behavior.fail,
+                "started": not failing,
                 "state": {"running": {"startedAt": iso}},
             }
-            if behavior.fail is not None:
+            if healed and behavior.fail == "CrashLoopBackOff":
+                status["restartCount"] = 3 if behavior.restarts is None else behavior.restarts
+                status["lastState"] = {
+                    "terminated": {"exitCode": 1, "reason": "Error", "finishedAt": iso}
+                }
+            if failing and behavior.fail is not None:
                 message = behavior.message or STUCK_MESSAGES[behavior.fail].format(
-                    image=image, container=container["name"], pod=pod["metadata"]["name"]
+                    image=image,
+                    container=container["name"],
+                    pod=pod["metadata"]["name"],
+                    backoff="10s",
                 )
                 status["state"] = {"waiting": {"reason": behavior.fail, "message": message}}
                 self._kubelet_events(pod, now, container["name"], image, behavior.fail)
                 if behavior.fail == "CrashLoopBackOff":
-                    status["restartCount"] = 3
+                    count = _initial_restarts(behavior) if restarts is None else restarts
+                    status["restartCount"] = count
+                    if behavior.message is None:
+                        status["state"]["waiting"]["message"] = STUCK_MESSAGES[
+                            behavior.fail
+                        ].format(
+                            image=image,
+                            container=container["name"],
+                            pod=pod["metadata"]["name"],
+                            backoff=f"{_crash_backoff(count):.0f}s",
+                        )
                     status["imageID"] = image_id(image)
                     status["lastState"] = {
                         "terminated": {

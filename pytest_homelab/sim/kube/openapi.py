@@ -57,6 +57,46 @@ def tekton_crds() -> Obj:
     return data
 
 
+@functools.cache
+def kube_schemas() -> Obj:
+    """The apps/v1 and core/v1 schemas derived from the k8s.io/api Go types
+    (``scripts/gen_kube_schemas.py``): fields, types, and the x-kubernetes-patch-* and
+    x-kubernetes-list-* extensions that kubectl reads to compute a strategic merge patch."""
+    data: Obj = json.loads((SCHEMAS / "kube-v1.json").read_text())
+    return data
+
+
+def is_builtin(info: ResourceInfo) -> bool:
+    """A kind of the API server itself (core, apps), not a custom resource."""
+    return info.group in ("", "apps")
+
+
+def kube_kind_schema(info: ResourceInfo) -> Obj | None:
+    """The generated schema of a built-in kind the simulator serves, or None."""
+    if info.group not in ("", "apps") or info.version != "v1":
+        return None
+    data = kube_schemas()
+    name = data["kinds"].get(info.kind)
+    return None if name is None else dict(data["schemas"][name])
+
+
+def resolve_schema(schema: Obj | None) -> Obj | None:
+    """Follow ``allOf[0]`` and ``$ref`` into the generated schemas, as kubectl does."""
+    schemas = kube_schemas()["schemas"]
+    for _ in range(8):
+        if not isinstance(schema, dict):
+            return None
+        if schema.get("allOf"):
+            schema = schema["allOf"][0]
+            continue
+        ref = schema.get("$ref")
+        if isinstance(ref, str):
+            schema = schemas.get(ref.removeprefix("#/components/schemas/"))
+            continue
+        return schema
+    return None
+
+
 def crd_schema(info: ResourceInfo) -> Obj | None:
     """The structural CRD schema of a kind, if the simulator has one."""
     crds = tekton_crds()
@@ -127,6 +167,9 @@ _PATCH_TYPES = (
     "application/strategic-merge-patch+json",
     "application/apply-patch+yaml",
 )
+# Custom resources take no strategic merge patch (the API server answers 415): kubectl reads this
+# list in the PATCH operation and then sends a JSON merge patch.
+_CR_PATCH_TYPES = tuple(t for t in _PATCH_TYPES if "strategic" not in t)
 
 
 def _operation(
@@ -185,6 +228,7 @@ def _paths(info: ResourceInfo) -> Obj:
     named = [_param("name", where="path"), *common]
     own, list_ref = _ref(schema_name(info)), _ref(schema_name(info, f"{info.kind}List"))
     patch_body = _ref(f"{META}.Patch")
+    patch_types = _PATCH_TYPES if is_builtin(info) else _CR_PATCH_TYPES
     paths: Obj = {
         base: {
             "parameters": common,
@@ -223,7 +267,7 @@ def _paths(info: ResourceInfo) -> Obj:
                 info.kind,
                 params=[*_WRITE, _param("force", "boolean")],
                 body=patch_body,
-                body_types=_PATCH_TYPES,
+                body_types=patch_types,
                 codes=("200", "201"),
             ),
             "delete": _operation(
@@ -268,7 +312,7 @@ def _paths(info: ResourceInfo) -> Obj:
                 subject,
                 params=[*_WRITE, _param("force", "boolean")],
                 body=patch_body,
-                body_types=_PATCH_TYPES,
+                body_types=patch_types,
             ),
         }
     return paths
@@ -361,10 +405,13 @@ def _gvk(info: ResourceInfo, kind: str | None = None) -> list[Obj]:
 
 def _kind_schema(info: ResourceInfo) -> Obj:
     crd = crd_schema(info)
+    builtin = kube_kind_schema(info)
     if crd is not None:
         schema = copy.deepcopy(crd)
         # As the API server publishes CRDs: metadata is the real ObjectMeta.
         schema.setdefault("properties", {})["metadata"] = {"allOf": [_ref(f"{META}.ObjectMeta")]}
+    elif builtin is not None:
+        schema = copy.deepcopy(builtin)
     else:
         # Core and apps kinds (and Tekton's Pipeline, which has no CRD here) are typed only at
         # the top; the simulator does not validate them.
@@ -392,6 +439,8 @@ def document(resources: Iterable[ResourceInfo], group: str, version: str) -> Obj
         return None
     paths: Obj = {}
     schemas = _meta_schemas()
+    if any(kube_kind_schema(info) is not None for info in infos):
+        schemas.update(copy.deepcopy(kube_schemas()["schemas"]))
     for info in sorted(infos, key=lambda r: r.name):
         paths.update(_paths(info))
         schemas[schema_name(info)] = _kind_schema(info)
@@ -623,6 +672,11 @@ def _v2_schema(schema: Any) -> Any:
         return [_v2_schema(s) for s in schema]
     if not isinstance(schema, dict):
         return schema
+    if isinstance(schema.get("allOf"), list) and len(schema["allOf"]) == 1:
+        # v3 wraps a field's $ref in allOf (to give it a default); Swagger 2.0 and kubectl's
+        # proto reader (kube-openapi pkg/util/proto) want the bare $ref.
+        rest = {k: v for k, v in schema.items() if k not in ("allOf", "default")}
+        return _v2_schema({**rest, **schema["allOf"][0]})
     out: Obj = {}
     for key, value in schema.items():
         if key == "$ref":

@@ -140,12 +140,13 @@ class ApiError(Exception):
         self.reason = reason
         self.message = message
         self.details = dict(details or {})
+        self.list_continue: str | None = None  # a 410 on a list may offer a new token
 
     def status(self) -> Obj:
         body: Obj = {
             "kind": "Status",
             "apiVersion": "v1",
-            "metadata": {},
+            "metadata": {"continue": self.list_continue} if self.list_continue else {},
             "status": "Failure",
             "message": self.message,
             "reason": self.reason,
@@ -285,6 +286,11 @@ def _spec_changed(new: Obj, current: Obj) -> bool:
     a = {k: v for k, v in new.items() if k not in ("metadata", "status")}
     b = {k: v for k, v in current.items() if k not in ("metadata", "status")}
     return a != b or _spec_view(new) != _spec_view(current)
+
+
+# Metadata a client's write sets (the rest is the server's: uid, creationTimestamp, generation …).
+_WRITABLE_META = ("labels", "annotations", "finalizers", "ownerReferences", "managedFields")
+_DELETION = "deletionTimestamp"
 
 
 class Store:
@@ -548,19 +554,12 @@ class Store:
                 new = clone(obj)
                 new["metadata"] = {
                     **current["metadata"],
-                    **{
-                        k: v
-                        for k, v in meta.items()
-                        if k
-                        in (
-                            "labels",
-                            "annotations",
-                            "finalizers",
-                            "ownerReferences",
-                            "deletionTimestamp",
-                        )
-                    },
+                    **{k: v for k, v in meta.items() if k in _WRITABLE_META or k == _DELETION},
                 }
+                if actor == "client":  # a client's write replaces what it may write at all
+                    for field_name in _WRITABLE_META:
+                        if meta.get(field_name) is None:
+                            new["metadata"].pop(field_name, None)
                 if keep_status is not None:
                     new["status"] = keep_status
                 if info.has_spec_generation and _spec_changed(new, current):

@@ -1,0 +1,1 @@
+"""The smoke phase: each service with a probe answers HTTP with the landed commit."""
