@@ -69,7 +69,7 @@ def run(
     return result, junit, records
 
 
-@pytest.mark.parametrize("dist", ["load", "loadfile", "loadgroup"])
+@pytest.mark.parametrize("dist", ["load", "loadfile"])
 def test_under_xdist_the_session_is_the_serial_one(pytester: pytest.Pytester, dist: str) -> None:
     serial, serial_junit, serial_records = run(pytester, True)
     parallel, junit, records = run(pytester, True, "-n", "2", "--dist", dist)
