@@ -426,7 +426,11 @@ class CertificateAuthority:
 
 @contextmanager
 def woodpecker(
-    ca: CertificateAuthority, *, speed: float = 1.0, faults: FaultPlan | None = None
+    ca: CertificateAuthority,
+    *,
+    speed: float = 1.0,
+    faults: FaultPlan | None = None,
+    stream_silent: bool = False,
 ) -> Iterator[Woodpecker]:
     from pytest_homelab.sim.woodpecker import WoodpeckerSim
 
@@ -437,6 +441,7 @@ def woodpecker(
         token=TOKEN,
         speed=speed,
         faults=faults,
+        stream_silent=stream_silent,
     )
     with sim:
         sim.add_repo(SLUG, private=True, default_branch="main")

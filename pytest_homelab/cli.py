@@ -79,6 +79,7 @@ _CI_CONNECTION = (
     "woodpecker_repo",
     "remote",
     "ci_events",
+    "ci_branch",
     "ci_pages",
     "request_timeout",
     "vault_mount",
@@ -441,6 +442,7 @@ def _ci_status(args: argparse.Namespace) -> int:
             pages=settings.ci_pages,
             not_before=target.commit_time,
             deadline=deadline,
+            branch=target.branch_for(repo),
         )
     finally:
         client.close()
@@ -617,6 +619,8 @@ def _work_land(args: argparse.Namespace) -> int:
 
     flags = _flags(args)
     flags["commit"] = landed.sha
+    if flags.get("ci_branch") is None:  # the pipeline that counts is the target branch's
+        flags["ci_branch"] = landed.target
     code = run_checks(
         settings,
         verb="work-land",

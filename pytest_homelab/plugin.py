@@ -14,7 +14,7 @@ import re
 import sys
 from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar
 
 import pytest
 
@@ -61,6 +61,7 @@ _SMOKE = pytest.StashKey["tuple[ProbeTarget, ...] | BadInput"]()
 _NO_SERVICES = "no-services"
 _NO_PROBES = "no-probes"
 _TIMEOUT_MARGIN = 60.0  # pytest-timeout is only a backstop behind our own deadlines
+_Report = TypeVar("_Report", pytest.TestReport, pytest.CollectReport)
 
 
 def _dest(key: str) -> str:
@@ -204,8 +205,18 @@ def _resolve(config: pytest.Config) -> Settings:
     """Resolve the settings once; BadInput when they are wrong."""
     if _SETTINGS not in config.stash:
         flags = {o.key: config.getoption(_dest(o.key)) for o in OPTIONS}
-        config.stash[_SETTINGS] = resolve_settings(flags, cwd=config.invocation_params.dir)
+        config.stash[_SETTINGS] = resolve_settings(
+            flags, cwd=config.invocation_params.dir, repo_flags=_flags_from_ini(config)
+        )
     return config.stash[_SETTINGS]
+
+
+def _flags_from_ini(config: pytest.Config) -> dict[str, str]:
+    """Options given in the ini file's ``addopts`` (the repository's file, not the user): the
+    settings refuse those that decide where credentials go unless the user trusts the repo."""
+    where = f"addopts in {config.inipath}" if config.inipath else "addopts"
+    given = {str(arg).split("=", 1)[0] for arg in config.getini("addopts")}
+    return {o.key: where for o in OPTIONS if o.user_only and o.flag in given}
 
 
 def _settings(config: pytest.Config) -> Settings:
@@ -492,7 +503,7 @@ def pytest_runtest_makereport(
     report = yield
     phase = item.stash.get(_PHASE, None)
     if phase is None:
-        return report
+        return _scrubbed(report)
     if report.failed and call.when in ("setup", "call"):
         exc = call.excinfo.value if call.excinfo is not None else None
         outcome = exc.outcome if isinstance(exc, HomelabError) else type(exc).__name__
@@ -517,21 +528,39 @@ def pytest_runtest_makereport(
         taskruns = item.config.stash[_TASKRUNS].decode("utf-8", "replace")
         del item.config.stash[_TASKRUNS]
         item.user_properties.append((TASKRUNS_PROPERTY, taskruns))
-    _scrub_report(report)
-    return report
+    return _scrubbed(report)
 
 
-def _scrub_report(report: pytest.TestReport) -> None:
-    """Known secrets out of what a check reports, in the process that knows them (an xdist
-    worker, whose controller writes the JUnit and the terminal)."""
+@pytest.hookimpl(wrapper=True)
+def pytest_make_collect_report(
+    collector: pytest.Collector,
+) -> Generator[None, pytest.CollectReport, pytest.CollectReport]:
+    return _scrubbed((yield))
+
+
+def _scrubbed(report: _Report) -> _Report:
+    """The report with every known secret scrubbed from what the terminal and JUnit show: the
+    failure text (tracebacks, ``-l`` locals, assertion details), captured output and logs, and
+    the recorded properties. The last net: secrets are kept out of these by construction."""
     from pytest_homelab.core.secrets import known_secrets, scrub
 
     if not known_secrets():
-        return
-    if isinstance(report.longrepr, str):
-        report.longrepr = scrub(report.longrepr)
-    report.user_properties = [(name, scrub(str(value))) for name, value in report.user_properties]
-    report.sections = [(title, scrub(text)) for title, text in report.sections]
+        return report
+    longrepr = report.longrepr
+    if isinstance(longrepr, tuple):  # a skip: (path, line, reason)
+        report.longrepr = (longrepr[0], longrepr[1], scrub(longrepr[2]))
+    elif longrepr is not None:
+        text = report.longreprtext
+        clean = scrub(text)
+        if clean != text:
+            report.longrepr = clean
+    report.sections = [(title, scrub(content)) for title, content in report.sections]
+    if isinstance(report, pytest.TestReport):
+        report.user_properties = [
+            (name, scrub(value) if isinstance(value, str) else value)
+            for name, value in report.user_properties
+        ]
+    return report
 
 
 class _CheckReports:
@@ -553,13 +582,16 @@ def _ran_checks(config: pytest.Config) -> bool:
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
     """Rewrite the JUnit of a session that ran landing checks (on the xdist controller, which
-    alone writes it): schema-valid, typed by outcome, with the evidence and the TaskRuns."""
+    alone writes it): schema-valid, typed by outcome, with the evidence and the TaskRuns; and
+    of any session that knew a secret, scrubbed."""
+    from pytest_homelab.core.secrets import known_secrets
+
     config = session.config
     xmlpath = config.option.xmlpath
     if not xmlpath or hasattr(config, "workerinput"):
         return
     path = Path(xmlpath)
-    if path.is_file() and _ran_checks(config):
+    if path.is_file() and (_ran_checks(config) or known_secrets()):
         from pytest_homelab.report.annotate import annotate_junit
 
         annotate_junit(path)

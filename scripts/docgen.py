@@ -22,6 +22,7 @@ from pytest_homelab.core.manifest import schema
 from pytest_homelab.core.outcomes import (
     EXIT_SUCCESS,
     OUTCOME_TYPES,
+    SKIPPED_BY_TEKTON,
     SUCCESS_OUTCOMES,
     HomelabError,
     fold_exit_codes,
@@ -245,8 +246,14 @@ def render_exit_codes() -> str:
             if cls.exit_code == code and cls is not HomelabError
         ]
         if code == EXIT_SUCCESS:
-            outcomes = ", ".join(f"{_code(o)} (passed)" for o in sorted(SUCCESS_OUTCOMES))
-            meaning = "Every check passed (a dev e2e run that was only dispatched counts)."
+            outcomes = ", ".join(
+                f"{_code(o)} ({'skipped' if o == SKIPPED_BY_TEKTON else 'passed'})"
+                for o in sorted(SUCCESS_OUTCOMES)
+            )
+            meaning = (
+                "Every check passed (a dev e2e run that was only dispatched counts; so do the "
+                "run's TaskRuns Tekton skipped or whose failure it tolerated)."
+            )
         else:
             outcomes = ", ".join(f"{_code(c.outcome)} ({c.junit})" for c in classes)
             meaning = " ".join(_sentence((c.__doc__ or "").strip()) for c in classes)
@@ -328,6 +335,11 @@ def render_options() -> str:
                 if option.key == "commit"
                 else _code(option.key) + (" (also per environment)" if option.per_env else "")
             )
+            if option.user_only:
+                file_name += (
+                    " in the user's `~/.config/homelab/config.toml` only (a repository's file"
+                    " only when the user trusts it)"
+                )
             envs = [_code(option.env[0])] + [f"{_code(e)} (alias)" for e in option.env[1:]]
             flags = [f"{flag} ({', '.join(names)})" for flag, names in cli_flags(option)]
             lines += [

@@ -23,7 +23,6 @@ import signal
 import socket
 import subprocess
 import tempfile
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +31,7 @@ from typing import Any
 import pytest
 
 from pytest_homelab.e2e.remote import SSHRemote
+from tests.waiting import poll, wait_until
 
 SSHD = "/usr/sbin/sshd"
 D601_HOST = "127.0.0.2"
@@ -106,13 +106,13 @@ def end_processes(pids: list[int], *, grace: float = 3.0) -> None:
         if start is not None:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while time.monotonic() < deadline:
-        alive = [p for p, s in started.items() if s is not None and _proc_start(p) == s]
-        if not alive:
-            return
-        time.sleep(0.02)
-    for pid in alive:
+
+    def alive() -> list[int]:
+        return [p for p, s in started.items() if s is not None and _proc_start(p) == s]
+
+    if poll(lambda: not alive(), timeout=grace):
+        return
+    for pid in alive():
         with contextlib.suppress(ProcessLookupError):
             os.kill(pid, signal.SIGKILL)
 
@@ -138,6 +138,9 @@ class D601:
     pid: int
     dir: Path
     authorized_keys: Path
+    tmp: Path
+    """TMPDIR of every session (``SetEnv``): what ``mktemp`` makes on "D601" lands here, in this
+    fixture's own directory, not in the machine's /tmp shared with every other test process."""
     _extra: dict[str, Any] = field(default_factory=dict, repr=False)
 
     # -- clients ----------------------------------------------------------------------------
@@ -226,14 +229,17 @@ class D601:
 
     def wait_log(self, pattern: str, mark: int, *, timeout: float = 5.0) -> str:
         """The log since ``mark`` once ``pattern`` (a regex) is in it; fails after ``timeout``."""
-        deadline = time.monotonic() + timeout
-        while True:
+
+        def shown() -> str | None:
             text = self.log_since(mark)
-            if re.search(pattern, text):
-                return text
-            if time.monotonic() > deadline:
-                raise AssertionError(f"sshd log never showed {pattern!r}; since mark:\n{text}")
-            time.sleep(0.02)
+            return text if re.search(pattern, text) else None
+
+        return wait_until(
+            shown,
+            what=f"the sshd log to show {pattern!r}",
+            timeout=timeout,
+            detail=lambda: "\n" + self.log_since(mark),
+        )
 
     def connections(self, mark: int) -> list[tuple[int, int]]:
         """``(session pid, client port)`` of every connection accepted since ``mark``."""
@@ -265,7 +271,7 @@ def authorized_line(pub: str, home: Path) -> str:
     return f'environment="HOME={home}",command="{command}" {pub}'
 
 
-def _sshd_config(d: Path, port: int, home: Path) -> str:
+def _sshd_config(d: Path, port: int, home: Path, tmp: Path) -> str:
     return "\n".join(
         [
             f"Port {port}",
@@ -280,6 +286,7 @@ def _sshd_config(d: Path, port: int, home: Path) -> str:
             "PubkeyAuthentication yes",
             "PermitRootLogin prohibit-password",
             "PermitUserEnvironment HOME",  # only the HOME= of authorized_keys, nothing else
+            f"SetEnv TMPDIR={tmp}",
             "AllowAgentForwarding no",
             "X11Forwarding no",
             "PrintMotd no",
@@ -291,18 +298,18 @@ def _sshd_config(d: Path, port: int, home: Path) -> str:
 
 
 def _wait_banner(proc: subprocess.Popen[bytes], port: int) -> bool:
-    deadline = time.monotonic() + STARTUP_SECONDS
-    while time.monotonic() < deadline:
+    """Whether sshd greets on ``port`` within the start-up time (False once it has exited)."""
+
+    def state() -> str | None:
         if proc.poll() is not None:
-            return False
+            return "exited"
         try:
             with socket.create_connection((D601_HOST, port), timeout=1) as s:
-                if s.recv(4) == b"SSH-":
-                    return True
+                return "greeted" if s.recv(4) == b"SSH-" else None
         except OSError:
-            pass
-        time.sleep(0.02)
-    return False
+            return None
+
+    return poll(state, timeout=STARTUP_SECONDS) == "greeted"
 
 
 def stop_sshd(proc: subprocess.Popen[bytes]) -> None:
@@ -339,9 +346,10 @@ def running_sshd(base: Path) -> Iterator[D601]:
     d = base / "sshd"
     home = base / "d601-home"
     client_home = base / "client-home"
-    for path in (d, home, client_home):
+    tmp = base / "d601-tmp"
+    for path in (d, home, client_home, tmp):
         path.mkdir(mode=0o700)
-    assert '"' not in str(home) and "\\" not in str(home)
+    assert not any(c in str(p) for p in (home, tmp) for c in '"\\ ')
     keygen(d / "host_ed25519", "d601-host")
     key = keygen(base / "client_ed25519", "d601-client")
     authorized = d / "authorized_keys"
@@ -355,7 +363,7 @@ def running_sshd(base: Path) -> Iterator[D601]:
     for attempt in range(3):  # a port taken between probing and binding: try another
         port = free_port()
         config = d / "sshd_config"
-        config.write_text(_sshd_config(d, port, home))
+        config.write_text(_sshd_config(d, port, home, tmp))
         log = d / f"sshd-{attempt}.log"
         subprocess.run([SSHD, "-t", "-f", str(config)], check=True, capture_output=True)
         proc = subprocess.Popen(
@@ -385,6 +393,7 @@ def running_sshd(base: Path) -> Iterator[D601]:
                 pid=proc.pid,
                 dir=d,
                 authorized_keys=authorized,
+                tmp=tmp,
             )
             return
         finally:
@@ -429,11 +438,9 @@ def ssh_agent() -> Iterator[SSHAgent]:
         start_new_session=True,
     )
     try:
-        deadline = time.monotonic() + STARTUP_SECONDS
-        while not sock.exists():
-            if proc.poll() is not None or time.monotonic() > deadline:
-                pytest.fail("ssh-agent did not start", pytrace=False)
-            time.sleep(0.01)
+        started = poll(lambda: sock.exists() or proc.poll() is not None, timeout=STARTUP_SECONDS)
+        if not (started and sock.exists()):
+            pytest.fail("ssh-agent did not start", pytrace=False)
         yield SSHAgent(sock, proc.pid)
     finally:
         with contextlib.suppress(ProcessLookupError):

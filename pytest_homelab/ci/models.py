@@ -29,6 +29,8 @@ RED = frozenset({"failure", "error", "killed", "canceled", "declined"})
 KNOWN_STATUSES = RUNNING | RED | {"success", "skipped", "blocked"}
 
 Verdict = Literal["green", "red", "skipped", "running", "blocked"]
+ANY_BRANCH = "*"  # the ci_branch value that accepts a pipeline of any branch
+REASON_CHARS = 300  # one reason in a verdict line is cut to this many characters
 
 
 def classify(status: str) -> Verdict:
@@ -89,6 +91,36 @@ class Step:
 
 
 @dataclass(frozen=True)
+class PipelineError:
+    """One entry of a pipeline's ``errors[]``: a config, lint or compile problem.
+
+    woodpecker-ci/woodpecker pipeline/errors/pipeline.go@v3.17.0:23-38 (v2.8.3
+    pipeline/errors/types/errors.go:5-20): ``{type, message, is_warning, data}``.
+    """
+
+    type: str
+    message: str
+    is_warning: bool = False
+
+    @classmethod
+    def from_json(cls, data: object) -> PipelineError | None:
+        if not isinstance(data, dict):
+            return None
+        message = _str(data, "message").strip()
+        if not message:
+            return None
+        return cls(_str(data, "type") or "error", message, data.get("is_warning") is True)
+
+    def render(self) -> str:
+        return _cut(f"[{self.type}] {self.message}")
+
+
+def _cut(text: str) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= REASON_CHARS else text[: REASON_CHARS - 1] + "…"
+
+
+@dataclass(frozen=True)
 class Pipeline:
     number: int
     status: str
@@ -102,6 +134,10 @@ class Pipeline:
     superseded_by: int = 0
     forge_url: str = ""
     steps: tuple[Step, ...] | None = None  # None when the payload had no workflows
+    # ``errors`` is JSON null when there are none (a nil Go slice):
+    # server/model/pipeline.go@v3.17.0:34
+    errors: tuple[PipelineError, ...] = ()
+    workflow_errors: tuple[tuple[str, str], ...] = ()  # (workflow name, its ``error``)
 
     @classmethod
     def from_json(cls, data: object) -> Pipeline:
@@ -109,8 +145,14 @@ class Pipeline:
             raise InfraError(f"Woodpecker sent a pipeline that is not an object: {data!r:.80}")
         cancel = data.get("cancel_info")
         steps: tuple[Step, ...] | None = None
+        workflow_errors: tuple[tuple[str, str], ...] = ()
         workflows = data.get("workflows")
         if isinstance(workflows, list):
+            workflow_errors = tuple(
+                (_str(w, "name"), _str(w, "error").strip())
+                for w in workflows
+                if isinstance(w, dict) and _str(w, "error").strip()
+            )
             steps = tuple(
                 Step.from_json(child)
                 for workflow in workflows
@@ -131,7 +173,18 @@ class Pipeline:
             superseded_by=_int(cancel, "superseded_by") if isinstance(cancel, dict) else 0,
             forge_url=_str(data, "forge_url"),
             steps=steps,
+            errors=_errors(data.get("errors")),
+            workflow_errors=workflow_errors,
         )
+
+    def reasons(self) -> tuple[str, ...]:
+        """Why it ended red, from the server: ``errors[]`` (warnings only when nothing else)
+        and the workflows' ``error``. Config errors leave no workflows at all
+        (server/pipeline/create.go@v3.17.0:116-118, pipeline_status.go@v3.17.0:65-71)."""
+        blocking = [e.render() for e in self.errors if not e.is_warning]
+        warnings = [e.render() for e in self.errors if e.is_warning]
+        flows = [_cut(f"workflow {name or '?'}: {error}") for name, error in self.workflow_errors]
+        return tuple(blocking + flows) or tuple(warnings)
 
     @property
     def duration(self) -> int | None:
@@ -143,6 +196,13 @@ class Pipeline:
         if not self.steps:
             return None
         return sum(1 for s in self.steps if s.done), len(self.steps)
+
+
+def _errors(data: object) -> tuple[PipelineError, ...]:
+    if not isinstance(data, list):
+        return ()
+    parsed = (PipelineError.from_json(item) for item in data)
+    return tuple(e for e in parsed if e is not None)
 
 
 @dataclass(frozen=True)
@@ -159,12 +219,26 @@ def commit_matches(candidate: str, wanted: str) -> bool:
     return candidate == wanted if len(wanted) == 40 else candidate.startswith(wanted)
 
 
+def branch_matches(pipeline: Pipeline, branch: str | None) -> bool:
+    """``None`` or ``*`` accept any branch; otherwise the pipeline's ``branch`` must be equal
+    (the server's filter is an exact match: server/store/datastore/pipeline.go@v3.17.0:83-85)."""
+    return branch is None or branch == ANY_BRANCH or pipeline.branch == branch
+
+
 def newest_candidate(
-    pipelines: Iterable[Pipeline], sha: str, events: Iterable[str]
+    pipelines: Iterable[Pipeline],
+    sha: str,
+    events: Iterable[str],
+    branch: str | None = None,
 ) -> Pipeline | None:
-    """The landing's pipeline: commit matches, event counts; the newest by number wins."""
+    """The landing's pipeline: commit matches, event counts, on the landing's branch; the
+    newest by number wins. Pipelines of the commit on other branches never count."""
     allowed = set(events)
-    matching = [p for p in pipelines if p.event in allowed and commit_matches(p.commit, sha)]
+    matching = [
+        p
+        for p in pipelines
+        if p.event in allowed and commit_matches(p.commit, sha) and branch_matches(p, branch)
+    ]
     commits = {p.commit for p in matching}
     if len(commits) > 1:
         raise BadInput(

@@ -26,6 +26,14 @@ class CiTarget:
     sha: str
     commit_time: int | None
     git: GitRepo | None
+    # The branch whose pipeline counts; None: the Woodpecker repo's default branch (known once
+    # the repo is looked up). ``branch_from`` says where it came from, for messages.
+    branch: str | None = None
+    branch_from: str = "the Woodpecker repo's default branch"
+
+    def branch_for(self, repo: Repo) -> str | None:
+        """The branch for the watch: ours, else the repo's ``default_branch`` (None: any)."""
+        return self.branch if self.branch is not None else (repo.default_branch or None)
 
     def is_ancestor(self, ancestor: str, descendant: str) -> bool | None:
         return self.git.is_ancestor(ancestor, descendant) if self.git is not None else None
@@ -44,7 +52,43 @@ def resolve_target(settings: Settings) -> CiTarget:
             f"not inside a git repository ({settings.repo_root}): the Woodpecker repo is unknown",
             hint="run inside the repo's checkout, or pass --repo OWNER/NAME and a commit sha",
         )
-    return CiTarget(slug, commit.sha, commit.time, git)
+    branch, branch_from = resolve_branch(settings, git, commit.sha)
+    return CiTarget(slug, commit.sha, commit.time, git, branch, branch_from)
+
+
+def resolve_branch(settings: Settings, git: GitRepo | None, sha: str) -> tuple[str | None, str]:
+    """The branch whose pipeline counts, and where that came from.
+
+    ``ci_branch`` when set (``work land`` sets it to its target; ``*`` is any branch); else the
+    checked-out branch's upstream when it contains the commit; else the remote's default branch
+    as the clone records it (``refs/remotes/<remote>/HEAD``); else None, meaning the Woodpecker
+    repo's ``default_branch``. Nothing here asks the network.
+    """
+    if settings.ci_branch is not None:
+        return settings.ci_branch, f"ci_branch ({settings.sources.get('ci_branch', 'set')})"
+    if git is None:
+        return None, "the Woodpecker repo's default branch"
+    current = git.run("symbolic-ref", "--quiet", "--short", "HEAD", check=False).strip()
+    if current:
+        merge = git.run("config", "--get", f"branch.{current}.merge", check=False).strip()
+        upstream = git.run(
+            "rev-parse", "--symbolic-full-name", f"{current}@{{upstream}}", check=False
+        ).strip()
+        if (
+            merge.startswith("refs/heads/")
+            and upstream.startswith("refs/remotes/")
+            and git.is_ancestor(sha, upstream) is True
+        ):
+            return merge.removeprefix("refs/heads/"), f"the upstream of {current} ({upstream})"
+    try:
+        remote = git.pick_remote(settings.remote)
+    except BadInput:
+        return None, "the Woodpecker repo's default branch"
+    prefix = f"refs/remotes/{remote}/"
+    head = git.run("symbolic-ref", "--quiet", f"{prefix}HEAD", check=False).strip()
+    if head.startswith(prefix):
+        return head.removeprefix(prefix), f"{remote}/HEAD"
+    return None, "the Woodpecker repo's default branch"
 
 
 def woodpecker_token(settings: Settings) -> Secret:
@@ -100,6 +144,7 @@ def watch_ci(
             target.sha,
             deadline=deadline,
             events=settings.ci_events,
+            branch=target.branch_for(repo),
             pages=settings.ci_pages,
             appear_grace=settings.appear_grace,
             poll_interval=settings.ci_poll_interval,

@@ -1,5 +1,13 @@
 """``/api/stream/events``: full pipeline snapshots but no ordering and no replay, so the watch
-uses it only as a wake-up signal."""
+uses it only as a wake-up signal.
+
+A connected stream may be silent about the repo: the server subscribes a connection to the repos
+the user has a permission row for and that are active, fixed at connect time
+(server/api/stream.go@v3.17.0:76-86, server/store/datastore/repo.go@v3.17.0:143-162), plus public
+repos (server/scheduler/impl.go@v3.17.0:129-135); its pubsub is in memory, so a second server
+replica never sees the other's events. A stream is therefore trusted (``proven``) only once the
+current connection has delivered an event of this repo.
+"""
 
 from __future__ import annotations
 
@@ -16,7 +24,7 @@ from pytest_homelab.core.clock import SYSTEM_CLOCK, Backoff, Clock
 from pytest_homelab.core.outcomes import (
     HomelabError,
 )
-from pytest_homelab.core.secrets import Secret
+from pytest_homelab.core.secrets import Secret, scrub
 
 # -- the event stream: a wake-up signal only -----------------------------------------------------
 
@@ -30,6 +38,11 @@ class EventSource(Protocol):
     @property
     def generation(self) -> int:
         """Increments on every (re)connect: events may have been lost, so re-list."""
+        ...
+
+    @property
+    def proven(self) -> bool:
+        """The current connection has delivered an event of this repo: it carries the repo."""
         ...
 
     def drain(self) -> list[Pipeline]: ...
@@ -61,6 +74,8 @@ class WoodpeckerEventStream:
         self._queue: list[Pipeline] = []
         self._connected = False
         self._generation = 0
+        self._proven_generation = -1
+        self.delivered = 0  # events of this repo received, over all connections
         self._stop = threading.Event()
         self._response: httpx.Response | None = None
         self._thread = threading.Thread(target=self._run, name="woodpecker-events", daemon=True)
@@ -77,6 +92,11 @@ class WoodpeckerEventStream:
     @property
     def generation(self) -> int:
         return self._generation
+
+    @property
+    def proven(self) -> bool:
+        with self._lock:
+            return self._connected and self._proven_generation == self._generation
 
     def drain(self) -> list[Pipeline]:
         with self._lock:
@@ -127,12 +147,16 @@ class WoodpeckerEventStream:
                 _StreamUnavailable,
                 OSError,
             ) as exc:
-                self.last_error = f"{type(exc).__name__}: {exc}"
+                self.last_error = f"{type(exc).__name__}: {scrub(str(exc))}"
+            except Exception as exc:
+                self.last_error = type(exc).__name__  # its text may quote a header value
             finally:
                 self._response = None
                 if self._connected:
                     self._connected = False
                     self.wake.set()
+                elif self._generation == 0:
+                    self.wake.set()  # the first connection failed: the watch stops waiting
             self._clock.wait(self._stop, next(delays))  # the injected clock, like every wait
 
     def _handle(self, data: str) -> None:
@@ -154,6 +178,8 @@ class WoodpeckerEventStream:
             return
         with self._lock:
             self._queue.append(snapshot)
+            self._proven_generation = self._generation
+            self.delivered += 1
         self.wake.set()
 
 

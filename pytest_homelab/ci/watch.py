@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 from pytest_homelab.ci.client import WoodpeckerClient
 from pytest_homelab.ci.models import (
+    ANY_BRANCH,
     KNOWN_STATUSES,
     LOG_TAIL_LINES,
     Pipeline,
@@ -26,6 +27,18 @@ from pytest_homelab.core.outcomes import (
     NotFound,
     Superseded,
 )
+from pytest_homelab.core.transport import HttpNotFound
+
+# How long the last look at the list may take once the deadline has passed (no deadline verdict
+# is given from a stale snapshot); short, so that the verdict stays on time when the API hangs.
+FINAL_LOOK = 1.5
+# While nothing has appeared yet, or the pipeline is still ``created`` (the server may delete it:
+# server/pipeline/create.go@v3.17.0:80-86,124-131, and never publishes that), the list is
+# consulted at least this often even when the stream carries the repo.
+CREATED_RECHECK = 30.0
+# At the start, wait this long for the event stream's first connection before the first list:
+# the list after connecting must be made anyway (events before it are lost), so one list serves.
+STREAM_CONNECT_WAIT = 2.0
 
 # -- the watch -----------------------------------------------------------------------------------
 
@@ -52,6 +65,9 @@ class CiResult:
     verified_by: Pipeline | None = None
     failed_steps: tuple[FailedStep, ...] = ()
     waited: float = 0.0
+    branch: str | None = None
+    reasons: tuple[str, ...] = ()  # the server's errors[] and workflow errors, for a red end
+    ignored: tuple[Pipeline, ...] = ()  # pipelines of the commit on other branches
 
     @property
     def green(self) -> bool:
@@ -78,6 +94,12 @@ class CiResult:
             if v.duration is not None:
                 props.append(("verified_by_duration", f"{v.duration}s"))
         props.append(("waited", f"{self.waited:.1f}s"))
+        if self.branch:
+            props.append(("branch", self.branch))
+        if self.ignored:
+            props.append(("ignored_pipelines", ignored_text(self.ignored)))
+        if self.reasons:
+            props.append(("errors", "\n".join(self.reasons)))
         if self.failed_steps:
             props.append(("failing_steps", ", ".join(s.name for s in self.failed_steps)))
             for step in self.failed_steps:
@@ -101,10 +123,23 @@ class _State:
     counts: tuple[int, tuple[int, int]] | None = None  # (pipeline number, (done, total))
     blocked_reported: bool = False
     unknown_reported: set[str] = field(default_factory=set)
+    elsewhere: dict[int, Pipeline] = field(default_factory=dict)  # other branches, by number
+    elsewhere_reported: set[int] = field(default_factory=set)
+
+
+def ignored_text(pipelines: tuple[Pipeline, ...] | list[Pipeline]) -> str:
+    return ", ".join(f"#{p.number} on {p.branch or '?'} ({p.status})" for p in pipelines)
 
 
 class PipelineWatch:
-    """Wait for the landing's pipeline to appear and finish; pure apart from the injected parts."""
+    """Wait for the landing's pipeline to appear and finish; pure apart from the injected parts.
+
+    ``branch`` is the branch that landed (``None`` or ``*``: any branch). The list is consulted
+    every ``poll_interval`` unless the event stream has proven, on its current connection, that it
+    carries this repo; then every ``stream_recheck`` (at most ``CREATED_RECHECK`` while nothing
+    has appeared or the pipeline is still ``created``). Every deadline verdict comes after a
+    final look at the list.
+    """
 
     def __init__(
         self,
@@ -114,6 +149,7 @@ class PipelineWatch:
         *,
         deadline: Deadline,
         events: tuple[str, ...] = ("push", "manual"),
+        branch: str | None = None,
         pages: int = 5,
         appear_grace: float = 600.0,
         poll_interval: float = 5.0,
@@ -123,12 +159,14 @@ class PipelineWatch:
         stream: EventSource | None = None,
         progress: Callable[[str], None] = lambda line: None,
         clock: Clock = SYSTEM_CLOCK,
+        final_look: float = FINAL_LOOK,
     ) -> None:
         self.client = client
         self.repo = repo
         self.sha = sha.lower()
         self.deadline = deadline
         self.events = events
+        self.branch = None if branch in (None, "", ANY_BRANCH) else branch
         self.pages = pages
         self.appear_grace = appear_grace
         self.poll_interval = poll_interval
@@ -138,6 +176,8 @@ class PipelineWatch:
         self.stream = stream
         self.progress = progress
         self.clock = clock
+        self.final_look = final_look
+        self._calls = deadline  # the deadline API calls run under (the final look extends it)
         self._wake = stream.wake if stream is not None else threading.Event()
 
     # The loop: re-list when due or when an event hints at something the list must confirm;
@@ -148,6 +188,8 @@ class PipelineWatch:
         state = _State(started=start)
         generation = -1
         next_check = start
+        if self.stream is not None and self.stream.generation == 0:
+            self.clock.wait(self._wake, min(STREAM_CONNECT_WAIT, self.deadline.remaining()))
         while True:
             now = self.clock.monotonic()
             due = now >= next_check
@@ -161,40 +203,60 @@ class PipelineWatch:
                 try:
                     result = self._check(state, start)
                 except DeadlineExceeded:
-                    if state.current is None:
+                    if state.current is None and not self.deadline.expired():
                         raise  # nothing seen yet: the API's own message says why
-                    # The API cannot answer again before the deadline (e.g. a long Retry-After):
-                    # the verdict is what was last seen, given at the deadline.
+                    # The API could not answer before the deadline (e.g. a long Retry-After):
+                    # the verdict comes at the deadline, after one last look.
                     self.clock.sleep(self.deadline.remaining())
-                    return self._deadline_result(state, start)
+                    return self._final(state, start)
                 if result is not None:
                     return result
                 interval = self._interval(state)
                 next_check = self.clock.monotonic() + interval
             if self.deadline.expired():
-                return self._deadline_result(state, start)
+                return self._final(state, start)
             if state.current is None and appear_by.expired():
-                return self._not_found(start)
+                return self._final(state, start)
             limit = self.deadline if state.current is not None else appear_by
             timeout = min(max(0.0, next_check - self.clock.monotonic()), limit.remaining())
             self.clock.wait(self._wake, timeout)
             self._wake.clear()
 
     def _interval(self, state: _State) -> float:
-        if self.stream is None or not self.stream.connected:
-            return self.poll_interval
-        if state.current is None:  # the creation event may be missed: look more often
-            return min(self.stream_recheck, max(self.poll_interval, 30.0))
+        stream = self.stream
+        if stream is None or not stream.connected or not stream.proven:
+            return self.poll_interval  # no stream, or one not (yet) seen to carry this repo
+        current = state.following or state.current
+        if current is None or current.status == "created":
+            return min(self.stream_recheck, max(self.poll_interval, CREATED_RECHECK))
         return self.stream_recheck
 
     def _target_sha(self, state: _State) -> str:
         return state.following.commit if state.following is not None else self.sha
+
+    def _on_branch(self, pipeline: Pipeline) -> bool:
+        return self.branch is None or pipeline.branch == self.branch
+
+    def _note_elsewhere(self, state: _State, pipelines: list[Pipeline]) -> None:
+        """Say once per pipeline that one of the commit on another branch was ignored."""
+        for p in pipelines:
+            state.elsewhere[p.number] = p
+            if p.number in state.elsewhere_reported:
+                continue
+            state.elsewhere_reported.add(p.number)
+            self.progress(
+                f"ci: #{p.number} of {self.sha[:8]} runs on branch {p.branch or '?'}, not "
+                f"{self.branch}: ignored (see --ci-branch)"
+            )
 
     def _hint(self, state: _State, hint: Pipeline) -> bool:
         """Use an event snapshot for progress; return True when the list must be consulted."""
         if hint.event not in self.events or not commit_matches(
             hint.commit, self._target_sha(state)
         ):
+            return False
+        if not self._on_branch(hint):
+            self._note_elsewhere(state, [hint])
             return False
         current = state.following or state.current
         if current is None or hint.number > current.number:
@@ -206,19 +268,40 @@ class PipelineWatch:
 
     def _check(self, state: _State, start: float) -> CiResult | None:
         target = self._target_sha(state)
+        elsewhere: dict[int, Pipeline] = {}
         found = self.client.find_pipeline(
             self.repo,
             target,
             events=self.events,
             pages=self.pages,
             not_before=self.not_before,
-            deadline=self.deadline,
+            deadline=self._calls,
+            branch=self.branch,
+            elsewhere=elsewhere,
         )
+        self._note_elsewhere(state, sorted(elsewhere.values(), key=lambda p: p.number))
+        followed = state.following or state.current
+        if followed is not None and (found is None or found.number < followed.number):
+            # The one we follow is no longer in the list: ask for it by number.
+            try:
+                found = self.client.get_pipeline(
+                    self.repo, followed.number, deadline=self._calls, retry_auth=False
+                )  # still there, only beyond the pages searched
+            except HttpNotFound:
+                if found is None:
+                    return self._deleted(state, followed, start)
+                self.progress(
+                    f"ci: #{followed.number} was deleted by the server; #{found.number} of "
+                    f"{target[:8]} takes its place"
+                )
+            except HomelabError:
+                return None  # cannot tell now; the next look asks again
         if found is None:
             if state.current is None and not state.line:
                 state.line = "waiting"
+                on = f" on {self.branch}" if self.branch else ""
                 self.progress(
-                    f"ci: waiting for a pipeline of {self.sha[:8]} in {self.repo.full_name} "
+                    f"ci: waiting for a pipeline of {self.sha[:8]}{on} in {self.repo.full_name} "
                     f"(events {','.join(self.events)}; up to {format_duration(self.appear_grace)})"
                 )
             return None
@@ -245,10 +328,29 @@ class PipelineWatch:
             return self._superseded(state, found, start)
         return self._finish(state, found, verdict, start)
 
+    def _deleted(self, state: _State, followed: Pipeline, start: float) -> CiResult:
+        """A 404 for the followed pipeline right after a list that answered without it: the
+        server deleted it (no config matched, or every workflow was filtered out:
+        server/pipeline/create.go@v3.17.0:80-86,124-131) and nothing took its place."""
+        return self._result(
+            state,
+            start,
+            NotFound(
+                f"pipeline #{followed.number} of {self._target_sha(state)[:8]} was deleted by the "
+                f"server (no matching config, or all workflows filtered); it was last "
+                f"{followed.status}",
+                hint="check the repo's pipeline config and its when: filters for this "
+                f"{followed.event} event"
+                + (f" on {followed.branch}" if followed.branch else "")
+                + "; a commit that runs no pipeline cannot be verified by CI",
+            ),
+            followed,
+        )
+
     def _superseded(self, state: _State, ours: Pipeline, start: float) -> CiResult | None:
         newer_number = ours.superseded_by
         try:
-            newer = self.client.get_pipeline(self.repo, newer_number, deadline=self.deadline)
+            newer = self.client.get_pipeline(self.repo, newer_number, deadline=self._calls)
         except HomelabError as exc:
             return self._result(
                 state,
@@ -296,29 +398,39 @@ class PipelineWatch:
                 hint=f"a when/status condition skipped it; see {url}",
             )
             return self._result(state, start, outcome, found)
-        failed = self._failed_steps(found)
+        detail = self._detail(found)
+        failed = self._failed_steps(found, detail)
+        reasons = _merge(found.reasons(), detail.reasons() if detail is not None else ())
         names = ", ".join(s.name for s in failed) or "unknown step"
+        why = f": {'; '.join(reasons)}" if reasons else ""
         outcome = CheckFailed(
             f"expected pipeline #{found.number} of {self.sha[:8]} to succeed, but it ended "
-            f"{found.status}" + (f" (failing: {names})" if failed else ""),
-            hint=f"read the failing step's log below or at {url}",
+            f"{found.status}{why}" + (f" (failing: {names})" if failed else ""),
+            hint=(
+                f"read the failing step's log below or at {url}"
+                if failed
+                else f"fix what the server reports above; see {url}"
+                if reasons
+                else f"see {url}"
+            ),
         )
-        return self._result(state, start, outcome, found, failed)
+        return self._result(state, start, outcome, found, failed, reasons)
 
-    def _failed_steps(self, found: Pipeline) -> tuple[FailedStep, ...]:
-        """Best effort: the detail and log endpoints never change the verdict."""
+    def _detail(self, found: Pipeline) -> Pipeline | None:
+        """Best effort: the detail endpoint never changes the verdict."""
         try:
-            detail = self.client.get_pipeline(self.repo, found.number, deadline=self.deadline)
+            return self.client.get_pipeline(self.repo, found.number, deadline=self._calls)
         except HomelabError:
-            return ()
+            return None
+
+    def _failed_steps(self, found: Pipeline, detail: Pipeline | None) -> tuple[FailedStep, ...]:
+        """Best effort: the log endpoint never changes the verdict."""
         failed = []
-        for step in detail.steps or ():
+        for step in (detail.steps if detail is not None else None) or ():
             if not step.failed:
                 continue
             try:
-                lines = self.client.step_log(
-                    self.repo, found.number, step.id, deadline=self.deadline
-                )
+                lines = self.client.step_log(self.repo, found.number, step.id, deadline=self._calls)
                 failed.append(
                     FailedStep(
                         step.name, step.state, step.exit_code, tuple(lines[-LOG_TAIL_LINES:])
@@ -350,6 +462,7 @@ class PipelineWatch:
         outcome: HomelabError | None,
         pipeline: Pipeline | None,
         failed: tuple[FailedStep, ...] = (),
+        reasons: tuple[str, ...] = (),
     ) -> CiResult:
         origin = state.current or pipeline
         final = state.following or pipeline
@@ -363,28 +476,63 @@ class PipelineWatch:
             verified_by=state.following if outcome is None else None,
             failed_steps=failed,
             waited=self.clock.monotonic() - start,
+            branch=self.branch,
+            reasons=reasons,
+            ignored=tuple(sorted(state.elsewhere.values(), key=lambda p: p.number)),
         )
 
-    def _not_found(self, start: float) -> CiResult:
+    def _final(self, state: _State, start: float) -> CiResult:
+        """The deadline (or the appear grace) passed: one last look at the list, under a short
+        deadline of its own, then the verdict from what it shows."""
+        self._calls = Deadline.after(self.final_look, self.clock)
+        try:
+            result = self._check(state, start)
+        except HomelabError:
+            result = None  # the verdict is what was last seen
+        if result is not None:
+            return result
+        if state.current is None and state.following is None:
+            return self._not_found(state, start)
+        return self._deadline_result(state, start)
+
+    def _not_found(self, state: _State, start: float) -> CiResult:
+        if self.branch is not None and not state.elsewhere:
+            self._look_elsewhere(state)
+        on = f" on branch {self.branch}" if self.branch else ""
+        ignored = ""
+        if state.elsewhere:
+            others = sorted(state.elsewhere.values(), key=lambda p: p.number)
+            ignored = f"; seen and ignored, on other branches: {ignored_text(others)}"
         outcome = NotFound(
-            f"no Woodpecker pipeline for {self.sha[:8]} (events {','.join(self.events)}) appeared "
-            f"in {self.repo.full_name} within {format_duration(self.appear_grace)}",
+            f"no Woodpecker pipeline for {self.sha[:8]}{on} (events {','.join(self.events)}) "
+            f"appeared in {self.repo.full_name} within {format_duration(self.appear_grace)}"
+            + ignored,
             hint="check that the commit was pushed and the repo's webhook fired; pull-request "
-            "pipelines do not count (see --ci-events); --appear-grace waits longer",
+            "pipelines do not count (see --ci-events); --appear-grace waits longer"
+            + ("; --ci-branch names the branch that counts ('*': any)" if self.branch else ""),
         )
-        return CiResult(
-            self.repo,
-            self.sha,
-            self.events,
-            outcome,
-            waited=self.clock.monotonic() - start,
+        return self._result(state, start, outcome, None)
+
+    def _look_elsewhere(self, state: _State) -> None:
+        """One unfiltered list page, so that a not-found can name the commit's pipelines on
+        other branches (a v3 server filtered them out). Best effort."""
+        from pytest_homelab.ci.client import newest_other_branches
+
+        try:
+            items = self.client.list_pipelines(
+                self.repo, 1, events=self.events, deadline=self._calls
+            )
+        except (HomelabError, AttributeError):
+            return
+        self._note_elsewhere(
+            state, newest_other_branches(items, self.sha, self.events, self.branch)
         )
 
     def _deadline_result(self, state: _State, start: float) -> CiResult:
         current = state.following or state.current
         waited = format_duration(self.clock.monotonic() - start)
         if current is None:
-            return self._not_found(start)
+            return self._not_found(state, start)
         url = self.client.pipeline_url(self.repo, current.number)
         outcome: HomelabError
         if classify(current.status) == "blocked":
@@ -400,3 +548,11 @@ class PipelineWatch:
                 hint=f"it may be stuck (see {url}); raise --ci-timeout if it is just slow",
             )
         return self._result(state, start, outcome, current)
+
+
+def _merge(*groups: tuple[str, ...]) -> tuple[str, ...]:
+    seen: dict[str, None] = {}
+    for group in groups:
+        for item in group:
+            seen.setdefault(item, None)
+    return tuple(seen)

@@ -51,9 +51,6 @@ class Landing:
         if key is not None:
             self._failed_keys.setdefault(phase, set()).add(key)
 
-    def failed_check(self, phase: str) -> str | None:
-        return self._failed.get(phase)
-
     def prerequisite_failure(self, phase: str, key: str | None = None) -> PrerequisiteFailed | None:
         """The reason ``phase`` must not wait, if an earlier phase failed. A smoke check of one
         service (``key``) needs only that service's rollout, not every service's."""

@@ -15,6 +15,9 @@ if TYPE_CHECKING:
     from pathlib import Path
     from typing import Any
 
+USER_CONFIG_HINT = "~/.config/homelab/config.toml"
+"""The user's own settings file (``$XDG_CONFIG_HOME/homelab/config.toml`` when that is set)."""
+
 WOODPECKER_EVENTS = frozenset(
     {
         "push",
@@ -198,6 +201,23 @@ def _remote_path(value: object) -> str:
     return normalize_remote_path(_text(value))
 
 
+def _branch(value: object) -> str:
+    """A branch name as Woodpecker stores it (``refs/heads/`` stripped), or ``*`` for any."""
+    text = _text(value).removeprefix("refs/heads/")
+    if text == "*":
+        return text
+    if (
+        any(c in text for c in " ~^:?*[\\")
+        or text.startswith(("-", "/"))
+        or text.endswith(("/", ".lock", "."))
+        or ".." in text
+        or "//" in text
+        or "@{" in text
+    ):
+        raise ValueError(f"{text!r} is not a branch name ('*' accepts any branch)")
+    return text
+
+
 def _repo_slug(value: object) -> str:
     from pytest_homelab.core.gitrepo import parse_repo_flag
 
@@ -224,6 +244,7 @@ class Option:
         "metavar",
         "per_env",
         "phase",
+        "user_only",
     )
     key: str  # Settings attribute and key in [tool.homelab]
     flag: str  # pytest flag
@@ -236,6 +257,7 @@ class Option:
     per_env: bool  # may be set under [tool.homelab.environments.<env>]
     phase: str  # for grouping in --help and docs
     boolean: bool  # a flag without a value (``--x`` sets true)
+    user_only: bool  # decides where credentials go or what runs: never from the repo's file
 
     def __init__(
         self,
@@ -250,8 +272,22 @@ class Option:
         per_env: bool = False,
         phase: str = "general",
         boolean: bool = False,
+        user_only: bool = False,
     ) -> None:
-        values = (key, flag, convert, default, help, env, cli, metavar, per_env, phase, boolean)
+        values = (
+            key,
+            flag,
+            convert,
+            default,
+            help,
+            env,
+            cli,
+            metavar,
+            per_env,
+            phase,
+            boolean,
+            user_only,
+        )
         for name, value in zip(_FIELDS, values, strict=True):
             object.__setattr__(self, name, value)
 
@@ -283,7 +319,10 @@ class Option:
         if self.cli and self.cli != self.flag:
             parts.append(f"{self.cli} (homelab CLI)")
         parts += [f"env {name}" for name in self.env]
-        parts.append(f"{self.ini} in [tool.homelab]")
+        if self.user_only:
+            parts.append(f"{self.ini} in {USER_CONFIG_HINT}")
+        else:
+            parts.append(f"{self.ini} in [tool.homelab] or {USER_CONFIG_HINT}")
         return ", ".join(parts)
 
 
@@ -299,6 +338,7 @@ _FIELDS = (
     "per_env",
     "phase",
     "boolean",
+    "user_only",
 )
 
 
@@ -350,6 +390,7 @@ OPTIONS: tuple[Option, ...] = (
         env=("WOODPECKER_SERVER",),
         metavar="URL",
         phase="ci",
+        user_only=True,
     ),
     Option(
         "woodpecker_dial",
@@ -361,6 +402,7 @@ OPTIONS: tuple[Option, ...] = (
         env=("HOMELAB_WOODPECKER_DIAL", "HOMELAB_WP_IP"),
         metavar="HOST[:PORT]",
         phase="ci",
+        user_only=True,
     ),
     Option(
         "ca_bundle",
@@ -371,6 +413,7 @@ OPTIONS: tuple[Option, ...] = (
         env=("HOMELAB_CA_BUNDLE",),
         metavar="PATH",
         phase="ci",
+        user_only=True,
     ),
     Option(
         "woodpecker_repo",
@@ -391,6 +434,17 @@ OPTIONS: tuple[Option, ...] = (
         "pipeline events that count as the landing's CI",
         env=("HOMELAB_CI_EVENTS",),
         metavar="EVENT,...",
+        phase="ci",
+    ),
+    Option(
+        "ci_branch",
+        "--ci-branch",
+        _branch,
+        None,
+        "branch whose pipeline counts; '*' accepts any (default: the branch that landed, the "
+        "checked-out branch's upstream when it has the commit, else the remote's default branch)",
+        env=("HOMELAB_CI_BRANCH",),
+        metavar="BRANCH",
         phase="ci",
     ),
     Option(
@@ -462,6 +516,7 @@ OPTIONS: tuple[Option, ...] = (
         env=("HOMELAB_VAULT_MOUNT",),
         metavar="MOUNT",
         phase="ci",
+        user_only=True,
     ),
     Option(
         "vault_path",
@@ -472,6 +527,7 @@ OPTIONS: tuple[Option, ...] = (
         env=("HOMELAB_VAULT_PATH",),
         metavar="PATH",
         phase="ci",
+        user_only=True,
     ),
     Option(
         "vault_field",
@@ -482,6 +538,7 @@ OPTIONS: tuple[Option, ...] = (
         env=("HOMELAB_VAULT_FIELD",),
         metavar="FIELD",
         phase="ci",
+        user_only=True,
     ),
     Option(
         "rollout_timeout",
@@ -563,6 +620,7 @@ OPTIONS: tuple[Option, ...] = (
         metavar="PATH",
         phase="rollout",
         per_env=True,
+        user_only=True,
     ),
     Option(
         "kube_context",
@@ -575,6 +633,7 @@ OPTIONS: tuple[Option, ...] = (
         metavar="NAME",
         phase="rollout",
         per_env=True,
+        user_only=True,
     ),
     Option(
         "namespace",
@@ -608,6 +667,7 @@ OPTIONS: tuple[Option, ...] = (
         cli="--transport",
         metavar="ssh|local",
         phase="e2e",
+        user_only=True,
     ),
     Option(
         "d601_host",
@@ -619,6 +679,7 @@ OPTIONS: tuple[Option, ...] = (
         cli="--d601-host",
         metavar="HOST",
         phase="e2e",
+        user_only=True,
     ),
     Option(
         "d601_port",
@@ -630,6 +691,7 @@ OPTIONS: tuple[Option, ...] = (
         cli="--d601-port",
         metavar="PORT",
         phase="e2e",
+        user_only=True,
     ),
     Option(
         "d601_user",
@@ -641,6 +703,7 @@ OPTIONS: tuple[Option, ...] = (
         cli="--d601-user",
         metavar="USER",
         phase="e2e",
+        user_only=True,
     ),
     Option(
         "d601_key",
@@ -652,6 +715,7 @@ OPTIONS: tuple[Option, ...] = (
         cli="--d601-key",
         metavar="PATH",
         phase="e2e",
+        user_only=True,
     ),
     Option(
         "d601_known_hosts",
@@ -663,6 +727,7 @@ OPTIONS: tuple[Option, ...] = (
         cli="--d601-known-hosts",
         metavar="PATH",
         phase="e2e",
+        user_only=True,
     ),
     Option(
         "e2e_env",
@@ -721,11 +786,12 @@ OPTIONS: tuple[Option, ...] = (
         "e2e_work_root",
         "--homelab-e2e-work-root",
         _remote_path,
-        "/tmp/unidesk-ci",
+        "$HOME/.unidesk/work",
         "work directory root on D601 (a run uses <root>/<runId>)",
         env=("HOMELAB_E2E_WORK_ROOT",),
         metavar="PATH",
         phase="e2e",
+        user_only=True,
     ),
     Option(
         "e2e_result_root",
@@ -736,6 +802,7 @@ OPTIONS: tuple[Option, ...] = (
         env=("HOMELAB_E2E_RESULT_ROOT",),
         metavar="PATH",
         phase="e2e",
+        user_only=True,
     ),
     Option(
         "e2e_env_file",
@@ -746,6 +813,7 @@ OPTIONS: tuple[Option, ...] = (
         env=("HOMELAB_E2E_ENV_FILE",),
         metavar="PATH",
         phase="e2e",
+        user_only=True,
     ),
     Option(
         "verify_cmd",
@@ -757,6 +825,7 @@ OPTIONS: tuple[Option, ...] = (
         cli="--verify-cmd",
         metavar="CMD",
         phase="land",
+        user_only=True,
     ),
     Option(
         "land_onto",

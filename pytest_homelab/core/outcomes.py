@@ -119,7 +119,12 @@ OUTCOME_TYPES: dict[str, type[HomelabError]] = {
 _EXIT_PRECEDENCE = (EXIT_BAD_INPUT, EXIT_FAILED, EXIT_DEADLINE, EXIT_NOT_FOUND, EXIT_SUCCESS)
 
 
-SUCCESS_OUTCOMES = frozenset({"success", "dispatched"})
+# Outcomes that count as a pass. "tolerated" and "skipped-by-tekton" are the dev e2e run's TaskRun
+# testcases: a failure Tekton ignored (the pipeline task's onError: continue) and a task Tekton
+# skipped (status.skippedTasks, e.g. a `when` expression). Neither changes the verdict or the exit
+# code; our own checks are never skipped (a skipped check is a failure, see docs/junit.md).
+TOLERATED, SKIPPED_BY_TEKTON = "tolerated", "skipped-by-tekton"
+SUCCESS_OUTCOMES = frozenset({"success", "dispatched", TOLERATED, SKIPPED_BY_TEKTON})
 
 
 def fold_exit_codes(codes: list[int]) -> int:

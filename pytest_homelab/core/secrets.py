@@ -16,12 +16,14 @@ Not honoured: ``VAULT_SKIP_VERIFY`` (verification stays on), token helpers, ``RE
 
 from __future__ import annotations
 
+import functools
 import hmac
 import ipaddress
+import json
 import math
 import re
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NoReturn
@@ -44,10 +46,129 @@ def known_secrets() -> frozenset[str]:
         return frozenset(_known)
 
 
+SHORT_SECRET = 12
+"""A secret shorter than this is scrubbed only where it stands alone (see :func:`scrub`)."""
+_TOKEN_CHARS = "A-Za-z0-9._~+/=-"
+
+
+def token_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a token, or None: tokens are visible ASCII (``!`` to ``~``).
+
+    The answer names the kind of character and its position, never the value or the character.
+    """
+    for index, char in enumerate(value):
+        if "\x21" <= char <= "\x7e":
+            continue
+        if char == " ":
+            kind = "a space"
+        elif ord(char) < 32 or ord(char) == 127:
+            kind = "a control character (a newline, tab or the like)"
+        else:
+            kind = "a character that is not ASCII (an invisible or look-alike one, perhaps)"
+        return f"{kind} at position {index + 1} of {len(value)}"
+    return None
+
+
+def _env_token(env: Mapping[str, str], name: str, what: str) -> Secret | str:
+    """The token in ``env[name]`` as a Secret, else ``"unset"`` or ``"empty"``; AuthError when it
+    is not visible ASCII. The value is remembered for scrubbing either way, and no frame keeps it
+    in a plain local when the error is raised (pytest's ``-l`` prints every frame's locals)."""
+    raw = env.get(name)
+    if raw is None:
+        return "unset"
+    if not raw.strip():
+        return "empty"
+    secret = Secret(raw.strip())
+    problem = token_problem(raw.strip())
+    raw = None
+    if problem is None:
+        return secret
+    del secret
+    raise AuthError(
+        f"{name} holds {problem}; {what} is visible ASCII only, so it is refused without being "
+        "sent or shown",
+        hint=f"set {name} again without the stray character (copying can add one)",
+    )
+
+
+class Environ(Mapping[str, str]):
+    """The process environment (or a test's), read like a dict, that never prints its values:
+    frames holding it show ``Environ(<n> variables)`` under ``-l``, not the tokens in it."""
+
+    __slots__ = ("_data",)
+
+    def __init__(self, data: Mapping[str, str] | None = None) -> None:
+        self._data = dict(data or {})
+
+    def __getitem__(self, key: str) -> str:
+        return self._data[key]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._data)
+
+    def __len__(self) -> int:
+        return len(self._data)
+
+    def __repr__(self) -> str:
+        return f"Environ({len(self._data)} variables, values not shown)"
+
+    __str__ = __repr__
+
+    def only(self, *names: str) -> Environ:
+        """A copy with just these variables (those that are set)."""
+        return Environ({k: self._data[k] for k in names if k in self._data})
+
+    def without(self, *names: str) -> Environ:
+        """A copy without these variables."""
+        return Environ({k: v for k, v in self._data.items() if k not in names})
+
+    def __reduce__(self) -> NoReturn:
+        raise TypeError("an Environ cannot be pickled (it would write its values out)")
+
+
+def _forms(value: str) -> set[str]:
+    """How ``value`` is written out: as is, in a repr (str and bytes), JSON, XML/HTML, a URL."""
+    from html import escape
+    from urllib.parse import quote, quote_plus
+
+    xml = value.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+    forms = {
+        value,
+        repr(value)[1:-1],
+        repr(value.encode("utf-8", "backslashreplace"))[2:-1],
+        json.dumps(value)[1:-1],
+        json.dumps(value, ensure_ascii=False)[1:-1],
+        escape(value, quote=True),
+        escape(value, quote=True).replace("&#x27;", "&#39;"),
+        xml,
+        xml.replace('"', "&quot;").replace("'", "&apos;"),
+        quote(value, safe=""),
+        quote_plus(value, safe=""),
+    }
+    return {form for form in forms if form}
+
+
+@functools.lru_cache(maxsize=256)
+def _pattern(value: str) -> re.Pattern[str]:
+    parts = []
+    for form in sorted(_forms(value), key=len, reverse=True):
+        escaped = re.escape(form)
+        if len(form) < SHORT_SECRET:
+            # A short value is a secret only as a whole token: never inside a word, an outcome
+            # name, a key or an XML tag.
+            escaped = rf"(?<![{_TOKEN_CHARS}]){escaped}(?![{_TOKEN_CHARS}])"
+        parts.append(escaped)
+    return re.compile("|".join(parts))
+
+
 def scrub(text: str) -> str:
-    """``text`` with every known secret value replaced by ``***`` (longest first)."""
+    """``text`` with every known secret replaced by ``***``, in each form it is written in
+    (plain, repr, JSON, XML, URL). A secret shorter than :data:`SHORT_SECRET` characters is
+    replaced only where it stands alone, so words, outcome names and keys are never altered.
+
+    This is the last net: secrets are kept out of output by construction."""
     for value in sorted(known_secrets(), key=len, reverse=True):
-        text = text.replace(value, "***")
+        text = _pattern(value).sub("***", text)
     return text
 
 
@@ -149,6 +270,11 @@ def hvac_client(config: VaultConfig) -> Any:
     session.verify = config.verify
     session.cert = config.cert
     session.proxies = dict(config.proxies)
+    # Redirects are never followed: requests strips only Authorization on a cross-host redirect
+    # (sessions.py rebuild_auth), not X-Vault-Token. hvac follows them by default
+    # (adapters.py allow_redirects=True); the hook refuses any 3xx even if that changes.
+    session.max_redirects = 0
+    session.hooks["response"].append(_refuse_redirect)
     return hvac.Client(
         url=config.addr,
         token=config.token.reveal(),
@@ -158,7 +284,29 @@ def hvac_client(config: VaultConfig) -> Any:
         timeout=config.timeout,
         proxies=config.proxies,
         session=session,
+        allow_redirects=False,
     )
+
+
+class VaultRedirect(Exception):
+    """Vault answered a redirect; it is not followed (the token would go along)."""
+
+    def __init__(self, status: int, target: str) -> None:
+        super().__init__(f"{status} to {target}")
+        self.status = status
+        self.target = target
+
+
+def _refuse_redirect(response: Any, *args: object, **kwargs: object) -> None:
+    if 300 <= int(response.status_code) < 400:
+        location = urlsplit(str(response.headers.get("Location") or ""))
+        try:
+            where = f"{location.scheme}://{location.hostname}" + (
+                f":{location.port}" if location.port else ""
+            )
+        except ValueError:
+            where = "an unusable address"
+        raise VaultRedirect(int(response.status_code), where if location.hostname else "(none)")
 
 
 def _mask_addr(addr: str) -> str:
@@ -170,7 +318,8 @@ def _mask_addr(addr: str) -> str:
     return (scheme.group(0) if scheme else "") + "***@" + after
 
 
-def _is_loopback(host: str) -> bool:
+def is_loopback(host: str) -> bool:
+    """``localhost`` (and ``*.localhost``) or a loopback IP address."""
     if host == "localhost" or host.endswith(".localhost"):
         return True
     try:
@@ -183,7 +332,7 @@ def _proxies(env: Mapping[str, str], addr: str) -> dict[str, str]:
     """The proxy for ``addr`` per ``HTTPS_PROXY``/``HTTP_PROXY``/``NO_PROXY`` in ``env``."""
     parts = urlsplit(addr)
     host = (parts.hostname or "").lower()
-    if _is_loopback(host):
+    if is_loopback(host):
         return {}
     no_proxy = env.get("NO_PROXY", env.get("no_proxy", ""))
     for entry in (e.strip().lower() for e in no_proxy.split(",")):
@@ -230,6 +379,12 @@ def _vault_config(env: Mapping[str, str]) -> VaultConfig:
             f"VAULT_ADDR={shown!r} is not an http(s):// URL",
             f"set VAULT_ADDR like https://vault.example:8200, {_HINT_ENV}",
         )
+    if parts.scheme == "http" and not is_loopback(parts.hostname.lower()):
+        raise _VaultFailure(
+            f"VAULT_ADDR={shown!r} is plain http to a host that is not loopback: the Vault token "
+            "would cross the network unencrypted, so it is not sent",
+            f"use https:// (with VAULT_CACERT for a private CA), {_HINT_ENV}",
+        )
     token = env.get("VAULT_TOKEN", "").strip()
     token_file = Path(env["HOME"]) / ".vault-token" if env.get("HOME") else None
     if not token and token_file is not None and token_file.is_file():
@@ -271,9 +426,18 @@ def _vault_config(env: Mapping[str, str]) -> VaultConfig:
                 f"VAULT_CLIENT_TIMEOUT={env['VAULT_CLIENT_TIMEOUT']!r} is not a number of seconds",
                 "set VAULT_CLIENT_TIMEOUT like 5 or 5s, or unset it",
             )
+    problem = token_problem(token)
+    vault_token = Secret(token)
+    token = ""
+    if problem is not None:
+        raise _VaultFailure(
+            f"the Vault token holds {problem}; a token is visible ASCII only, so it is refused "
+            "without being sent or shown",
+            f"set VAULT_TOKEN (or {token_file}) again without the stray character, {_HINT_ENV}",
+        )
     return VaultConfig(
         addr=addr,
-        token=Secret(token),
+        token=vault_token,
         namespace=env.get("VAULT_NAMESPACE", "").strip() or None,
         verify=verify,
         cert=cert,
@@ -379,6 +543,13 @@ def _read_kv2(client: Any, where: VaultLocation, timeout: float) -> Secret:
         raise _VaultFailure(
             f"Vault answered {type(exc).__name__}: {said}", f"{_HINT_LOCATION}, {_HINT_ENV}"
         ) from None
+    except VaultRedirect as exc:
+        raise _VaultFailure(
+            f"Vault answered a redirect ({exc.status} to {exc.target}); redirects are never "
+            "followed, so the token was not sent there",
+            "set VAULT_ADDR to the address Vault itself answers on (the active node, not a "
+            f"standby or a proxy that redirects), {_HINT_ENV}",
+        ) from None
     except rq.SSLError:
         raise _VaultFailure(
             "TLS verification of Vault failed",
@@ -462,7 +633,16 @@ def _field(answer: object, where: VaultLocation) -> Secret:
             f"field {where.field} of {where.mount}/{where.path} is empty",
             f"store the token there, {_HINT_ENV}",
         )
-    return Secret(value.strip())
+    field_secret = Secret(value.strip())
+    problem = token_problem(value.strip())
+    value = answer = data = values = None  # no frame keeps the secret when this raises
+    if problem is not None:
+        raise _VaultFailure(
+            f"field {where.field} of {where.mount}/{where.path} holds {problem}; a token is "
+            "visible ASCII only, so it is refused without being sent or shown",
+            f"store the token again without the stray character, {_HINT_ENV}",
+        )
+    return field_secret
 
 
 def _from_vault(
@@ -497,10 +677,10 @@ def resolve_token(
     where = vault if vault is not None else VaultLocation()
     empty = []
     for name in TOKEN_ENV:
-        raw = env.get(name)
-        if raw is not None and raw.strip():
-            return Secret(raw.strip())
-        if raw is not None:
+        found = _env_token(env, name, "a Woodpecker token")
+        if isinstance(found, Secret):
+            return found
+        if found == "empty":
             empty.append(name)
     env_why = (
         f"{' and '.join(empty)} {'is' if len(empty) == 1 else 'are'} set but empty"

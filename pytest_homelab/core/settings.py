@@ -1,10 +1,18 @@
 """Settings: one table of options, resolved once into an immutable object.
 
-Precedence is flag > environment variable > settings file > default. The settings file is
-``[tool.homelab]`` in the ``pyproject.toml`` at the root of the repo under test, or
-``.homelab.toml`` there for repos that are not Python. Per-environment values live under
-``[tool.homelab.environments.<env>]``. This is the only module that reads the environment or
-settings files; everything else gets a :class:`Settings`.
+Precedence is flag > environment variable > the repo's settings file > the user's config file >
+default. The repo's settings file is ``[tool.homelab]`` in the ``pyproject.toml`` at the root of
+the repo under test, or ``.homelab.toml`` there for repos that are not Python; per-environment
+values live under ``[tool.homelab.environments.<env>]``. The user's config file is
+``$XDG_CONFIG_HOME/homelab/config.toml`` (else ``~/.config/homelab/config.toml``).
+
+Trust: the content of a branch under test is not trusted. Settings that decide where credentials
+go or what runs (``Option.user_only``: the Woodpecker server, dial address and CA, Vault's
+location, kubeconfig and context, D601's transport, host, user, key, known_hosts and paths, the
+verify command) come only from flags, the environment or the user's config file; the repo's
+file may set them only when the user config lists the repo in ``trusted_repos``. This is the
+only module that reads the environment or settings files; everything else gets a
+:class:`Settings`.
 """
 
 from __future__ import annotations
@@ -18,8 +26,15 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-from pytest_homelab.core.options import OPTIONS, OPTIONS_BY_KEY, WOODPECKER_EVENTS, Option
+from pytest_homelab.core.options import (
+    OPTIONS,
+    OPTIONS_BY_KEY,
+    USER_CONFIG_HINT,
+    WOODPECKER_EVENTS,
+    Option,
+)
 from pytest_homelab.core.outcomes import BadInput
+from pytest_homelab.core.secrets import Environ
 
 __all__ = [  # the option table lives in core.options; these names stay importable here
     "OPTIONS",
@@ -50,6 +65,7 @@ class Settings:
     ca_bundle: Path | None = None
     woodpecker_repo: str | None = None
     ci_events: tuple[str, ...] = ("push", "manual")
+    ci_branch: str | None = None
     ci_pages: int = 5
     appear_grace: float = 600.0
     ci_timeout: float = 1800.0
@@ -80,7 +96,7 @@ class Settings:
     e2e_wait: float | None = None
     e2e_poll_interval: float = 2.0
     e2e_keep_namespace: bool = False
-    e2e_work_root: str = "/tmp/unidesk-ci"
+    e2e_work_root: str = "$HOME/.unidesk/work"
     e2e_result_root: str = "$HOME/.unidesk/runs"
     e2e_env_file: str = "$HOME/.unidesk/ci.env"
     verify_cmd: str | None = None
@@ -93,7 +109,7 @@ class Settings:
     )
     settings_file: Path | None = None
     # The process environment as resolved, for the token lookup; never printed.
-    environ: Mapping[str, str] = field(default_factory=dict, compare=False, repr=False)
+    environ: Mapping[str, str] = field(default_factory=Environ, compare=False, repr=False)
 
     @property
     def deploy_json_path(self) -> Path:
@@ -222,21 +238,116 @@ def _check_table_keys(table: Mapping[str, Any], path: Path) -> None:
             )
 
 
+def user_config_path(environ: Mapping[str, str]) -> Path | None:
+    """``$XDG_CONFIG_HOME/homelab/config.toml``, else ``$HOME/.config/homelab/config.toml``;
+    None when the environment names neither (tests stay hermetic: no home, no user file)."""
+    xdg = environ.get("XDG_CONFIG_HOME", "").strip()
+    if xdg and os.path.isabs(xdg):
+        return Path(xdg) / "homelab" / "config.toml"
+    home = environ.get("HOME", "").strip()
+    return Path(home) / ".config" / "homelab" / "config.toml" if home else None
+
+
+def user_config_name(environ: Mapping[str, str]) -> str:
+    """The user config's path for messages (``~/.config/homelab/config.toml`` without a home)."""
+    path = user_config_path(environ)
+    return str(path) if path is not None else USER_CONFIG_HINT
+
+
+@dataclass(frozen=True)
+class UserConfig:
+    """The user's own settings file: settings (every key, also those a repo may not set) and
+    ``trusted_repos``, the repository roots whose own settings file may set them too."""
+
+    path: Path | None
+    table: Mapping[str, Any]
+    trusted_repos: tuple[Path, ...]
+
+    def trusts(self, root: Path) -> bool:
+        resolved = root.resolve()
+        return any(resolved == trusted for trusted in self.trusted_repos)
+
+
+def load_user_config(environ: Mapping[str, str]) -> UserConfig:
+    path = user_config_path(environ)
+    if path is None or not path.is_file():
+        return UserConfig(path, {}, ())
+    import tomllib
+
+    try:
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+        raise BadInput(f"{path}: not valid TOML: {exc}", hint="fix the file") from None
+    except OSError as exc:
+        raise BadInput(f"{path}: cannot read: {exc.strerror}") from None
+    trusted_raw = data.pop("trusted_repos", [])
+    if not isinstance(trusted_raw, list) or not all(isinstance(t, str) for t in trusted_raw):
+        raise BadInput(f"{path}: trusted_repos must be a list of repository paths")
+    home = environ.get("HOME", "")
+    trusted = tuple(
+        Path(home + t[1:] if t.startswith("~") and home else t).resolve() for t in trusted_raw
+    )
+    known = set(OPTIONS_BY_KEY) - {"commit"}
+    for key in data:
+        if key not in known:
+            raise BadInput(
+                f"{path}: unknown homelab setting {key!r}",
+                hint=f"known settings: {', '.join(sorted(known))}, and trusted_repos",
+            )
+    return UserConfig(path, data, trusted)
+
+
+def _refuse_from_repo(key: str, where: str, user: UserConfig, root: Path) -> BadInput:
+    option = OPTIONS_BY_KEY[key]
+    config = str(user.path) if user.path is not None else USER_CONFIG_HINT
+    return BadInput(
+        f"{where} sets {key}, which decides where credentials go or what runs, so the "
+        "repository under test may not set it (a branch could send the token elsewhere)",
+        hint=f"set it with {option.flag}, env {option.env[0]}, or {key} in {config}; or, if you "
+        f"trust this repository, add it to trusted_repos in {config}: "
+        f'trusted_repos = ["{root}"]',
+    )
+
+
 def resolve_settings(
     flags: Mapping[str, object | None],
     environ: Mapping[str, str] | None = None,
     cwd: Path | None = None,
+    *,
+    repo_flags: Mapping[str, str] | None = None,
 ) -> Settings:
-    """Resolve every option once. ``flags`` maps option keys to flag values (None = not given)."""
-    environ = os.environ if environ is None else environ
+    """Resolve every option once. ``flags`` maps option keys to flag values (None = not given).
+
+    Precedence: flag > environment > the repo's settings file > the user's config file >
+    default. Options that decide where credentials go or what runs (``Option.user_only``) are
+    refused from the repo's file, and from flags the repo supplied (``repo_flags``: key -> where,
+    e.g. pytest ``addopts`` in the repo's ini file), unless the user config trusts the repo.
+    """
+    # Wrapped at once: a frame that holds the environment must never print it (``-l``).
+    environ = Environ(os.environ if environ is None else environ)
     cwd = Path.cwd() if cwd is None else cwd
     root = find_repo_root(cwd) or cwd
     table, settings_file = load_settings_file(root)
+    user = load_user_config(environ)
+    trusted = user.trusts(root)
+    repo_flags = repo_flags or {}
+    if not trusted:  # the repo may not even say it, whatever would win
+        for key in table:
+            if key in OPTIONS_BY_KEY and OPTIONS_BY_KEY[key].user_only:
+                raise _refuse_from_repo(key, str(settings_file), user, root)
+            if key == "environments":
+                for env_name, env_table in table[key].items():
+                    for env_key in env_table:
+                        if OPTIONS_BY_KEY[env_key].user_only:
+                            where = f"{settings_file} [environments.{env_name}]"
+                            raise _refuse_from_repo(env_key, where, user, root)
     values: dict[str, Any] = {}
     sources: dict[str, str] = {}
     for option in OPTIONS:
         flag_value = flags.get(option.key)
         if flag_value is not None:
+            if option.user_only and option.key in repo_flags and not trusted:
+                raise _refuse_from_repo(option.key, repo_flags[option.key], user, root)
             values[option.key] = _convert(option, flag_value, option.flag)
             sources[option.key] = f"flag {option.flag}"
             continue
@@ -249,6 +360,10 @@ def resolve_settings(
             values[option.key] = _convert(option, table[option.key], str(settings_file))
             sources[option.key] = f"file {settings_file}"
             continue
+        if option.key in user.table:
+            values[option.key] = _convert(option, user.table[option.key], str(user.path))
+            sources[option.key] = f"user config {user.path}"
+            continue
         values[option.key] = option.default
         sources[option.key] = "default"
     environments = table.get("environments", {})
@@ -259,44 +374,13 @@ def resolve_settings(
             {k: MappingProxyType(dict(v)) for k, v in environments.items()}
         ),
         settings_file=settings_file,
-        environ=MappingProxyType(dict(environ)),
+        environ=environ,
         **values,
     )
 
 
-def user_config_path(environ: Mapping[str, str]) -> Path:
-    """The user's own settings file: ``$XDG_CONFIG_HOME/homelab/config.toml``, else
-    ``~/.config/homelab/config.toml``. Trusted: it is in the user's home, not in a repository."""
-    base = environ.get("XDG_CONFIG_HOME") or str(
-        Path(environ.get("HOME") or Path.home()) / ".config"
-    )
-    return Path(base) / "homelab" / "config.toml"
-
-
 def repo_trusted(settings: Settings) -> bool:
-    """Whether the user trusts the repository under test enough to run its own code (its
-    ``checks/``): its root is listed in ``trusted_repos`` of the user's config file."""
-    path = user_config_path(settings.environ)
-    if not path.is_file():
-        return False
-    import tomllib
-
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
-        raise BadInput(f"{path}: not valid TOML: {exc}", hint="fix the file") from None
-    except OSError as exc:
-        raise BadInput(f"{path}: cannot read: {exc.strerror}") from None
-    listed = data.get("trusted_repos", [])
-    if not isinstance(listed, list) or not all(isinstance(x, str) for x in listed):
-        raise BadInput(
-            f"{path}: trusted_repos must be a list of repository paths",
-            hint='e.g. trusted_repos = ["~/src/app"]',
-        )
-    root = settings.repo_root.resolve()
-    home = settings.environ.get("HOME") or str(Path.home())
-    for entry in listed:
-        expanded = home + entry[1:] if entry.startswith("~") else entry
-        if Path(expanded).resolve() == root:
-            return True
-    return False
+    """Whether the user trusts the repository under test (its settings may decide where
+    credentials go, its own ``checks/`` may run): its root is listed in ``trusted_repos`` of the
+    user's config file."""
+    return load_user_config(settings.environ).trusts(settings.repo_root)

@@ -26,8 +26,15 @@ import httpcore
 import httpx
 
 from pytest_homelab.core.clock import SYSTEM_CLOCK, Backoff, Clock, Deadline, format_duration
-from pytest_homelab.core.outcomes import AuthError, BadInput, DeadlineExceeded, InfraError, NotFound
-from pytest_homelab.core.secrets import Secret
+from pytest_homelab.core.outcomes import (
+    AuthError,
+    BadInput,
+    DeadlineExceeded,
+    HomelabError,
+    InfraError,
+    NotFound,
+)
+from pytest_homelab.core.secrets import Secret, is_loopback, scrub, token_problem
 
 # -- dialing ------------------------------------------------------------------------------------
 
@@ -111,6 +118,23 @@ class DialingTransport(httpx.HTTPTransport):
         )
 
 
+def _require_encrypted_off_loopback(base_url: str, dial: str | None) -> None:
+    """Plain http carries the bearer token in clear text: only to this machine (the URL's host
+    and the dial address both loopback), never across a network."""
+    url = httpx.URL(base_url)
+    if url.scheme != "http":
+        return
+    dial_host = parse_dial(dial)[0] if dial else None
+    if is_loopback(url.host) and (dial_host is None or is_loopback(dial_host)):
+        return
+    where = url.host if not is_loopback(url.host) else f"{url.host} dialed at {dial_host}"
+    raise BadInput(
+        f"refusing plain http:// to {where}: the API token would cross the network "
+        "unencrypted (http is allowed only when the host and the dial address are loopback)",
+        hint="use the https:// URL of the server (with --ca-bundle for a private CA)",
+    )
+
+
 def _require_verifying(context: ssl.SSLContext) -> None:
     """Dialing an address while keeping the hostname is only safe if the certificate is checked."""
     if context.verify_mode != ssl.CERT_REQUIRED or not context.check_hostname:
@@ -144,6 +168,7 @@ def make_http_client(
 
     ``verify`` lets tests pass a context trusting their own CA; it is still a verifying context.
     """
+    _require_encrypted_off_loopback(base_url, dial)
     context = verify if verify is not None else ssl_context(ca_bundle)
     _require_verifying(context)
     host = httpx.URL(base_url).host
@@ -166,6 +191,11 @@ def make_http_client(
 
 class HttpNotFound(NotFound):
     """A 404; the caller decides whether that means 'not there' or 'no access'."""
+
+
+class HttpUnauthorized(AuthError):
+    """A 401; a caller that saw the token work may treat it as transient (Woodpecker runs a
+    request anonymously when loading the token's user fails)."""
 
 
 _NOT_RETRIED_TLS = (ssl.SSLCertVerificationError,)
@@ -220,6 +250,14 @@ class JsonApi:
         on_retry: Callable[[str], None] | None = None,
     ) -> None:
         self.http = http
+        if token is not None and token.reveal():
+            problem = token_problem(token.reveal())
+            if problem is not None:  # it would be refused by HTTP, and quoted in the error
+                raise BadInput(
+                    f"the {service} token holds {problem}; a token is visible ASCII only, so "
+                    "it is not sent (and not shown)",
+                    hint="copy the token again without the stray character",
+                )
         self._token = token
         self.service = service
         self.clock = clock
@@ -287,9 +325,15 @@ class JsonApi:
         params: Mapping[str, str | int] | None,
         budget: Deadline,
     ) -> tuple[_Ok | str, float | None]:
-        """Return (_Ok(value), None) or (problem text, minimum wait) for a retryable problem."""
+        """Return (_Ok(value), None) or (problem text, minimum wait) for a retryable problem.
+
+        Every exception of the HTTP stack and of JSON decoding ends here as a typed outcome or a
+        retryable problem. The outcome is raised after the ``except`` block, so it carries neither
+        a cause nor a context: no frame that holds the request's headers (the token) can be
+        printed with it, whatever ``--tb``/``-l`` asks for."""
         timeout = min(self.http.timeout.read or 20.0, budget.remaining() + 0.05)
         self.stats.requests += 1
+        fault: _Fault | None = None
         try:
             response = self.http.request(
                 method,
@@ -298,22 +342,17 @@ class JsonApi:
                 headers=self.headers(),
                 timeout=httpx.Timeout(timeout, connect=min(timeout, 8.0)),
             )
-        except httpx.TimeoutException as exc:
-            return f"{type(exc).__name__} after {timeout:.1f}s", None
-        except httpx.TransportError as exc:
-            tls = _tls_verification_error(exc)
-            if tls is not None:
-                raise InfraError(
-                    f"TLS verification of {self.base_url} failed: {tls}",
-                    hint="the certificate must match the URL's hostname and chain to a trusted "
-                    "CA; pass the CA with --ca-bundle (verification cannot be turned off)",
-                ) from None
-            return f"{type(exc).__name__}: {exc}", None
+        except Exception as exc:
+            fault = self._fault(exc, timeout)
+        if fault is not None:
+            if fault.error is not None:
+                raise fault.error
+            return fault.problem, None
         status = response.status_code
         body = response.content
         url = f"{method} {path}"
         if status == 401:
-            raise AuthError(
+            raise HttpUnauthorized(
                 f"{self.service} {url} -> 401 Unauthorized",
                 hint="the token is missing, wrong or expired, or the repo is private and the "
                 "token cannot see it; check WOODPECKER_TOKEN or the Vault secret",
@@ -332,14 +371,70 @@ class JsonApi:
         if status == 204:
             return _Ok(None), None
         if not 200 <= status < 300:
-            text = body[:200].decode("utf-8", "replace").strip()
+            text = scrub(body[:200].decode("utf-8", "replace").strip())
             raise InfraError(f"{self.service} {url} -> {status}: {text or '(empty body)'}")
         if not body.strip():
             return f"{status} with an empty body", None
+        problem = ""
         try:
             return _Ok(json.loads(body)), None
-        except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-            return f"invalid JSON ({exc.__class__.__name__}: {exc})", None
+        except json.JSONDecodeError as exc:  # its message names a place, never the content
+            problem = f"invalid JSON (JSONDecodeError: {exc})"
+        except Exception as exc:
+            problem = f"invalid JSON ({type(exc).__name__})"
+        return problem, None
+
+    def _fault(self, exc: Exception, timeout: float) -> _Fault:
+        """What a failed request means, as text that holds no secret (the exception's own text
+        can: h11 quotes an illegal header value in full)."""
+        kind = type(exc).__name__
+        if isinstance(exc, httpx.TimeoutException):
+            return _Fault(f"{kind} after {timeout:.1f}s")
+        tls = _tls_verification_error(exc)
+        if tls is not None:
+            return _Fault(
+                error=InfraError(
+                    f"TLS verification of {self.base_url} failed: {scrub(str(tls))}",
+                    hint="the certificate must match the URL's hostname and chain to a trusted "
+                    "CA; pass the CA with --ca-bundle (verification cannot be turned off)",
+                )
+            )
+        if isinstance(exc, httpx.LocalProtocolError | UnicodeEncodeError | ValueError):
+            # Our own request is malformed (a header value HTTP forbids): retrying cannot help,
+            # and the library's message would quote the value.
+            return _Fault(
+                error=BadInput(
+                    f"{self.service} request could not be sent: the HTTP client refused it as "
+                    f"malformed ({kind}); a header value, such as the token, holds a character "
+                    "HTTP does not allow",
+                    hint="check the token: it must be visible ASCII, without spaces or newlines",
+                )
+            )
+        if isinstance(exc, httpx.UnsupportedProtocol | httpx.InvalidURL):
+            return _Fault(
+                error=BadInput(
+                    f"{self.service} URL {self.base_url} cannot be requested ({kind})",
+                    hint="give an https:// base URL like https://ci.example.org",
+                )
+            )
+        if isinstance(exc, httpx.DecodingError):
+            return _Fault(f"the response body could not be decoded ({kind}: {scrub(str(exc))})")
+        if isinstance(exc, httpx.TransportError):
+            return _Fault(f"{kind}: {scrub(str(exc))}")
+        return _Fault(
+            error=InfraError(
+                f"{self.service} request failed inside the HTTP client ({kind})",
+                hint=f"check that {self.base_url} is a Woodpecker API; report this if it persists",
+            )
+        )
+
+
+@dataclass(frozen=True)
+class _Fault:
+    """A failed request: a retryable problem, or the outcome to raise (``error``)."""
+
+    problem: str = ""
+    error: HomelabError | None = None
 
 
 @dataclass(frozen=True)

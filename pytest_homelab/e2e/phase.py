@@ -19,6 +19,7 @@ from pytest_homelab.core.outcomes import (
     InfraError,
     NotFound,
 )
+from pytest_homelab.core.secrets import TOKEN_ENV, Environ
 from pytest_homelab.core.settings import Settings
 from pytest_homelab.e2e.launcher import (
     LaunchParams,
@@ -95,6 +96,12 @@ def open_d601(settings: Settings) -> Remote:
     from pytest_homelab.e2e.remote import open_remote
 
     s = settings
+    env = s.environ if isinstance(s.environ, Environ) else Environ(s.environ)
+    if s.d601_transport == "local":
+        # The launcher and the runner (the repo's code) run here: never with our credentials.
+        environ = env.without(*TOKEN_ENV, "VAULT_TOKEN")
+    else:
+        environ = env.only("HOME", "SSH_AUTH_SOCK")  # all that SSH needs
     return open_remote(
         s.d601_transport,
         s.d601_host,
@@ -102,7 +109,7 @@ def open_d601(settings: Settings) -> Remote:
         user=s.d601_user,
         key_file=s.d601_key,
         known_hosts=s.d601_known_hosts,
-        environ=s.environ,
+        environ=environ,
     )
 
 
@@ -114,6 +121,13 @@ def dispatch(remote: Remote, params: LaunchParams) -> None:
         raise BadInput(
             f"D601 refused run {params.run_id}: {stderr or 'it already exists'}",
             hint="run it again: every run gets a fresh id",
+        )
+    if result.returncode == 77:
+        raise BadInput(
+            f"D601 refused run {params.run_id}: {stderr[-500:] or 'an unsafe work directory'}",
+            hint="the work and result roots on D601 (and the env file) must belong to the CI "
+            "user and be writable by nobody else, with no symlink and no directory above them "
+            "that another user may write (unless sticky, like /tmp); nothing ran",
         )
     if result.returncode != 0:
         raise InfraError(
@@ -129,6 +143,14 @@ def read_run(remote: Remote, result_root: str, run_id: str) -> RunFiles:
     result = remote.run(read_command(result_root, run_id), timeout=60.0)
     if result.returncode == 3:
         return RunFiles(run_id, exists=False)
+    if result.returncode == 4:
+        raise InfraError(
+            f"refusing to read run {run_id} on {remote.description}: its result directory (or "
+            f"{result_root}) is a symlink, not the CI user's, or writable by others, so another "
+            "user could have written what is in it",
+            hint="look at who owns the result root on D601; a run's verdict is read only from "
+            "the CI user's own directory",
+        )
     if result.returncode != 0:
         stderr = result.stderr.decode("utf-8", "replace").strip()
         raise InfraError(f"cannot read run {run_id} on {remote.description}: {stderr[-300:]}")
@@ -193,6 +215,15 @@ class DevRunResult:
             props.append(("temporary_namespace", str(result["temporaryNamespace"])))
         status = result.get("status") or (self.files.state if self.files else "dispatched")
         props.append(("status", str(status)))
+        # A pass may carry tasks Tekton skipped and failures it ignored (onError: continue):
+        # named here so the verdict line shows them; neither changes the outcome.
+        for key, prop in (("skippedTasks", "skipped_tasks"), ("toleratedFailures", "tolerated")):
+            entries = result.get(key)
+            if isinstance(entries, list) and entries:
+                named = [
+                    f"{e.get('name')} ({e.get('reason')})" for e in entries if isinstance(e, dict)
+                ]
+                props.append((prop, ", ".join(named)))
         if self.dispatched_only:
             props.append(("outcome", "dispatched"))
         props.append(("next", f"homelab ci logs {p.run_id}"))

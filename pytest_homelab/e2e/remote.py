@@ -28,6 +28,7 @@ from types import TracebackType
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pytest_homelab.core.outcomes import AuthError, BadInput, InfraError
+from pytest_homelab.core.secrets import Environ
 from pytest_homelab.e2e.hostkeys import HOST_KEY_FILES, fingerprint, known_keys, preferred_key_types
 from pytest_homelab.e2e.ssh_config import CONNECT_TIMEOUT, SSH_PORT, resolve_ssh_target
 
@@ -96,7 +97,7 @@ class LocalRemote:
     description = "local"
 
     def __init__(self, environ: Mapping[str, str] | None = None) -> None:
-        self._environ = dict(os.environ if environ is None else environ)
+        self._environ = Environ(os.environ if environ is None else environ)
 
     def run(
         self, command: str, *, stdin: bytes | None = None, timeout: float = 60.0
@@ -108,7 +109,7 @@ class LocalRemote:
             stdin=subprocess.DEVNULL if stdin is None else subprocess.PIPE,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
-            env=self._environ,
+            env=dict(self._environ),
             start_new_session=True,
         )
         try:

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pytest_homelab.core.outcomes import BadInput
+from pytest_homelab.core.secrets import Environ
 
 if TYPE_CHECKING:
     pass
@@ -66,7 +67,9 @@ def resolve_ssh_target(
     connect_timeout: float | None = None,
 ) -> SSHTarget:
     """Apply ``~/.ssh/config`` (or ``ssh_config``) to ``host``; explicit arguments win."""
-    env = os.environ if environ is None else environ
+    # Only what SSH needs, and never a plain copy of the environment in a frame (``-l``).
+    env = Environ(os.environ if environ is None else environ).only("HOME", "SSH_AUTH_SOCK")
+    environ = None
     home = env.get("HOME") or pwd.getpwuid(os.getuid()).pw_dir
     if not host or host.startswith("-") or any(c.isspace() for c in host):
         raise BadInput(f"D601 host {host!r} is not a host name or ssh_config alias")
@@ -118,7 +121,7 @@ def resolve_ssh_target(
         files = [_expand(os.fspath(known_hosts), home)]
     else:
         files = [os.path.join(home, ".ssh", "known_hosts")]
-        for extra in shlex.split(str(options.get("userknownhostsfile") or "")):
+        for extra in split_args(str(options.get("userknownhostsfile") or "")) or []:
             if extra.lower() != "none" and extra not in files:
                 files.append(extra)
 
@@ -179,31 +182,115 @@ def _ssh_config_options(host: str, ssh_config: str | os.PathLike[str] | None, ho
             return {}
     import paramiko
 
+    text = _config_text(path, home, 0)  # every line checked, errors name their file and line
+    failure = ""
     try:
-        text = _config_text(path, home, 0)
         return paramiko.SSHConfig.from_text(text).lookup(host)
-    except (OSError, UnicodeDecodeError, paramiko.SSHException) as exc:
-        raise BadInput(f"cannot read ssh_config {path}: {exc}") from None
+    except Exception as exc:
+        failure = type(exc).__name__  # never its text: it may quote the line
+    raise BadInput(
+        f"cannot read ssh_config {path} (or a file it includes): paramiko failed with {failure}",
+        hint="check its Host and Match lines with `ssh -G HOST`, which names the bad line",
+    )
+
+
+_KEYWORD = re.compile(r"\s*([A-Za-z][A-Za-z0-9]*)(\s*=\s*|\s+)(.*)$")
+
+
+def split_args(text: str) -> list[str] | None:
+    """OpenSSH's way of splitting a config value into words (misc.c ``argv_split``): quotes
+    group, ``\\`` escapes a quote, a backslash or (unquoted) a space, ``#`` starts a comment.
+    None when a quote is not closed. openssh-portable misc.c@V_9_9_P2 argv_split."""
+    args: list[str] = []
+    i, n = 0, len(text)
+    while i < n:
+        if text[i] in " \t":
+            i += 1
+            continue
+        if text[i] == "#":
+            break
+        quote, word = "", []
+        while i < n:
+            char = text[i]
+            nxt = text[i + 1] if i + 1 < n else ""
+            if char == "\\" and ((nxt in ("'", '"', "\\") and nxt) or (not quote and nxt == " ")):
+                word.append(nxt)
+                i += 1
+            elif not quote and char in " \t":
+                break
+            elif not quote and char in "\"'":
+                quote = char
+            elif quote and char == quote:
+                quote = ""
+            else:
+                word.append(char)
+            i += 1
+        if quote:
+            return None
+        args.append("".join(word))
+    return args
+
+
+def _config_line(path: str, number: int, line: str) -> tuple[str, list[str]] | None:
+    """``(keyword, words)`` of one line, None for a blank or comment line; BadInput naming the
+    file and line (never its text, which may hold anything) when OpenSSH would refuse it too."""
+    stripped = line.strip()
+    if not stripped or stripped.startswith("#"):
+        return None
+    match = _KEYWORD.match(stripped)
+    if match is None:
+        raise BadInput(
+            f"ssh_config {path} line {number}: not a 'Keyword value' line",
+            hint="fix that line (ssh -G HOST shows how OpenSSH reads the file)",
+        )
+    words = split_args(match.group(3))
+    if words is None:
+        raise BadInput(
+            f"ssh_config {path} line {number}: invalid quotes (a quote is not closed)",
+            hint="close the quote on that line; OpenSSH refuses the file too",
+        )
+    if not words:
+        raise BadInput(f"ssh_config {path} line {number}: no value after {match.group(1)}")
+    return match.group(1).lower(), words
 
 
 def _config_text(path: str, home: str, depth: int) -> str:
-    """The file with Include inlined and ``~`` expanded against ``home`` (paramiko does neither)."""
+    """The file with Include inlined and ``~`` expanded against ``home`` (paramiko does neither).
+
+    Every line of every file is split as OpenSSH splits it first: a malformed line is BadInput
+    naming its file and line number, before paramiko (whose errors name neither) sees it."""
     if depth > 16:
         raise BadInput(f"ssh_config Include nests too deep at {path}")
+    try:
+        content = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        reason = exc.strerror if isinstance(exc, OSError) else "not UTF-8 text"
+        raise BadInput(f"cannot read ssh_config {path}: {reason}") from None
     lines: list[str] = []
-    for line in Path(path).read_text().splitlines():
-        include = _INCLUDE.match(line)
-        if include:
-            for pattern in shlex.split(include.group(1)):
+    for number, line in enumerate(content.splitlines(), 1):
+        parsed = _config_line(path, number, line)
+        if parsed is None:
+            continue
+        keyword, words = parsed
+        if keyword == "include":
+            for pattern in words:
                 pattern = _expand(pattern, home)
                 if not os.path.isabs(pattern):
                     pattern = os.path.join(home, ".ssh", pattern)
                 for found in sorted(glob.glob(pattern)):
                     lines.append(_config_text(found, home, depth + 1))
             continue
+        if keyword in ("host", "match"):
+            try:
+                shlex.split(" ".join(words))  # paramiko splits these with shlex
+            except ValueError:
+                raise BadInput(
+                    f"ssh_config {path} line {number}: a {keyword} pattern paramiko cannot read",
+                    hint="write the patterns without backslashes or stray quotes",
+                ) from None
         keyed = _PATH_KEYS.match(line)
         if keyed:
-            values = [_expand(word, home) for word in keyed.group(2).split()]
+            values = [_expand(word, home) for word in words]
             line = keyed.group(1) + " ".join(values)
         lines.append(line)
     return "\n".join(lines)

@@ -25,7 +25,7 @@ from collections.abc import Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pytest_homelab.core.outcomes import EXIT_BAD_INPUT, OUTCOME_TYPES
+from pytest_homelab.core.outcomes import EXIT_BAD_INPUT, OUTCOME_TYPES, SKIPPED_BY_TEKTON, TOLERATED
 
 KEY_SEPARATOR = "::"
 TASKRUNS_SUITE = "dev-e2e TaskRuns"
@@ -34,8 +34,6 @@ TASKRUNS_PROPERTY = "homelab_taskruns"
 """A check's property carrying the dev e2e runner's junit.xml; merged here, never written."""
 EVIDENCE = {"log_tail:": "last lines of the log of", "events:": "recent events of pod"}
 """Properties whose values are evidence: shown in the failure text, under this heading."""
-TOLERATED = "tolerated"
-SKIPPED_BY_TEKTON = "skipped-by-tekton"
 _TESTCASE_ATTRIBUTES = frozenset({"name", "time", "classname", "group"})
 _RESULTS = ("failure", "error")
 _NAMESPACE = re.compile(r"(?:^|\s)-n\s+([a-z0-9][-a-z0-9]*)")
@@ -48,7 +46,7 @@ def property_key(classname: str, name: str, prop: str) -> str:
 
 def annotate_junit(path: Path, *, hostname: str | None = None) -> None:
     """Rewrite ``path`` (pytest's JUnit of a landing session) into the landing's shape."""
-    from pytest_homelab.core.secrets import known_secrets
+    from pytest_homelab.core.secrets import known_secrets, scrub
 
     tree = ET.parse(path)
     root = tree.getroot()
@@ -66,9 +64,16 @@ def annotate_junit(path: Path, *, hostname: str | None = None) -> None:
         _drop_empty_properties(suite)
     for case, props, text in runner_files:
         merge_taskruns(root, text, check=case, check_properties=props, hostname=hostname)
-    for secret in sorted(known_secrets(), key=len, reverse=True):
-        if secret:
-            _scrub(root, secret)
+    if known_secrets():
+        # Element by element, before serializing: text, tails and attribute values are
+        # scrubbed in every form a secret takes; tags, names and outcome types never are.
+        for element in root.iter():
+            if element.text:
+                element.text = scrub(element.text)
+            if element.tail:
+                element.tail = scrub(element.tail)
+            for name, value in element.attrib.items():
+                element.set(name, scrub(value))
     ET.indent(root, space="  ")  # for people; element texts (failures, system-out) are kept
     text = ET.tostring(root, encoding="unicode")
     path.write_text('<?xml version="1.0" encoding="utf-8"?>' + text, encoding="utf-8")
@@ -230,7 +235,7 @@ def merge_taskruns(
                 if taskrun and taskrun not in lead:
                     lead = f"TaskRun {taskrun}: {lead}"
                 parts = [lead.rstrip()]
-                if taskrun:
+                if taskrun and "kubectl get taskrun" not in lead:
                     namespace = _NAMESPACE.search(lead)
                     where = f" -n {namespace.group(1)}" if namespace else ""
                     parts[0] += f"\n  next: kubectl get taskrun {taskrun}{where}"
@@ -241,10 +246,18 @@ def merge_taskruns(
                     tails.append(parts[-1])
                 copy.text = "\n\n".join(parts)
             elif element.tag == "skipped":
+                # a task in the PipelineRun's skippedTasks: not a failure, the run decides
                 outcome = SKIPPED_BY_TEKTON
+                reason = element.get("message") or "skipped"
+                copy.set("message", f"task {task} skipped by Tekton: {reason}")
+                copy.set("type", SKIPPED_BY_TEKTON)
                 counts["skipped"] += 1
-            elif element.tag == "system-out" and TOLERATED in (element.text or "").lower():
+            elif element.tag == "system-out" and (element.text or "").startswith(
+                "tolerated failure"
+            ):
+                # a failure Tekton ignored (onError: continue): visible, not counted
                 outcome = TOLERATED if outcome == "success" else outcome
+                extra.append(("tolerated", element.text or ""))
         counts["tests"] += 1
         for key, value in (
             ("phase", "e2e"),
@@ -305,14 +318,3 @@ def _d601_host(d601: str) -> str:
     if d601.startswith("ssh "):
         return d601.removeprefix("ssh ").rsplit("@", 1)[-1].split()[0]
     return socket.gethostname()
-
-
-def _scrub(element: ET.Element, secret: str) -> None:
-    for node in element.iter():
-        if node.text:
-            node.text = node.text.replace(secret, "***")
-        if node.tail:
-            node.tail = node.tail.replace(secret, "***")
-        for key, value in node.attrib.items():
-            if secret in value:
-                node.set(key, value.replace(secret, "***"))

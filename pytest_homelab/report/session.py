@@ -17,7 +17,7 @@ from pytest_homelab.core.settings import (
     OPTIONS_BY_KEY,
     Settings,
     repo_trusted,
-    user_config_path,
+    user_config_name,
 )
 from pytest_homelab.report.junit import CheckRecord, exit_code, read_junit
 from pytest_homelab.report.verdict import render_json, render_text
@@ -46,7 +46,7 @@ def suites(settings: Settings) -> list[Path]:
         print(
             f"homelab: {own} was not run: the repository is not trusted (its checks are code of "
             f"the branch under test); to run them, add {settings.repo_root} to trusted_repos in "
-            f"{user_config_path(settings.environ)}",
+            f"{user_config_name(settings.environ)}",
             file=sys.stderr,
         )
         return [PACKAGED_SUITE]

@@ -6,7 +6,7 @@ import re
 from pathlib import Path
 from typing import Any
 
-from pytest_homelab.core.outcomes import PrerequisiteFailed
+from pytest_homelab.core.outcomes import TOLERATED, PrerequisiteFailed
 from pytest_homelab.report.junit import CheckRecord
 
 VERDICTS = {0: "PASSED", 1: "FAILED", 2: "ERROR", 3: "NOT FOUND", 124: "DEADLINE EXCEEDED"}
@@ -56,12 +56,23 @@ def summary(record: CheckRecord) -> str:
         return f"{record.prop('service')} {what} at {url}{where} in {waited}"
     run_id = record.prop("run_id")
     if run_id:
+        notes = "".join(
+            f"; {label}: {record.prop(name)}"
+            for name, label in (
+                ("skipped_tasks", "skipped by Tekton"),
+                ("tolerated", "tolerated failures (onError: continue)"),
+            )
+            if record.prop(name)
+        )
         return (
-            f"run {run_id} {record.prop('status')} ({record.prop('manifest_source')} at "
+            f"run {run_id} {record.prop('status')}{notes} ({record.prop('manifest_source')} at "
             f"{record.prop('manifest_commit')[:8]}); results in {record.prop('result_dir')} on "
             f"{record.prop('d601')}"
         )
     if record.prop("task"):
+        if record.outcome == TOLERATED:
+            first = record.prop("tolerated").splitlines()[:1] or [""]
+            return f"TaskRun {record.prop('task')} ({record.time:.1f}s): {first[0]}"
         return f"TaskRun {record.prop('task')} ({record.time:.1f}s)"
     return record.name
 

@@ -8,6 +8,14 @@ get the web UI's ``index.html`` with a 200, and an SSE stream of full pipeline s
 Pipelines follow a script on a scenario clock that can run faster than real time or be advanced
 by hand; a seeded :class:`~pytest_homelab.sim.faults.FaultPlan` breaks requests on purpose.
 
+Scenario parts for what the real server does and a watcher must survive (issue 16, each from the
+v3.17.0 source): permission rows (``add_repo(perm_row=False)``, ``WoodpeckerSim(admin=True)``) and
+an event stream that carries only repos with a row; ``stream_silent=True`` for a stream served by
+another replica (connected, pinging, never an event); ``answer_anonymously(n)`` (the token's user
+could not be loaded) and ``deny_pull(n)`` (a failed permission re-sync); pipelines deleted after
+creation (``add_pipeline(deleted_after=…)``); ``error`` pipelines with ``config_errors`` and no
+workflows, and ``errors: null`` when there are none; a pipeline is never ``skipped``.
+
 Typical use in a test::
 
     with WoodpeckerSim(host="127.0.0.2", ssl_context=ctx, public_host="ci.example.test") as sim:
@@ -20,6 +28,7 @@ from __future__ import annotations
 
 import base64
 import contextlib
+import hashlib
 import json
 import re
 import ssl
@@ -132,6 +141,7 @@ class SimRepo:
     full_name: str
     private: bool
     default_branch: str
+    perm_row: bool = True  # the sim's user has a permission row for it (synced from the forge)
 
     @property
     def owner(self) -> str:
@@ -179,6 +189,9 @@ class _Pipeline:
     reviewed_by: str = ""
     cancelled_at: float | None = None
     cancel_info: Json | None = None
+    deleted_after: float | None = None  # stored as created, then deleted (create.go ErrFiltered)
+    config_errors: list[Json] = field(default_factory=list)  # blocking: ends ``error`` at once
+    warnings: list[Json] = field(default_factory=list)  # non-blocking entries of ``errors``
 
     @property
     def appear_at(self) -> float:
@@ -204,6 +217,7 @@ class _State:
     workflow: str = "pending"
     workflow_error: str = ""
     steps: list[_StepState] = field(default_factory=list)
+    has_workflows: bool = True  # False while created, and for a config error
 
 
 def _evaluate(p: _Pipeline, t: float, naming: Naming) -> _State:
@@ -215,6 +229,17 @@ def _evaluate(p: _Pipeline, t: float, naming: Naming) -> _State:
     """
     if t < p.appear_at:
         return _State(visible=False)
+    if p.deleted_after is not None:
+        # server/pipeline/create.go@v3.17.0:64-69 stores it as created (no workflows yet), and
+        # :80-86 / :124-131 delete it when no config matches or every workflow is filtered out.
+        if t >= p.appear_at + p.deleted_after:
+            return _State(visible=False)
+        return _State(True, "created", updated=p.appear_at, workflow="", has_workflows=False)
+    if p.config_errors:
+        # create.go@v3.17.0:116-118 -> pipeline_status.go@v3.17.0:65-71: error, started =
+        # finished = now, the errors recorded, no workflows created.
+        at = p.appear_at
+        return _State(True, "error", at, at, at, "", has_workflows=False)
 
     def uniform(state: str) -> list[_StepState]:
         return [_StepState(state) for _ in p.steps]
@@ -300,6 +325,12 @@ def _evaluate(p: _Pipeline, t: float, naming: Naming) -> _State:
     error = "" if failed is None else f"uuid={failed.uuid}: exit code {failed.spec.exit_code}"
     if p.final_status is not None:
         status = workflow = p.final_status
+        if status == "skipped":
+            # The server never sets skipped on a pipeline: v3 merges workflow states from
+            # ``success`` and skipped ranks lowest (server/pipeline/pipeline_status.go@v3.17.0:
+            # 27-35, status.go@v3.17.0:19-44); v2 changes it only for a failing workflow
+            # (server/model/workflow.go@v2.8.3:62-72). An all-skipped pipeline is ``success``.
+            status = "success"
     finished = None if status in ACTIVE_STATUSES else last
     return _State(True, status, run_from, finished, last, workflow, error, steps)
 
@@ -326,6 +357,8 @@ class WoodpeckerSim:
         speed: float = 1.0,
         ping_interval: float = 30.0,
         user: str = "homelab",
+        admin: bool = False,
+        stream_silent: bool = False,
     ) -> None:
         if naming not in ("v2", "v3"):
             raise ValueError("naming must be 'v2' or 'v3'")
@@ -338,6 +371,10 @@ class WoodpeckerSim:
         self.clock = ScenarioClock(speed)
         self.ping_interval = ping_interval
         self.user = user
+        self.admin = admin  # reaches every repo, row or not (session/repo.go@v3.17.0:148-152)
+        self.stream_silent = stream_silent  # the stream is served by a replica that sees nothing
+        self._anonymous: list[tuple[str, int]] = []  # (path prefix, requests left)
+        self._deny_pull: list[tuple[str, int]] = []
         self.requests: list[RequestRecord] = []
         self.errors: list[Exception] = []
         self._ssl = ssl_context
@@ -398,15 +435,24 @@ class WoodpeckerSim:
     # -- scripting ------------------------------------------------------------------------------
 
     def add_repo(
-        self, full_name: str, *, private: bool = True, default_branch: str = "main"
+        self,
+        full_name: str,
+        *,
+        private: bool = True,
+        default_branch: str = "main",
+        perm_row: bool = True,
     ) -> SimRepo:
-        """Activate a repo; ``full_name`` may have subgroups (``group/sub/name``)."""
+        """Activate a repo; ``full_name`` may have subgroups (``group/sub/name``).
+
+        ``perm_row=False``: the user has no permission row for it, so it cannot read it unless
+        the sim's user is ``admin``, and the event stream never carries it (when private).
+        """
         if full_name.count("/") < 1 or not all(full_name.split("/")):
             raise ValueError("full_name must be OWNER/NAME")
         with self._lock:
             if any(r.full_name.lower() == full_name.lower() for r in self._repos.values()):
                 raise ValueError(f"repo {full_name} exists already")
-            repo = SimRepo(len(self._repos) + 1, full_name, private, default_branch)
+            repo = SimRepo(len(self._repos) + 1, full_name, private, default_branch, perm_row)
             self._repos[repo.id] = repo
             self._pipelines[repo.id] = []
             return repo
@@ -434,12 +480,20 @@ class WoodpeckerSim:
         ref: str | None = None,
         message: str = "change",
         parent: int = 0,
+        deleted_after: float | None = None,
+        config_errors: Sequence[str] = (),
+        warnings: Sequence[str] = (),
     ) -> int:
         """Script a pipeline and return its number (assigned now, visible after ``appear_after``).
 
         ``final_status`` replaces the end status; a non-final one (``running``) makes a pipeline
-        that never ends. ``created`` overrides the creation time (unix seconds). ``ref`` defaults
-        to what the forge would send for ``event`` (``refs/pull/1/head`` for pull requests).
+        that never ends (``skipped`` ends ``success`` with its workflow skipped: the server never
+        sets skipped on a pipeline). ``created`` overrides the creation time (unix seconds).
+        ``ref`` defaults to what the forge would send for ``event`` (``refs/pull/1/head`` for
+        pull requests).
+        ``deleted_after``: shown as ``created`` for that many seconds, then deleted, never
+        announced on the stream. ``config_errors``: it ends ``error`` at once with these
+        ``linter`` messages and no workflows. ``warnings``: non-blocking entries of ``errors``.
         """
         if event not in EVENTS:
             raise ValueError(f"unknown event {event!r}")
@@ -447,8 +501,10 @@ class WoodpeckerSim:
             raise ValueError(f"unknown status {final_status!r}")
         if appear_after < 0 or pending_for < 0:
             raise ValueError("appear_after and pending_for cannot be negative")
+        if deleted_after is not None and deleted_after < 0:
+            raise ValueError("deleted_after cannot be negative")
         with self._lock:
-            return self._add(
+            pipeline = self._add(
                 self.repo(repo),
                 commit=commit.lower(),
                 event=event,
@@ -463,7 +519,13 @@ class WoodpeckerSim:
                 created=created,
                 parent=parent,
                 rerun_count=0,
-            ).number
+                extra={
+                    "deleted_after": deleted_after,
+                    "config_errors": [_error_json("linter", m, False) for m in config_errors],
+                    "warnings": [_error_json("linter", m, True) for m in warnings],
+                },
+            )
+            return pipeline.number
 
     def _add(
         self,
@@ -482,6 +544,7 @@ class WoodpeckerSim:
         created: int | None,
         parent: int,
         rerun_count: int,
+        extra: dict[str, Any] | None = None,
     ) -> _Pipeline:
         branch = branch or r.default_branch
         self._ids["pipeline"] += 1
@@ -509,6 +572,7 @@ class WoodpeckerSim:
             parent=parent,
             rerun_count=rerun_count,
             workflow_id=self._ids["workflow"],
+            **(extra or {}),
         )
         self._pipelines[r.id].append(pipeline)
         self._publish_changes()
@@ -621,6 +685,34 @@ class WoodpeckerSim:
         """Fail the next ``count`` requests under ``path_prefix`` with ``kind``."""
         self.faults.inject(kind, count=count, path_prefix=path_prefix)
 
+    def answer_anonymously(self, count: int, path_prefix: str = "/api/") -> None:
+        """Run the next ``count`` requests under ``path_prefix`` as anonymous, whatever token
+        they carry: the server could not load the token's user (a database error) and goes on
+        without one (server/router/middleware/session/user.go@v3.17.0:46-56)."""
+        with self._lock:
+            self._anonymous.append((path_prefix, count))
+
+    def deny_pull(self, count: int, path_prefix: str = "/api/repos/") -> None:
+        """Answer the next ``count`` repo requests of an authenticated user with 404, as when
+        the hourly permission re-sync from the forge fails
+        (server/router/middleware/session/repo.go@v3.17.0:118-142,170-183)."""
+        with self._lock:
+            self._deny_pull.append((path_prefix, count))
+
+    def _take(self, queue: list[tuple[str, int]], path: str) -> bool:
+        with self._lock:
+            for n, (prefix, left) in enumerate(queue):
+                if path.startswith(prefix) and left > 0:
+                    queue[n] = (prefix, left - 1)
+                    return True
+        return False
+
+    def can_pull(self, repo: SimRepo, user: str | None) -> bool:
+        """``SetPerm`` + ``MustPull``: public repos for all, else a row or admin."""
+        if not repo.private:
+            return True
+        return user is not None and (repo.perm_row or self.admin)
+
     def pipeline_json(self, repo: str, number: int, *, with_steps: bool = True) -> Json:
         """What ``GET …/pipelines/{number}`` returns now (KeyError while it is invisible)."""
         with self._lock:
@@ -705,7 +797,8 @@ class WoodpeckerSim:
             "event": p.event,
             **({"event_reason": []} if v3 else {}),
             "status": s.status,
-            "errors": [],
+            # a nil Go slice is JSON null (server/model/pipeline.go@v3.17.0:34, no omitempty)
+            "errors": (p.config_errors + p.warnings) or None,
             stamp("created"): created,
             stamp("updated"): unix(s.updated),
             stamp("started"): unix(s.started) if s.started is not None else 0,
@@ -729,7 +822,7 @@ class WoodpeckerSim:
         else:
             data |= {"ref": p.ref, "refspec": "", **deprecated, "author_avatar": "", **email}
             data |= {"forge_url": forge_url, **review}
-        if with_workflows:
+        if with_workflows and s.has_workflows:  # ``workflows,omitempty``
             data["workflows"] = [self._workflow_json(p, s)]
         if v3:
             data |= {"version": VERSIONS["v3"], **deprecated, **email}
@@ -801,6 +894,67 @@ class WoodpeckerSim:
             )
         return entries or None
 
+    def _perm_json(self, r: SimRepo, user: str | None) -> Json:
+        """``GET …/permissions``: the Perm that ``SetPerm`` computed
+        (server/model/perm.go@v3.17.0:19-28, session/repo.go@v3.17.0:104-168): the row,
+        all-true for an admin, pull for a public repo."""
+        row = user is not None and r.perm_row
+        stamp = self.clock.unix(0.0) if row else 0
+        admin = user is not None and self.admin
+        return {
+            "pull": row or admin or not r.private,
+            "push": row or admin,
+            "admin": admin,
+            "synced": stamp,
+            "created": stamp,
+            "updated": stamp,
+        }
+
+    def _branches(self, r: SimRepo) -> list[str]:
+        """The forge's branch names (server/api/repo.go@v3.17.0:415-443)."""
+        return sorted({r.default_branch} | {p.branch for p in self._pipelines[r.id]})
+
+    def _config_json(self, p: _Pipeline) -> list[Json]:
+        """``GET …/pipelines/{n}/config``: the persisted config files, ``data`` base64 and
+        ``hash`` its sha256 (server/model/config.go@v3.17.0:19-25,
+        server/store/datastore/config.go@v3.17.0:49)."""
+        lines = ["steps:"]
+        for step in p.steps:
+            lines += [f"  - name: {step.spec.name}", "    image: alpine", "    commands: [true]"]
+        data = ("\n".join(lines) + "\n").encode()
+        return [
+            {
+                "hash": hashlib.sha256(data).hexdigest(),
+                "name": WORKFLOW_NAME,
+                "data": base64.b64encode(data).decode("ascii"),
+            }
+        ]
+
+    def _task_json(self, p: _Pipeline, s: _State) -> Json:
+        """A queue task (server/model/task.go@v3.17.0:26-45, server/model/queue.go@v3.17.0:18-22;
+        v2.8.3 server/model/task.go:24-30)."""
+        v3 = self.naming == "v3"
+        task: Json = {"id": str(p.workflow_id)}
+        task |= {"pid": 1, "name": WORKFLOW_NAME} if v3 else {"data": None}
+        task |= {
+            "labels": {"repo": p.repo.full_name, "platform": "linux/amd64"},
+            "dependencies": None,
+            "run_on": None,
+            "dep_status": {},
+            "agent_id": 1 if s.status == "running" else 0,
+        }
+        if v3:
+            task |= {
+                "pipeline_id": p.id,
+                "repo_id": p.repo.id,
+                "concurrency_limit": 0,
+                "concurrency_group": "",
+                "created": self.clock.unix(p.appear_at),
+                "pipeline_number": p.number,
+                "agent_name": "agent-1" if s.status == "running" else "",
+            }
+        return task
+
     # -- events ---------------------------------------------------------------------------------
 
     def _tick(self) -> None:
@@ -813,8 +967,8 @@ class WoodpeckerSim:
         for pipelines in self._pipelines.values():
             for p in pipelines:
                 state = self._state(p)
-                if not state.visible:
-                    continue
+                if not state.visible or p.deleted_after is not None:
+                    continue  # nothing is published before the delete (create.go@v3.17.0:133)
                 signature = (
                     state.status,
                     state.workflow,
@@ -876,6 +1030,11 @@ class WoodpeckerSim:
         record = RequestRecord(method, path, query, status, fault, time.monotonic(), authenticated)
         with self._lock:
             self.requests.append(record)
+
+
+def _error_json(kind: str, message: str, warning: bool) -> Json:
+    """One ``errors[]`` entry (pipeline/errors/pipeline.go@v3.17.0:33-38)."""
+    return {"type": kind, "message": message, "is_warning": warning, "data": None}
 
 
 def _default_ref(event: str, branch: str) -> str:
@@ -954,13 +1113,20 @@ def _index_reply() -> _Reply:
 
 
 class _Subscriber:
-    """One open event stream. Its private repos are fixed at connect time, as on the server."""
+    """One open event stream. Its private repos are fixed at connect time, as on the server:
+    those with a permission row (server/api/stream.go@v3.17.0:81-85 with
+    server/store/datastore/repo.go@v3.17.0:145-161); public repos come through the public topic
+    (server/scheduler/impl.go@v3.17.0:129-135). ``silent``: served by a replica whose in-memory
+    pubsub never sees this server's events."""
 
-    def __init__(self, repo_ids: frozenset[int]) -> None:
+    def __init__(self, repo_ids: frozenset[int], silent: bool = False) -> None:
         self.repo_ids = repo_ids
+        self.silent = silent
         self.queue: deque[bytes] = deque()
 
     def receives(self, repo: SimRepo) -> bool:
+        if self.silent:
+            return False
         return not repo.private or repo.id in self.repo_ids
 
 
@@ -986,6 +1152,9 @@ _ROUTES: dict[tuple[str, str], str] = {
     ("POST", "pipelines/*/approve"): "approve",
     ("POST", "pipelines/*/decline"): "decline",
     ("GET", "logs/*/*"): "logs",
+    ("GET", "permissions"): "permissions",
+    ("GET", "branches"): "branches",
+    ("GET", "pipelines/*/config"): "config",
 }
 _PUSH_ROUTES = frozenset({"create", "restart", "cancel", "approve", "decline"})
 
@@ -1013,6 +1182,18 @@ class _Api:
                 if req.user is None:
                     return _text_reply(401, "User not authorized")
                 return _json_reply(sim._user_json())
+            if path == "/api/user/repos":
+                if req.user is None:  # session.MustUser (session/user.go@v3.17.0:110-121)
+                    return _text_reply(401, "User not authorized")
+                with sim._lock:
+                    return self.user_repos()
+            if path == "/api/queue/info":
+                if req.user is None:  # session.MustAdmin (session/user.go@v3.17.0:77-91)
+                    return _text_reply(401, "User not authorized")
+                if not sim.admin:
+                    return _text_reply(403, "User not authorized")
+                with sim._lock:
+                    return self.queue_info()
             if path.startswith("/api/repos/lookup/"):
                 return self.lookup(req, path.removeprefix("/api/repos/lookup/").lstrip("/"))
         if path == "/stream/events" and sim.naming == "v2":
@@ -1034,8 +1215,10 @@ class _Api:
             )
             if repo is None:
                 return _Reply(401 if req.user is None else 404)
-            if repo.private and req.user is None:
-                return _Reply(401)
+            if req.user is not None and self.sim._take(self.sim._deny_pull, req.path):
+                return _Reply(404)
+            if not self.sim.can_pull(repo, req.user):  # MustPull: guest 401, user 404
+                return _Reply(401 if req.user is None else 404)
             return _json_reply(self.sim._repo_json(repo))
 
     def repo_route(self, req: _Request, kind: str, repo_text: str, args: list[str]) -> _Reply:
@@ -1046,14 +1229,20 @@ class _Api:
         repo = sim._repos.get(repo_id)
         if repo is None:  # session.SetRepo: guests learn nothing, users get a 404
             return _Reply(401 if req.user is None else 404)
-        if repo.private and req.user is None:  # MustPull
-            return _Reply(401)
+        if kind == "permissions":  # after SetPerm, before MustPull (router/api.go@v3.17.0:103)
+            return _json_reply(sim._perm_json(repo, req.user))
+        if req.user is not None and sim._take(sim._deny_pull, req.path):
+            return _Reply(404)  # the permission re-sync failed: MustPull says 404
+        if not sim.can_pull(repo, req.user):  # MustPull: guest 401, user 404
+            return _Reply(401 if req.user is None else 404)
         if kind in _PUSH_ROUTES and req.user is None:  # MustPush
             return _Reply(401)
         if kind == "repo":
             return _json_reply(sim._repo_json(repo))
         if kind == "list":
             return self.pipelines(req, repo)
+        if kind == "branches":
+            return _json_reply(sim._branches(repo))
         if kind == "create":
             return _text_reply(501, "manual pipelines are not simulated")
         if kind == "pipeline" and args[0] == "latest":
@@ -1069,6 +1258,8 @@ class _Api:
             return _json_reply(sim._pipeline_json(p, sim._state(p), True))
         if kind == "logs":
             return self.logs(p, args[1])
+        if kind == "config":
+            return _json_reply(sim._config_json(p))
         try:
             if kind == "restart":
                 new = sim._restart(p)
@@ -1129,6 +1320,54 @@ class _Api:
             rows.append((p, state))
         chunk = rows[(page - 1) * per_page : page * per_page]
         return _json_reply([sim._pipeline_json(p, s, False) for p, s in chunk])
+
+    def user_repos(self) -> _Reply:
+        """``GET /api/user/repos``: active repos with a row (push or admin), by full name;
+        v3 adds each one's newest pipeline as ``last_pipeline``
+        (server/api/user.go@v3.17.0:181-217); v2 lists the repos alone
+        (server/api/user.go@v2.8.3:137-143)."""
+        sim = self.sim
+        rows = []
+        for r in sorted(sim._repos.values(), key=lambda x: x.full_name):
+            if not r.perm_row:
+                continue
+            data = sim._repo_json(r)
+            if sim.naming == "v3":
+                seen = [p for p in sim._pipelines[r.id] if sim._state(p).visible]
+                if seen:
+                    last = max(seen, key=lambda x: x.id)
+                    data["last_pipeline"] = sim._pipeline_json(last, sim._state(last), False)
+            rows.append(data)
+        return _json_reply(rows)
+
+    def queue_info(self) -> _Reply:
+        """``GET /api/queue/info`` for an admin: one task per workflow that waits or runs,
+        indented as gin's IndentedJSON writes it (server/api/queue.go@v3.17.0:38-84;
+        v2.8.3 server/api/hook.go:46-50 with server/queue/queue.go:33-45)."""
+        sim = self.sim
+        v3 = sim.naming == "v3"
+        pending: list[Json] = []
+        running: list[Json] = []
+        for pipelines in sim._pipelines.values():
+            for p in pipelines:
+                state = sim._state(p)
+                if state.visible and state.status in ("pending", "running"):
+                    task = sim._task_json(p, state)
+                    (pending if state.status == "pending" else running).append(task)
+        info: Json = {
+            "pending": pending or ([] if v3 else None),
+            "waiting_on_deps": [] if v3 else None,
+            "running": running or ([] if v3 else None),
+            "stats": {
+                "worker_count": 1,
+                "pending_count": len(pending),
+                "waiting_on_deps_count": 0,
+                "running_count": len(running),
+            },
+            "paused": False,
+        }
+        body = json.dumps(info, indent=4, ensure_ascii=False).encode()
+        return _Reply(200, body, "application/json; charset=utf-8")
 
     def latest(self, req: _Request, repo: SimRepo) -> _Reply:
         sim = self.sim
@@ -1204,7 +1443,10 @@ class _WoodpeckerHandler(SimHandler):
         parts = urlsplit(self.path)
         path = unquote(parts.path)
         query = parse_qs(parts.query, keep_blank_values=True)
-        req = _Request(method, path, query, self.sim._user_for(self.headers, query))
+        user = self.sim._user_for(self.headers, query)
+        if user is not None and self.sim._take(self.sim._anonymous, path):
+            user = None  # the token's user could not be loaded: the request runs anonymously
+        req = _Request(method, path, query, user)
         if method == "GET" and path == "/api/stream/events":
             self._stream(req)
             return
@@ -1302,7 +1544,8 @@ class _WoodpeckerHandler(SimHandler):
         drop_after = self.sim.faults.draw(0, 3) if fault == "stream_drop" else None
         self.sim._record(req.method, req.path, req.query, 200, fault, authenticated)
         with self.sim._lock:
-            sub = _Subscriber(frozenset(self.sim._repos) if authenticated else frozenset())
+            rows = frozenset(r.id for r in self.sim._repos.values() if r.perm_row)
+            sub = _Subscriber(rows if authenticated else frozenset(), self.sim.stream_silent)
             self.sim._subscribers.append(sub)
         try:
             self.send_response(200)

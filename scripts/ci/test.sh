@@ -44,6 +44,31 @@ venv="${HOMELAB_VENV:-.venv}"
 [ -x "$venv/bin/python" ] || python3 -m venv "$venv"
 "$venv/bin/python" -m pip install -q --disable-pip-version-check -e '.[dev]'
 
-echo "== ruff"; "$venv/bin/ruff" check . && "$venv/bin/ruff" format --check .
-echo "== mypy"; "$venv/bin/mypy"
-echo "== pytest"; "$venv/bin/python" -m pytest -q "$@"
+# Every check runs, and each one that fails fails the script. (Not `a && b` under `set -e`: a
+# failing command on the left of `&&` is exempt from errexit, so a lint error went unnoticed.)
+failed=()
+step() {
+  local name=$1 rc=0
+  shift
+  echo "== $name"
+  "$@" || rc=$?
+  if [ "$rc" -ne 0 ]; then
+    echo "test.sh: $name failed (exit $rc)" >&2
+    failed+=("$name")
+  fi
+}
+
+# The suite mostly waits on servers and subprocesses, so it runs on more workers than cores;
+# tests that must share a worker carry an xdist_group mark (tests/conftest.py), --dist loadgroup
+# keeps each group on one worker. HOMELAB_TEST_WORKERS=0 runs everything in one process.
+workers="${HOMELAB_TEST_WORKERS:-4}"
+
+step "ruff check" "$venv/bin/ruff" check .
+step "ruff format" "$venv/bin/ruff" format --check .
+step mypy "$venv/bin/mypy"
+step pytest "$venv/bin/python" -m pytest -q -n "$workers" --dist loadgroup "$@"
+
+if [ ${#failed[@]} -gt 0 ]; then
+  echo "test.sh: FAILED: ${failed[*]}" >&2
+  exit 1
+fi

@@ -7,7 +7,6 @@ import json
 import os
 import subprocess
 import sys
-import time
 import xml.etree.ElementTree as ET
 from pathlib import Path
 from typing import Any
@@ -17,6 +16,7 @@ import pytest
 from pytest_homelab.cli import main
 from pytest_homelab.report.junit import case_properties
 from pytest_homelab.sim.woodpecker import StepSpec
+from tests.waiting import wait_until
 
 HERE = Path(__file__).parent
 TOKEN = "wp-token-3f9c2d1e"
@@ -267,10 +267,12 @@ def test_watch_under_faults_still_gets_the_right_verdict(
     assert "Traceback" not in out + err
     # The faults really happened. A stalled request is recorded when its handler finishes, which
     # can be after the client gave up on it and the watch ended: wait for the record, bounded.
-    deadline = time.monotonic() + 5
-    while not {r.fault for r in lab.sim.requests} >= set(kinds) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    assert {r.fault for r in lab.sim.requests} >= set(kinds)
+    wait_until(
+        lambda: {r.fault for r in lab.sim.requests} >= set(kinds),
+        what=f"the simulator's records of faults {sorted(kinds)}",
+        timeout=5,
+        detail=lambda: sorted({str(r.fault) for r in lab.sim.requests}),
+    )
 
 
 def test_watch_json(lab: Any, capsys: pytest.CaptureFixture[str]) -> None:
@@ -309,3 +311,43 @@ def test_a_trusted_repos_own_checks_join_the_shipped_ones(
     code, out, err = run(["ci", "watch", *lab.flags()], capsys)
     assert code == 0, out + err
     assert "PASS  ci       test_team_rule" in out and "PASS  ci       #" in out
+
+
+def test_watch_config_error_names_the_reason_in_the_verdict_and_junit(
+    lab: Any, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    # woodpecker-ci/woodpecker server/pipeline/create.go@v3.17.0:116-118: a config error ends
+    # the pipeline ``error`` with errors[] and no workflows
+    reason = "steps.test.image: required"
+    lab.sim.add_pipeline("homelab/app", commit=lab.sha, config_errors=[reason])
+    junit = tmp_path / "ci.xml"
+    code, out, err = run(["ci", "watch", *lab.flags(), "--junitxml", str(junit)], capsys)
+    assert code == 1, out + err
+    verdict_line = next(line for line in out.splitlines() if line.startswith("FAIL  ci"))
+    assert f"ended error: [linter] {reason}" in verdict_line
+    (case,) = cases(junit)
+    failure = case.find("failure")
+    assert failure is not None
+    assert f"[linter] {reason}" in (failure.get("message") or "") + (failure.text or "")
+    assert props(case)["errors"] == f"[linter] {reason}"
+
+
+def test_watch_ignores_a_green_pipeline_of_another_branch(
+    lab: Any, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # one pipeline per pushed branch (server/api/hook.go@v3.17.0:227); the clone has no
+    # origin/HEAD, so the Woodpecker repo's default branch (main) counts. The v3 list filters
+    # by branch, so the feature pipeline is seen through its stream events only.
+    feature = [StepSpec("clone", 0.5), StepSpec("test", 2.0)]
+    lab.sim.add_pipeline("homelab/app", commit=lab.sha, branch="feature", steps=feature)
+    lab.sim.add_pipeline(
+        "homelab/app",
+        commit=lab.sha,
+        branch="main",
+        steps=quick("clone", "test", fail="test", log=["boom"]),
+        appear_after=4.0,
+    )
+    code, out, err = run(["ci", "watch", *lab.flags()], capsys)
+    assert code == 1, out + err
+    assert "#1 of" in err and "runs on branch feature, not main: ignored" in err
+    assert "expected pipeline #2 of" in out

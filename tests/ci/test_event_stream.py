@@ -9,6 +9,7 @@ from collections.abc import Iterator
 import pytest
 
 from pytest_homelab.ci.client import WoodpeckerClient
+from pytest_homelab.ci.models import Pipeline
 from pytest_homelab.ci.stream import WoodpeckerEventStream
 from pytest_homelab.ci.watch import PipelineWatch
 from pytest_homelab.core.clock import Backoff, Deadline
@@ -16,8 +17,10 @@ from pytest_homelab.core.secrets import Secret
 from pytest_homelab.core.transport import JsonApi, make_http_client
 from pytest_homelab.sim.faults import FaultPlan
 from pytest_homelab.sim.woodpecker import StepSpec, WoodpeckerSim
+from tests.waiting import wait_until
 
 SHA = "d" * 40
+OURS = "e" * 40
 TOKEN = "tok-events"
 
 
@@ -41,18 +44,11 @@ def stream_for(sim: WoodpeckerSim, repo_id: int = 1) -> WoodpeckerEventStream:
     )
 
 
-def wait_for(predicate: object, seconds: float = 5.0) -> None:
-    deadline = time.monotonic() + seconds
-    while not predicate():  # type: ignore[operator]
-        assert time.monotonic() < deadline, "condition not reached"
-        time.sleep(0.01)
-
-
 def test_the_stream_alone_wakes_the_watch(sim: WoodpeckerSim) -> None:
     stream = stream_for(sim).start()
     client = WoodpeckerClient(JsonApi(make_http_client(sim.base_url), token=Secret(TOKEN)))
     try:
-        wait_for(lambda: stream.connected)
+        wait_until(lambda: stream.connected, what="the event stream to connect")
         sim.add_pipeline("o/r", commit=SHA, steps=[StepSpec("a", 0.3), StepSpec("b", 0.3)])
         repo = client.lookup_repo("o/r", deadline=Deadline.after(5))
         lines: list[str] = []
@@ -84,10 +80,12 @@ def test_stream_reconnects_after_drops_and_counts_generations(sim: WoodpeckerSim
     faults.inject("stream_drop", count=3, path_prefix="/api/stream")
     stream = stream_for(sim).start()
     try:
-        wait_for(lambda: stream.generation >= 4)
+        wait_until(lambda: stream.generation >= 4, what="three reconnects after the drops")
         assert stream.connected
         sim.add_pipeline("o/r", commit=SHA, steps=[StepSpec("a", 0.1)])
-        wait_for(lambda: any(p.commit == SHA for p in stream.drain()))
+        wait_until(
+            lambda: any(p.commit == SHA for p in stream.drain()), what="the pipeline's event"
+        )
     finally:
         stream.close()
 
@@ -96,10 +94,23 @@ def test_stream_ignores_other_repos(sim: WoodpeckerSim) -> None:
     sim.add_repo("o/other")
     stream = stream_for(sim).start()
     try:
-        wait_for(lambda: stream.connected)
+        wait_until(lambda: stream.connected, what="the event stream to connect")
         sim.add_pipeline("o/other", commit=SHA, steps=[StepSpec("a", 0.05)])
-        time.sleep(0.5)
-        assert stream.drain() == []
+        wait_until(
+            lambda: sim.pipeline_json("o/other", 1)["status"] == "success",
+            what="the other repo's pipeline to finish",
+        )
+        # Events go out in order on the one stream: once ours has finished, every event of the
+        # other repo's (finished earlier) was sent before it.
+        sim.add_pipeline("o/r", commit=OURS, steps=[StepSpec("a", 0.2)])
+        seen: list[Pipeline] = []
+
+        def ours_finished() -> bool:
+            seen.extend(stream.drain())
+            return any(p.commit == OURS and p.status == "success" for p in seen)
+
+        wait_until(ours_finished, what="our pipeline's success on the stream", detail=lambda: seen)
+        assert {p.commit for p in seen} == {OURS}  # nothing of the other repo's
     finally:
         stream.close()
 
@@ -107,7 +118,7 @@ def test_stream_ignores_other_repos(sim: WoodpeckerSim) -> None:
 def test_close_is_prompt_and_leaves_no_thread(sim: WoodpeckerSim) -> None:
     before = {t for t in threading.enumerate() if t.name == "woodpecker-events"}
     stream = stream_for(sim).start()
-    wait_for(lambda: stream.connected)
+    wait_until(lambda: stream.connected, what="the event stream to connect")
     started = time.monotonic()
     stream.close()
     stream.http.close()
@@ -120,8 +131,8 @@ def test_close_while_server_is_unreachable(sim: WoodpeckerSim) -> None:
     stream = stream_for(sim)
     sim.stop()
     stream.start()
-    time.sleep(0.3)
-    assert not stream.connected and stream.last_error
+    wait_until(lambda: stream.last_error, what="the stream's first failed connect")
+    assert not stream.connected
     started = time.monotonic()
     stream.close()
     assert time.monotonic() - started < 2

@@ -7,6 +7,7 @@ from dataclasses import replace
 
 import pytest
 
+from pytest_homelab.ci.client import newest_other_branches
 from pytest_homelab.ci.models import (
     Pipeline,
     Repo,
@@ -26,6 +27,7 @@ from pytest_homelab.core.outcomes import (
     NotFound,
     Superseded,
 )
+from pytest_homelab.core.transport import HttpNotFound
 
 SHA = "a" * 40
 OTHER = "b" * 40
@@ -49,9 +51,15 @@ class FakeClient:
         self.calls: list[str] = []
         self.logs: dict[int, list[str]] = {}
         self.detail_error: Exception | None = None
+        self.deleted: dict[int, float] = {}
 
     def at(self, offset: float, pipeline: Pipeline) -> FakeClient:
         self.script.append((offset, pipeline))
+        return self
+
+    def delete(self, offset: float, number: int) -> FakeClient:
+        """The server deletes pipeline ``number`` at ``offset`` (create.go's ErrFiltered)."""
+        self.deleted[number] = offset
         return self
 
     def visible(self) -> list[Pipeline]:
@@ -59,11 +67,30 @@ class FakeClient:
         for offset, p in self.script:
             if self.t0 + offset <= self.clock.now:
                 latest[p.number] = p
+        for number, offset in self.deleted.items():
+            if self.t0 + offset <= self.clock.now:
+                latest.pop(number, None)
         return sorted(latest.values(), key=lambda p: -p.number)
 
-    def find_pipeline(self, repo: Repo, sha: str, **_: object) -> Pipeline | None:
+    def find_pipeline(
+        self,
+        repo: Repo,
+        sha: str,
+        *,
+        branch: str | None = None,
+        elsewhere: dict[int, Pipeline] | None = None,
+        **_: object,
+    ) -> Pipeline | None:
         self.calls.append("list")
-        return newest_candidate(self.visible(), sha, ("push", "manual"))
+        items = self.visible()
+        if elsewhere is not None:
+            for p in newest_other_branches(items, sha, ("push", "manual"), branch):
+                elsewhere[p.number] = p
+        return newest_candidate(items, sha, ("push", "manual"), branch)
+
+    def list_pipelines(self, repo: Repo, page: int, **_: object) -> list[Pipeline]:
+        self.calls.append("list-any")
+        return self.visible()
 
     def get_pipeline(self, repo: Repo, number: int, **_: object) -> Pipeline:
         self.calls.append(f"detail {number}")
@@ -72,7 +99,7 @@ class FakeClient:
         for p in self.visible():
             if p.number == number:
                 return p
-        raise NotFound(f"no pipeline {number}")
+        raise HttpNotFound(f"no pipeline {number}")
 
     def step_log(self, repo: Repo, number: int, step_id: int, **_: object) -> list[str]:
         self.calls.append(f"log {step_id}")
@@ -83,14 +110,18 @@ class FakeClient:
 
 
 class FakeStream:
-    def __init__(self) -> None:
+    """``proven``: the connection has delivered an event of this repo (every push is one)."""
+
+    def __init__(self, *, proven: bool = False) -> None:
         self.wake = threading.Event()
         self.connected = True
         self.generation = 1
+        self.proven = proven
         self.queue: list[Pipeline] = []
 
     def push(self, p: Pipeline) -> None:
         self.queue.append(p)
+        self.proven = True
         self.wake.set()
 
     def drain(self) -> list[Pipeline]:
@@ -408,7 +439,7 @@ def test_unknown_status_keeps_waiting_and_is_reported_once(clock: FakeClock) -> 
 
 def test_stream_wakes_the_watch_at_once_and_saves_requests(clock: FakeClock) -> None:
     client = FakeClient(clock).at(0, pipe(5, "running"))
-    stream = FakeStream()
+    stream = FakeStream(proven=True)  # it has carried this repo before
     steps = (Step(1, 1, "a", "success", 0, 1, 2), Step(2, 2, "b", "running", 0, 2, 0))
     for offset in (10, 20, 30, 40):
         clock.call_at(clock.now + offset, lambda: stream.push(pipe(5, "running", steps=steps)))
@@ -425,7 +456,7 @@ def test_stream_wakes_the_watch_at_once_and_saves_requests(clock: FakeClock) -> 
 
 def test_stream_event_of_another_commit_is_ignored(clock: FakeClock) -> None:
     client = FakeClient(clock).at(0, pipe(5, "running")).at(100, pipe(5, "success"))
-    stream = FakeStream()
+    stream = FakeStream(proven=True)
     clock.call_at(clock.now + 10, lambda: stream.push(pipe(6, "success", OTHER)))
     result = watch(client, clock, stream=stream, stream_recheck=100).run()
     assert result.green and result.waited == pytest.approx(100)
@@ -434,7 +465,7 @@ def test_stream_event_of_another_commit_is_ignored(clock: FakeClock) -> None:
 
 def test_stream_reconnect_forces_a_relist(clock: FakeClock) -> None:
     client = FakeClient(clock).at(0, pipe(5, "running")).at(50, pipe(5, "success"))
-    stream = FakeStream()
+    stream = FakeStream(proven=True)
 
     def reconnect() -> None:
         stream.generation += 1

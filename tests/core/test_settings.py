@@ -40,11 +40,11 @@ def test_precedence_flag_env_file_default(repo: Path) -> None:
 
 
 def test_settings_are_found_from_a_subdirectory(repo: Path) -> None:
-    write_pyproject(repo, 'woodpecker_server = "https://ci.example.test/"\n')
+    write_pyproject(repo, 'ci_timeout = "20m"\n')
     sub = repo / "a" / "b"
     sub.mkdir(parents=True)
     s = resolve_settings({}, environ={}, cwd=sub)
-    assert s.repo_root == repo and s.woodpecker_server == "https://ci.example.test"
+    assert s.repo_root == repo and s.ci_timeout == 1200
 
 
 def test_homelab_toml_for_repos_that_are_not_python(repo: Path) -> None:
@@ -145,7 +145,8 @@ def test_require_names_flag_env_and_ini_key(repo: Path) -> None:
         s.require("woodpecker_server", "ci watch")
     text = str(info.value)
     assert "--woodpecker-server" in text and "env WOODPECKER_SERVER" in text
-    assert "woodpecker_server in [tool.homelab]" in text
+    assert "woodpecker_server in ~/.config/homelab/config.toml" in text
+    assert "[tool.homelab]" not in text  # the repo's file may not set it
 
 
 def test_settings_are_immutable_and_never_print_the_environment(repo: Path) -> None:

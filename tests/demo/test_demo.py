@@ -3,12 +3,17 @@ and its JUnit says what the scenario promises. Nothing is left behind."""
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import os
 import re
 import subprocess
 import sys
+import tempfile
 import xml.etree.ElementTree as ET
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -98,45 +103,118 @@ def own_tmp(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     tmp.mkdir()
     monkeypatch.setenv("TMPDIR", str(tmp))
     monkeypatch.setenv("XDG_STATE_HOME", str(tmp_path / "state"))
-    import tempfile
-
     monkeypatch.setattr(tempfile, "tempdir", None)
+
+
+@dataclass(frozen=True)
+class DemoRun:
+    """One finished ``homelab demo``: its exit code, output, JUnit file, and the TMPDIR it ran
+    with (empty again afterwards if the simulated homelab is gone)."""
+
+    code: int
+    out: str
+    err: str
+    junit: Path
+    tmp: Path
+
+
+_RUNS: dict[str, DemoRun] = {}  # one run per scenario and worker, shared by the tests below
+
+
+def run_installed(root: Path) -> DemoRun:
+    """The README's first command, as a user runs it: ``homelab demo`` (the green scenario) in a
+    process of its own, its JUnit where the state directory says."""
+    tmp = root / "tmp"
+    tmp.mkdir(parents=True)
+    env = {**os.environ, "TMPDIR": str(tmp), "XDG_STATE_HOME": str(root)}
+    homelab = Path(sys.executable).with_name("homelab")
+    done = subprocess.run(
+        [str(homelab), "demo"], capture_output=True, text=True, env=env, timeout=120, check=False
+    )
+    return DemoRun(done.returncode, done.stdout, done.stderr, root / "homelab" / "demo.xml", tmp)
+
+
+def run_in_process(name: str, root: Path) -> DemoRun:
+    tmp = root / "tmp"
+    tmp.mkdir(parents=True)
+    junit = root / "demo.xml"
+    out, err = io.StringIO(), io.StringIO()
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("TMPDIR", str(tmp))
+        patch.setenv("XDG_STATE_HOME", str(root / "state"))
+        patch.setattr(tempfile, "tempdir", None)
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(["demo", "--scenario", name, "--junitxml", str(junit)])
+    return DemoRun(code, out.getvalue(), err.getvalue(), junit, tmp)
+
+
+@pytest.fixture
+def demo(tmp_path_factory: pytest.TempPathFactory) -> Callable[[str], DemoRun]:
+    """``demo(scenario)``: the scenario's run, made once per worker (green through the installed
+    command). Tests that share a run carry the same xdist_group mark, so they share a worker."""
+
+    def get(name: str) -> DemoRun:
+        if name not in _RUNS:
+            root = tmp_path_factory.mktemp(f"demo-{name}")
+            _RUNS[name] = run_installed(root) if name == "green" else run_in_process(name, root)
+        return _RUNS[name]
+
+    return get
+
+
+def shared(name: str) -> pytest.MarkDecorator:
+    """The mark of the tests that read ``name``'s cached run."""
+    return pytest.mark.xdist_group(f"demo-{name}")
 
 
 def test_every_scenario_is_expected() -> None:
     assert {s.name for s in SCENARIOS} == set(EXPECTED)
 
 
-@pytest.mark.parametrize("name", list(EXPECTED))
-def test_scenario(name: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    junit = tmp_path / "demo.xml"
-    code = main(["demo", "--scenario", name, "--junitxml", str(junit)])
-    out, err = capsys.readouterr()
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=shared(n)) if n in ("green", "red", "wrong-version") else n
+        for n in EXPECTED
+    ],
+)
+def test_scenario(name: str, demo: Callable[[str], DemoRun]) -> None:
+    run = demo(name)
     expected_code, expected = EXPECTED[name]
-    assert code == expected_code, out + err
-    seen = outcomes(junit)
+    assert run.code == expected_code, run.out + run.err
+    seen = outcomes(run.junit)
     for label, outcome in expected.items():
         assert seen.get(label) == outcome, (label, seen)
-    assert "verdict: " in out and str(junit) in out
-    assert "Traceback" not in out + err
-    assert list((tmp_path / "tmp").iterdir()) == []  # the simulated homelab is gone
+    assert "verdict: " in run.out and str(run.junit) in run.out
+    assert "Traceback" not in run.out + run.err
+    assert list(run.tmp.iterdir()) == []  # the simulated homelab is gone
     about = next(s.about for s in SCENARIOS if s.name == name)
     assert f"(exit {expected_code})" in about or f"exit {expected_code})" in about
 
 
-def test_the_red_pipeline_shows_the_failing_step_log(capsys: pytest.CaptureFixture[str]) -> None:
-    main(["demo", "--scenario", "red"])
-    out = capsys.readouterr().out
+@shared("red")
+def test_the_red_pipeline_shows_the_failing_step_log(demo: Callable[[str], DemoRun]) -> None:
+    out = demo("red").out
     assert "--- test (last lines) ---" in out and "FAILED tests/test_app.py::test_greeting" in out
 
 
+@shared("green")
 def test_the_green_landing_wrote_nothing_to_service_namespaces(
-    capsys: pytest.CaptureFixture[str],
+    demo: Callable[[str], DemoRun],
 ) -> None:
-    assert main(["demo"]) == 0
-    err = capsys.readouterr().err
+    err = demo("green").err
     assert "landed greeting onto origin/main" in err
     assert "no client wrote to jobs-dev, shop-dev" in err
+
+
+@shared("green")
+def test_the_installed_command(demo: Callable[[str], DemoRun]) -> None:
+    """`homelab demo` as a user runs it: a separate process, exit 0, no leftovers."""
+    run = demo("green")
+    assert run.code == 0, run.out + run.err
+    assert "verdict: PASSED (exit 0)" in run.out
+    assert run.junit.is_file()
+    assert list(run.tmp.iterdir()) == []
 
 
 def test_json(capsys: pytest.CaptureFixture[str]) -> None:
@@ -157,27 +235,12 @@ def test_list(capsys: pytest.CaptureFixture[str]) -> None:
     assert all(s.name in out for s in SCENARIOS)
 
 
-def test_the_installed_command(tmp_path: Path) -> None:
-    """The README's first command, as a user runs it: a separate process, exit 0, no leftovers."""
-    env = {**os.environ, "TMPDIR": str(tmp_path / "tmp"), "XDG_STATE_HOME": str(tmp_path)}
-    homelab = Path(sys.executable).with_name("homelab")
-    done = subprocess.run(
-        [str(homelab), "demo"], capture_output=True, text=True, env=env, timeout=120, check=False
-    )
-    assert done.returncode == 0, done.stdout + done.stderr
-    assert "verdict: PASSED (exit 0)" in done.stdout
-    assert (tmp_path / "homelab" / "demo.xml").is_file()
-    assert list((tmp_path / "tmp").iterdir()) == []
-
-
-def test_wrong_version_names_the_url_and_both_commits(
-    tmp_path: Path, capsys: pytest.CaptureFixture[str]
-) -> None:
+@shared("wrong-version")
+def test_wrong_version_names_the_url_and_both_commits(demo: Callable[[str], DemoRun]) -> None:
     """The rollout is done, yet the URL serves the old commit: the smoke check says which."""
-    junit = tmp_path / "demo.xml"
-    assert main(["demo", "--scenario", "wrong-version", "--junitxml", str(junit)]) == 1
-    out = capsys.readouterr().out
-    line = next(x for x in out.splitlines() if x.startswith("FAIL  smoke"))
+    run = demo("wrong-version")
+    assert run.code == 1, run.out + run.err
+    line = next(x for x in run.out.splitlines() if x.startswith("FAIL  smoke"))
     assert "https://web.shop-dev.demo.test/version" in line
     found = re.search(r"serves ([0-9a-f]{7,40}), expected ([0-9a-f]{40})", line)
     assert found is not None, line
@@ -185,7 +248,7 @@ def test_wrong_version_names_the_url_and_both_commits(
     assert not expected.startswith(served)
     case = next(
         c
-        for c in ET.parse(junit).getroot().iter("testcase")
+        for c in ET.parse(run.junit).getroot().iter("testcase")
         if c.get("name") == "test_serves_commit[web]"
     )
     props = {p.get("name", ""): p.get("value", "") for p in case.iter("property")}

@@ -8,7 +8,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from pytest_homelab.core.outcomes import BadInput
@@ -68,7 +68,7 @@ def test_the_launcher_carries_parameters_and_the_fixed_wrapper_only() -> None:
     assert not any(marker in text for marker in RUNNER_MARKERS)  # never the runner's body
     assert 'RESULT_ROOT="$HOME"/.unidesk/runs' in text  # expanded on D601, never a quoted ~
     assert "~" not in text
-    assert len(text) < 4000
+    assert len(text) < 6000  # the wrapper with its directory checks (issue 19), no runner body
 
 
 @pytest.mark.skipif(shutil.which("shellcheck") is None, reason="shellcheck not installed")
@@ -163,7 +163,7 @@ def test_no_run_id_escapes(run_id: str) -> None:
         p = params(run_id=run_id)
     except BadInput:
         return
-    assignments = launcher_text(p).split("\nwork=")[0]
+    assignments = launcher_text(p).split("\numask 077")[0]
     assert bash_values(assignments, ["RUN_ID"]) == [run_id]
 
 
@@ -178,26 +178,32 @@ def test_no_repo_escapes(scheme: str, rest: str) -> None:
         p = params(repo=repo)
     except BadInput:
         return
-    assignments = launcher_text(p).split("\nwork=")[0]
+    assignments = launcher_text(p).split("\numask 077")[0]
     assert bash_values(assignments, ["REPO", "COMMIT"]) == [repo, SHA]
 
 
 @settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(st.lists(st.text(min_size=1, max_size=12), min_size=1, max_size=4))
+@example(parts=["0", " "])  # "$HOME/0/ ": trimmed to "$HOME/0/", then the trailing slash goes
+@example(parts=["a/", "b/"])  # "$HOME/a//b/": a trailing slash drops every empty part
 def test_no_path_escapes_and_home_is_expanded_remotely(parts: list[str]) -> None:
     raw = "$HOME/" + "/".join(parts)
     try:
         path = normalize_remote_path(raw)
     except BadInput:
         return
-    # Surrounding whitespace is trimmed, nothing else changes.
-    expected = "/home/d601/" + "/".join(parts).strip()
-    assert bash_values(f"X={shell_path(path)}", ["X"]) == [expected]
+    # Only surrounding whitespace and empty parts go; every name stays, in order.
+    names = [p for p in raw.strip().removeprefix("$HOME/").split("/") if p]
+    assert path == "$HOME/" + "/".join(names)
+    # The shell word is that path exactly, with $HOME expanded on D601's side.
+    assert bash_values(f"X={shell_path(path)}", ["X"]) == ["/home/d601/" + "/".join(names)]
 
 
 def test_read_command_quotes_the_run_id_and_refuses_bad_ones() -> None:
     command = read_command("$HOME/.unidesk/runs", "e2e-01234567-20261123101500-9f3e")
-    assert command.startswith('d="$HOME"/.unidesk/runs/e2e-01234567-20261123101500-9f3e;')
+    assert command.startswith(
+        'r="$HOME"/.unidesk/runs; d="$HOME"/.unidesk/runs/e2e-01234567-20261123101500-9f3e;'
+    )
     with pytest.raises(BadInput):
         read_command("$HOME/.unidesk/runs", "x;rm -rf /")
 

@@ -9,66 +9,13 @@ import os
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-import pytest
-
 from pytest_homelab.e2e.launcher import LaunchParams, launcher_text, make_run_id
-from pytest_homelab.sim.gitserver import GitHttpServer
-from tests.gitenv import git, hermetic_git
-
-STUBS = {
-    "ok.sh": """#!/usr/bin/env bash
-set -eu
-while [ $# -gt 0 ]; do case "$1" in --result-dir) dir=$2; shift 2;; *) shift;; esac; done
-echo "stub runner: args ok"
-printf '{"ok": true, "status": "succeeded", "runId": "x"}\\n' >"$dir/result.json"
-""",
-    "args.sh": """#!/usr/bin/env bash
-set -eu
-dir=""; for a in "$@"; do printf '%s\\n' "$a"; done >"$PWD/args.txt"
-while [ $# -gt 0 ]; do case "$1" in --result-dir) dir=$2; shift 2;; *) shift;; esac; done
-mv "$PWD/args.txt" "$dir/args.txt"
-printf '{"ok": true, "status": "succeeded"}\\n' >"$dir/result.json"
-""",
-    "dies.sh": "#!/usr/bin/env bash\necho 'about to fail'\nexit 5\n",
-    "slow.sh": "#!/usr/bin/env bash\necho started\nexec sleep 60\n",
-}
-
-
-@dataclass
-class Origin:
-    server: GitHttpServer
-    url: str
-    sha: str
-    home: Path
-
-
-@pytest.fixture
-def origin(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Iterator[Origin]:
-    hermetic_git(monkeypatch, tmp_path / "home")
-    root = tmp_path / "git"
-    root.mkdir()
-    git(root, "init", "-q", "--bare", "app.git")
-    work = tmp_path / "work"
-    work.mkdir()
-    git(work, "init", "-q", "-b", "master")
-    (work / "scripts" / "ci").mkdir(parents=True)
-    for name, body in STUBS.items():
-        (work / "scripts" / "ci" / name).write_text(body)
-    (work / "deploy.json").write_text(
-        '{"schemaVersion": 2, "environments": {"dev": {"services": []}}}\n'
-    )
-    git(work, "add", ".")
-    git(work, "commit", "-q", "-m", "runner stubs")
-    git(work, "push", "-q", str(root / "app.git"), "master")
-    home = tmp_path / "d601-home"
-    home.mkdir()
-    with GitHttpServer(root) as server:
-        yield Origin(server, server.repo_url("app.git"), git(work, "rev-parse", "HEAD"), home)
+from tests.devrun.conftest import Origin
+from tests.runs import wait_run_result
+from tests.waiting import wait_until
 
 
 def launch(
@@ -107,27 +54,14 @@ def result_dir(origin: Origin, params: LaunchParams) -> Path:
     return origin.home / ".unidesk" / "runs" / params.run_id
 
 
+def work_dir(origin: Origin, params: LaunchParams) -> Path:
+    """The run's work directory: ``mktemp -d`` made it as ``<root>/<runId>.XXXXXX``."""
+    (found,) = (origin.home / "work").glob(f"{params.run_id}.*")
+    return found
+
+
 def wait_result(origin: Origin, params: LaunchParams, seconds: float = 20) -> dict[str, Any]:
-    path = result_dir(origin, params) / "result.json"
-    deadline = time.monotonic() + seconds
-    while not (path.exists() and path.stat().st_size and not pid_alive(origin, params)):
-        assert time.monotonic() < deadline, (
-            result_dir(origin, params) / "launcher.log"
-        ).read_text()
-        time.sleep(0.05)
-    data: dict[str, Any] = json.loads(path.read_text())
-    return data
-
-
-def pid_alive(origin: Origin, params: LaunchParams) -> bool:
-    pid_file = result_dir(origin, params) / "launcher.pid"
-    if not pid_file.exists():
-        return True
-    try:
-        os.kill(int(pid_file.read_text()), 0)
-    except ProcessLookupError:
-        return False
-    return True
+    return wait_run_result(result_dir(origin, params), seconds)
 
 
 def test_the_launcher_returns_at_once_and_the_runner_runs_detached(
@@ -144,7 +78,10 @@ def test_the_launcher_returns_at_once_and_the_runner_runs_detached(
     assert "stub runner: args ok" in (result_dir(origin, params) / "runner.log").read_text()
     assert proxy.requests(), "the fetch went through the proxy"
     assert origin.server.fetches  # and reached the git server
-    assert not (origin.home / "work" / params.run_id / "repo" / "scripts").exists()  # bare fetch
+    work = work_dir(origin, params)
+    assert not (work / "repo" / "scripts").exists()  # bare fetch
+    assert work.stat().st_mode & 0o777 == 0o700
+    assert sorted(p.name for p in work.iterdir()) == ["deploy.json", "repo"]  # no runner file
 
 
 def test_the_runner_gets_exactly_the_seed_flags(origin: Origin, proxy: Any) -> None:
@@ -152,7 +89,7 @@ def test_the_runner_gets_exactly_the_seed_flags(origin: Origin, proxy: Any) -> N
     assert done.returncode == 0
     wait_result(origin, params)
     args = (result_dir(origin, params) / "args.txt").read_text().splitlines()
-    work = origin.home / "work" / params.run_id
+    work = work_dir(origin, params)
     assert args == [
         "--run-id",
         params.run_id,
@@ -199,11 +136,12 @@ def test_runner_dying_without_a_result_is_reported(origin: Origin, proxy: Any) -
 def test_runner_killed_is_reported_not_unknown_forever(origin: Origin, proxy: Any) -> None:
     _, params = launch(origin, "slow.sh", proxy.url)
     pid_file = result_dir(origin, params) / "runner.pid"
-    deadline = time.monotonic() + 20
-    while not (pid_file.exists() and pid_file.read_text().strip()):
-        assert time.monotonic() < deadline
-        time.sleep(0.05)
-    os.kill(int(pid_file.read_text()), signal.SIGKILL)
+    pid = wait_until(
+        lambda: pid_file.read_text().strip() if pid_file.exists() else "",
+        what="the runner's pid file",
+        timeout=20,
+    )
+    os.kill(int(pid), signal.SIGKILL)
     result = wait_result(origin, params)
     assert (result["ok"], result["status"]) == (False, "runner-died")
 

@@ -12,7 +12,6 @@ import signal
 import subprocess
 import sys
 import threading
-import time
 import xml.etree.ElementTree as ET
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -22,13 +21,15 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_homelab.cli import main
-from pytest_homelab.report.junit import case_properties
+from pytest_homelab.report.junit import case_properties, exit_code, read_junit
 from pytest_homelab.sim.gitserver import GitHttpServer
 from pytest_homelab.sim.kube.api import KubeSim
 from pytest_homelab.sim.kube.controllers import Timing
-from pytest_homelab.sim.kube.tekton import pipeline
+from pytest_homelab.sim.kube.tekton import pipeline, when
 from tests.d601 import descendants, end_processes
 from tests.gitenv import git, hermetic_git
+from tests.samples import REGISTRY, ci_block, deploy_text, environment, service
+from tests.waiting import wait_until
 
 if TYPE_CHECKING:
     from tests.conftest import Proxy
@@ -44,23 +45,13 @@ KUBECTL = os.environ.get("HOMELAB_KUBECTL")
 def manifest(
     repo_url: str, *, script: str = "scripts/ci/dev-e2e.sh", timeout_ms: int = 60000
 ) -> str:
-    doc = {
-        "schemaVersion": 2,
-        "environments": {
-            "dev": {
-                "ci": {"repo": repo_url, "scriptPath": script, "timeoutMs": timeout_ms},
-                "services": [
-                    {"name": "web", "namespace": "apps-dev", "image": "registry.example.test/web"}
-                ],
-            },
-            "prod": {
-                "services": [
-                    {"name": "web", "namespace": "apps", "image": "registry.example.test/web"}
-                ]
-            },
-        },
-    }
-    return json.dumps(doc, indent=2) + "\n"
+    image = f"{REGISTRY}/web"
+    return deploy_text(
+        dev=environment(
+            [service("web", "apps-dev", image)], ci=ci_block(repo_url, script, timeout_ms)
+        ),
+        prod=environment([service("web", "apps", image)]),
+    )
 
 
 @dataclass
@@ -284,6 +275,47 @@ def test_a_failing_taskrun_puts_its_log_in_the_junit(
     assert lab.service_namespace_writes() == []
 
 
+def test_skipped_tasks_and_tolerated_failures_pass_and_are_named(
+    lab: Lab, capsys: pytest.CaptureFixture[str]
+) -> None:
+    lab.cluster.apply(
+        pipeline(
+            "unidesk-dev-namespace-e2e",
+            "unidesk-ci",
+            tasks=["setup", "smoke", "teardown", "notify"],
+            run_after={"smoke": ["setup"], "teardown": ["smoke"]},
+            when_={"notify": [when("$(params.runId)", "in", ["never"])]},
+            on_error={"smoke": "continue"},
+        )
+    )
+    lab.cluster.tekton.behave("smoke", exit_code=1, logs=["flaky: 502 from the login page"])
+    code, out, err = lab.run(capsys, "--wait-ms", "60000")
+    assert code == 0, out + err  # Completed with an ignored failure: a pass
+    cases = lab.cases()
+    e2e = next(c for name, c in cases.items() if "dev_e2e" in name)
+    p = props(e2e)
+    why = "When Expressions evaluated to false"
+    assert p["status"] == "succeeded" and p["skipped_tasks"] == f"notify ({why})"
+    assert p["tolerated"] == "smoke (FailureIgnored)"
+    verdict = next(line for line in out.splitlines() if f"run {p['run_id']} succeeded" in line)
+    assert f"skipped by Tekton: notify ({why})" in verdict
+    assert "tolerated failures (onError: continue): smoke (FailureIgnored)" in verdict
+    skipped = cases["notify"].find("skipped")
+    assert skipped is not None and skipped.get("message") == f"task notify skipped by Tekton: {why}"
+    assert props(cases["notify"])["outcome"] == "skipped-by-tekton"
+    assert (
+        cases["smoke"].find("failure") is None and props(cases["smoke"])["outcome"] == "tolerated"
+    )
+    assert "flaky: 502 from the login page" in props(cases["smoke"])["tolerated"]
+    assert "tolerated failure (onError: continue): TaskRun" in out
+    records = read_junit(lab.junit)  # the CLI's read-back gives the same exit code
+    assert exit_code(records) == 0
+    assert {r.outcome for r in records if r.name in ("notify", "smoke")} == {
+        "skipped-by-tekton",
+        "tolerated",
+    }
+
+
 def test_pipeline_timeout(lab: Lab, capsys: pytest.CaptureFixture[str]) -> None:
     lab.cluster.tekton.behave("smoke", duration=1e9)
     lab.push(manifest(lab.repo_url, timeout_ms=2000))
@@ -346,10 +378,11 @@ def test_ssh_dropped_mid_run(lab: Lab, capsys: pytest.CaptureFixture[str]) -> No
     thread = threading.Thread(target=cli)
     thread.start()
     try:
-        deadline = time.monotonic() + 20
-        while not any((r / "runner.log").is_file() for r in lab.runs()):
-            assert time.monotonic() < deadline, "the runner never started"
-            time.sleep(0.05)
+        wait_until(
+            lambda: any((r / "runner.log").is_file() for r in lab.runs()),
+            what="the runner to start",
+            timeout=20,
+        )
         for pid, _port in lab.d601.connections(mark):  # drop every connection the CLI had
             os.kill(pid, signal.SIGKILL)
     finally:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -44,7 +43,3 @@ def kubectl(request: pytest.FixtureRequest, sim: KubeSim, tmp_path: Path) -> Kub
     if request.param == "missing":
         pytest.fail("no kubectl found: install it, or set HOMELAB_KUBECTL to a kubectl binary")
     return kubectl_for(KUBECTLS[request.param], sim, tmp_path, "apps")
-
-
-def settle(sim: KubeSim, seconds: float = 0.3) -> None:
-    time.sleep(seconds)

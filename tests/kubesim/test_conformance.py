@@ -12,6 +12,7 @@ import pytest
 from pytest_homelab.rollout.rules import rollout_state
 from pytest_homelab.sim.kube.api import KubeSim
 from pytest_homelab.sim.kube.objects import daemonset, deployment, statefulset
+from tests.waiting import wait_until
 
 IMAGE = "registry.example.test/homelab/web"
 
@@ -94,10 +95,23 @@ def test_stuck_rollout_times_out_in_kubectl_and_is_not_done_for_us(
 
 
 def test_spec_update_not_yet_observed(sim: KubeSim, kubectl: Any) -> None:
-    sim.controllers.timing.observe = 1.5  # scenario seconds before the controller sees it
+    # The controller observes the new generation only once kubectl watches, so kubectl's first
+    # look finds it unobserved however slow kubectl is to start.
+    sim.controllers.timing.observe = 1e9
     sim.create_namespace("apps")
     sim.apply(deployment("web", "apps", f"{IMAGE}:aaaaaaa1", replicas=1))
-    done = kubectl("rollout", "status", "deployment/web", "--timeout=20s")
+    ran: list[Any] = []
+    status = threading.Thread(
+        target=lambda: ran.append(kubectl("rollout", "status", "deployment/web", "--timeout=20s"))
+    )
+    status.start()
+    try:
+        wait_until(lambda: sim.watches_opened > 0, what="kubectl to watch", timeout=20)
+    finally:
+        sim.controllers.timing.observe = 0.0
+        sim.controllers.wake(("deployments", "apps", "web"), 0.0)  # look again now
+        status.join(timeout=60)
+    (done,) = ran
     assert done.returncode == 0, done.stderr
     assert "Waiting for deployment spec update to be observed" in done.stdout
 

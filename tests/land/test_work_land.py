@@ -19,6 +19,7 @@ from pytest_homelab.sim.kube.controllers import Timing
 from pytest_homelab.sim.kube.objects import deployment
 from pytest_homelab.sim.woodpecker import StepSpec, WoodpeckerSim
 from tests.gitenv import git, hermetic_git
+from tests.samples import deploy_text, environment, service
 
 TOKEN = "land-token-19ab"
 REGISTRY = "registry.example.test/homelab"
@@ -217,6 +218,7 @@ class Ci:
     outcome: str = "green"  # what the next pushed commit's pipeline does: green, red, none
     kube: KubeSim | None = None  # when set, "CD" rolls the landed sha out to apps/web
     deploy: bool = True
+    also_on: str | None = None  # the same sha also pushed to this branch: a green pipeline there
 
     def flags(self) -> list[str]:
         return ["--woodpecker-server", self.sim.base_url, "--repo", "o/app"]
@@ -247,6 +249,8 @@ def ci(repos: Repos, monkeypatch: pytest.MonkeyPatch) -> Iterator[Ci]:
                         )
                     ],
                 )
+            if head != seen and state.also_on is not None:  # newer, and green
+                sim.add_pipeline("o/app", commit=head, branch=state.also_on)
             seen = head
 
     with sim:
@@ -283,6 +287,20 @@ def test_the_landed_commit_is_watched_in_ci(
     assert out.index("landed topic onto origin/main") < out.index("verdict:")
     if outcome == "none":
         assert f"the push itself landed ({head[:8]} on origin/main)" in err
+
+
+def test_the_target_branchs_pipeline_decides_not_another_branchs(
+    repos: Repos, ci: Ci, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # the same sha pushed to two branches gets a pipeline on each (woodpecker-ci/woodpecker
+    # server/api/hook.go@v3.17.0:227); the landing's is the one on the target, main
+    ci.outcome, ci.also_on = "red", "release"
+    repos.commit(repos.work, "feature.txt", "x\n", "feature")
+    result, out, err = land(
+        capsys, "--no-verify", *ci.flags(), "--appear-grace", "5s", "--ci-poll-interval", "0.2s"
+    )
+    assert result == 1, out + err
+    assert "expected pipeline #1 of" in out
 
 
 def test_without_a_ci_server_nothing_is_pushed(
@@ -334,6 +352,13 @@ def test_verify_command_from_the_settings_file(
     (repos.work / ".homelab.toml").write_text('verify_cmd = "echo verified-by-settings"\n')
     git(repos.work, "add", ".homelab.toml")
     git(repos.work, "commit", "-q", "-m", "settings")
+    # The repo's own file may name a command to run only when the user trusts the repo.
+    code, out, err = land(capsys, "--no-ci-watch")
+    assert code == 2 and "sets verify_cmd, which decides where credentials go or what runs" in err
+    assert "verified-by-settings" not in out
+    config = Path(os.environ["HOME"]) / ".config" / "homelab" / "config.toml"
+    config.parent.mkdir(parents=True, exist_ok=True)
+    config.write_text(f"trusted_repos = [{str(repos.work)!r}]\n")
     code, out, err = land(capsys, "--no-ci-watch")
     assert code == 0, out + err
     assert repos.remote_head() == git(repos.work, "rev-parse", "HEAD")
@@ -347,15 +372,8 @@ def cd(ci: Ci, repos: Repos, tmp_path: Path) -> Iterator[Path]:
         kube.create_namespace("apps")
         kube.apply(deployment("web", "apps", f"{REGISTRY}/web:{repos.remote_head()}"))
         ci.kube = kube
-        doc = {
-            "schemaVersion": 2,
-            "environments": {
-                "prod": {
-                    "services": [{"name": "web", "namespace": "apps", "image": f"{REGISTRY}/web"}]
-                }
-            },
-        }
-        (repos.work / "deploy.json").write_text(json.dumps(doc))
+        web = service("web", "apps", f"{REGISTRY}/web")
+        (repos.work / "deploy.json").write_text(deploy_text(prod=environment([web])))
         git(repos.work, "add", "deploy.json")
         git(repos.work, "commit", "-q", "-m", "deploy.json")
         yield kube.kubeconfig(tmp_path / "kubeconfig")

@@ -23,6 +23,8 @@ from pytest_homelab.sim.kube.controllers import Timing
 from pytest_homelab.sim.kube.objects import deployment
 from pytest_homelab.sim.woodpecker import StepSpec, WoodpeckerSim
 from tests.gitenv import git, hermetic_git
+from tests.samples import deploy_text, environment, service
+from tests.waiting import poll
 
 CHECKS = Path(__file__).parents[2] / "checks"
 TOKEN = "wp-landing-token-7c1e"
@@ -79,21 +81,9 @@ def homelab(
     repo = tmp_path / "app"
     repo.mkdir()
     git(repo, "init", "-q", "-b", "main")
-    (repo / "deploy.json").write_text(
-        json.dumps(
-            {
-                "schemaVersion": 2,
-                "environments": {
-                    "dev": {
-                        "services": [
-                            {"name": n, "namespace": ns, "image": f"{REGISTRY}/{n}"}
-                            for n, ns in (("web", "apps"), ("api", "apps"), ("gw", "edge"))
-                        ]
-                    }
-                },
-            }
-        )
-    )
+    workloads = (("web", "apps"), ("api", "apps"), ("gw", "edge"))
+    services = [service(n, ns, f"{REGISTRY}/{n}") for n, ns in workloads]
+    (repo / "deploy.json").write_text(deploy_text(dev=environment(services)))
     git(repo, "add", ".")
     git(repo, "commit", "-q", "-m", "landing")
     git(repo, "remote", "add", "origin", "https://git.example.test/homelab/app.git")
@@ -124,18 +114,26 @@ def homelab(
 
 
 def test_green_landing_ci_then_rollout(homelab: Homelab, tmp_path: Path) -> None:
-    homelab.ci.add_pipeline(
+    number = homelab.ci.add_pipeline(
         "homelab/app", commit=homelab.sha, steps=[StepSpec("build", 0.3), StepSpec("test", 0.3)]
     )
 
     def deploy_after_ci() -> None:  # GitOps applies the image once CI has pushed it
-        time.sleep(1.0)
-        for name, ns in (("web", "apps"), ("api", "apps"), ("gw", "edge")):
-            homelab.k8s.set_image(ns, name, f"{REGISTRY}/{name}:{homelab.sha[:8]}")
+        green = poll(
+            lambda: homelab.ci.pipeline_json("homelab/app", number)["status"] == "success",
+            timeout=60,
+        )
+        if green:  # else nothing lands, and the rollout checks fail the test
+            for name, ns in (("web", "apps"), ("api", "apps"), ("gw", "edge")):
+                homelab.k8s.set_image(ns, name, f"{REGISTRY}/{name}:{homelab.sha[:8]}")
 
-    threading.Thread(target=deploy_after_ci, daemon=True).start()
+    gitops = threading.Thread(target=deploy_after_ci, name="gitops")
+    gitops.start()
     junit = tmp_path / "landing.xml"
-    done = homelab.run(junit, "-v")
+    try:
+        done = homelab.run(junit, "-v")
+    finally:
+        gitops.join(timeout=70)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
     records = read_junit(junit)
     assert [(r.phase, r.outcome) for r in records] == [

@@ -2,39 +2,12 @@
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Callable
 from typing import Any
 
 import pytest
 
-SHA = "0123456789abcdef0123456789abcdef01234567"
-
-GOOD: dict[str, Any] = {
-    "$schema": "./pytest_homelab/core/deploy.schema.json",
-    "schemaVersion": 2,
-    "environments": {
-        "dev": {
-            "ci": {
-                "repo": "https://git.example.test/homelab/app",
-                "scriptPath": "scripts/ci/dev-e2e.sh",
-                "timeoutMs": 1800000,
-            },
-            "services": [
-                {"name": "web", "namespace": "apps", "image": "registry.example.test/h/web"},
-                {
-                    "name": "api",
-                    "namespace": "apps",
-                    "deployment": "api-server",
-                    "container": "api",
-                    "image": "registry.example.test:5000/h/api",
-                    "commit": SHA,
-                    "kind": "StatefulSet",
-                },
-            ],
-        }
-    },
-}
+from tests.samples import good_deploy
 
 Doc = dict[str, Any]
 MakeDoc = Callable[..., Doc]
@@ -48,7 +21,7 @@ def make_doc() -> MakeDoc:
     def make(
         path: list[str | int] | None = None, value: object = None, *, delete: bool = False
     ) -> Doc:
-        doc = copy.deepcopy(GOOD)
+        doc = good_deploy()  # tests/samples.py: the known-good document
         if path is None:
             return doc
         target: Any = doc

@@ -23,9 +23,9 @@ from pytest_homelab.core.manifest import (
     validate_document,
 )
 from pytest_homelab.core.outcomes import BadInput
+from tests.samples import SHA
 
 ROOT = Path(__file__).parents[2]
-SHA = "0123456789abcdef0123456789abcdef01234567"
 E: list[str | int] = ["environments", "dev"]
 CI: list[str | int] = [*E, "ci"]
 S0: list[str | int] = [*E, "services", 0]

@@ -120,7 +120,7 @@ def test_missing_server_is_a_usage_error_naming_every_place(pytester: pytest.Pyt
     assert result.ret == pytest.ExitCode.USAGE_ERROR
     err = result.stderr.str()
     assert "--woodpecker-server" in err and "env WOODPECKER_SERVER" in err
-    assert "woodpecker_server in [tool.homelab]" in err
+    assert "woodpecker_server in ~/.config/homelab/config.toml" in err
     assert "Traceback" not in err
 
 

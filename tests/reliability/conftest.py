@@ -12,7 +12,6 @@ import os
 import platform
 import subprocess
 import sys
-import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -21,6 +20,7 @@ import pytest
 
 from tests.reliability import figures, hygiene, leakguard
 from tests.reliability.leakguard import LeakGuard, leak_guard, pytest_runtest_makereport
+from tests.waiting import poll
 
 __all__ = ["leak_guard", "pytest_runtest_makereport"]  # fixture and hook of the leak guard
 
@@ -63,32 +63,22 @@ def mode(soak: bool) -> str:
     return "soak" if soak else "ci"
 
 
-@pytest.fixture
-def known_leaks() -> set[threading.Thread]:
-    """Threads a test knows a product bug leaves behind (each bug has a strict xfail test);
-    the hygiene check counts them in the figures instead of failing the test."""
-    return set()
-
-
 @pytest.fixture(autouse=True)
 def _hygiene(
     request: pytest.FixtureRequest,
     tmp_path_factory: pytest.TempPathFactory,
     mode: str,
-    known_leaks: set[threading.Thread],
 ) -> Iterator[None]:
     """Fail a test that leaves threads, sockets, processes or temp dirs behind."""
     base = tmp_path_factory.getbasetemp()  # before TMPDIR moves: pytest's own temp stays put
     key = hashlib.sha1(request.node.nodeid.encode()).hexdigest()[:12]
     snapshot = hygiene.Snapshot.take(hygiene.session_mark(), base, base / "hygiene-tmp" / key)
+    remote = request.getfixturevalue("d601").tmp if "d601" in request.fixturenames else None
     with hygiene.private_tmpdir(snapshot.tmpdir):
         yield
-    leaks = snapshot.leaks(_long_lived, known_leaks, remote="d601" in request.fixturenames)
+    leaks = snapshot.leaks(_long_lived, remote=remote)
     _long_lived.update(snapshot.long_lived())
     fig = figures.figure(HYGIENE, mode)
-    if known_leaks:
-        tally = fig.extra.setdefault("known_bug_threads", {})
-        tally[request.node.name] = len([t for t in known_leaks if t.is_alive()])
     lines = leaks.lines()
     fig.run(
         outcome="clean" if not lines else "leaked",
@@ -118,11 +108,8 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     """After every fixture is gone: nothing the suite started may still run; write figures."""
     if "mode" not in _state:
         return  # no reliability test ran
-    deadline = time.monotonic() + hygiene.GRACE
+    poll(lambda: not any(hygiene.alive(p) for p in _long_lived), timeout=hygiene.GRACE)
     left = {p for p in _long_lived if hygiene.alive(p)}
-    while left and time.monotonic() < deadline:
-        time.sleep(0.05)
-        left = {p for p in left if hygiene.alive(p)}
     fig = figures.figure(HYGIENE, str(_state["mode"]))
     fig.note("session_end_processes_left", len(left))
     guard = figures.figure("R4 secret leak guard", str(_state["mode"]))
@@ -134,17 +121,26 @@ def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
     if left:
         session.exitstatus = pytest.ExitCode.TESTS_FAILED
         fig.note("session_end_leaks", [f"pid {pid}" for pid, _ in sorted(left)])
+    workerinput = getattr(session.config, "workerinput", None)  # a pytest-xdist worker
+    argv = workerinput["mainargv"] if workerinput else sys.argv
     meta = {
         **_machine(),
         "mode": _state["mode"],
-        "command": " ".join([_program(), *sys.argv[1:]]),
+        "command": " ".join([_program(argv[0]), *argv[1:]]),
         "git": _git_head(),
     }
     figures.write_json(Path(str(_state["json"])), figures.all_figures(), meta)
+    workeroutput = getattr(session.config, "workeroutput", None)
+    if workeroutput is not None:  # the controller prints the figures and fails the run (conftest)
+        workeroutput[figures.WORKER_OUTPUT] = {
+            "lines": figures.render(figures.all_figures()),
+            "json": str(_state["json"]),
+            "failed": bool(left),
+        }
 
 
-def _program() -> str:
-    name = Path(sys.argv[0]).name
+def _program(arg0: str) -> str:
+    name = Path(arg0).name
     return "python -m pytest" if name == "__main__.py" else name
 
 

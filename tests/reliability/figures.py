@@ -97,6 +97,10 @@ class Figure:
             }
 
 
+# Under pytest-xdist the figures live in the worker that ran the reliability tests (they share
+# one, tests/conftest.py groups them); it hands them to the controller under this key.
+WORKER_OUTPUT = "homelab_reliability_figures"
+
 _FIGURES: dict[str, Figure] = {}
 _LOCK = threading.Lock()
 

@@ -12,7 +12,8 @@ gone (after a short grace for things that end asynchronously):
   fixture is the one process allowed to outlive a test; it must be gone after the session;
 * temp dirs: the test runs with ``TMPDIR`` (and :data:`tempfile.tempdir`) pointing at an empty
   directory that must be empty again; in tests that use D601, the read-back dirs ``mktemp -d``
-  makes there (``/tmp/tmp.*/.alive``, this machine's /tmp) must be removed as well.
+  makes there (``tmp.*/.alive`` in the TMPDIR of D601's sessions, the ``d601`` fixture's own
+  directory) must be removed as well.
 """
 
 from __future__ import annotations
@@ -27,6 +28,8 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+
+from tests.waiting import poll
 
 SESSION_MARK = "HOMELAB_RELIABILITY_SESSION"
 SSHD = "/usr/sbin/sshd"
@@ -115,10 +118,9 @@ def socket_inodes() -> set[str]:
     return found
 
 
-def readback_dirs(since: float) -> set[str]:
-    """``mktemp -d`` dirs the run read-back leaves on D601 (this machine) since ``since``."""
+def readback_dirs(root: Path, since: float) -> set[str]:
+    """``mktemp -d`` dirs the run read-back left in D601's TMPDIR ``root`` since ``since``."""
     found: set[str] = set()
-    root = Path("/tmp")
     with contextlib.suppress(OSError):
         for entry in root.glob("tmp.*/.alive"):
             with contextlib.suppress(OSError):
@@ -167,12 +169,8 @@ class Snapshot:
         snap.procs = set(processes(mark, base))
         return snap
 
-    def _new_threads(self, known: set[threading.Thread]) -> list[threading.Thread]:
-        return [
-            t
-            for t in threading.enumerate()
-            if t.is_alive() and t.ident not in self.threads and t not in known
-        ]
+    def _new_threads(self) -> list[threading.Thread]:
+        return [t for t in threading.enumerate() if t.is_alive() and t.ident not in self.threads]
 
     def _new_procs(self, allowed: set[Proc]) -> dict[Proc, str]:
         now = processes(self.mark, self.base)
@@ -190,28 +188,31 @@ class Snapshot:
     def leaks(
         self,
         allowed: set[Proc],
-        known: set[threading.Thread],
         *,
-        remote: bool = False,
+        remote: Path | None = None,
         grace: float = GRACE,
     ) -> Leaks:
-        """What the test left; ``known`` threads (a product bug with its own xfail test) are
-        not counted here. ``remote``: the test talked to D601, so its read-back dirs count too
-        (they cannot be told from another session's, so only then)."""
-        deadline = time.monotonic() + grace
-        while True:
-            threads = self._new_threads(known)
+        """What the test left. ``remote``: the TMPDIR of D601's sessions, when the test talked to
+        D601: the read-back dirs made there count too."""
+        threads: list[threading.Thread] = []
+        sockets: set[str] = set()
+        procs: dict[Proc, str] = {}
+        temp: list[str] = []
+        readback: set[str] = set()
+
+        def clean() -> bool:
+            nonlocal threads, sockets, procs, temp, readback
+            threads = self._new_threads()
             sockets = socket_inodes() - self.sockets
             procs = self._new_procs(allowed)
             temp = sorted(str(p) for p in self.tmpdir.iterdir()) if self.tmpdir.is_dir() else []
-            readback = readback_dirs(self.started) if remote else set()
-            if not (threads or sockets or procs or temp or readback):
-                return Leaks()
-            if time.monotonic() >= deadline:
-                break
+            readback = readback_dirs(remote, self.started) if remote is not None else set()
             for thread in threads:
                 thread.join(timeout=0.05)
-            time.sleep(0.05)
+            return not (threads or sockets or procs or temp or readback)
+
+        if poll(clean, timeout=grace, interval=0.05):
+            return Leaks()
         found = Leaks()
         found.threads = [f"{t.name} (daemon={t.daemon})" for t in threads]
         if sockets:

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 INNER_CONFTEST = """
-from tests.reliability.conftest import _hygiene, known_leaks, mode, pytest_addoption, soak
+from tests.reliability.conftest import _hygiene, mode, pytest_addoption, soak
 """
 
 INNER_TESTS = """

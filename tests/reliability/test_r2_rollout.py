@@ -77,8 +77,6 @@ class Run:
     scenario: str
     seed: int
     verdict: str
-    first_look: float | None  # when the wait first judged the workload (its first progress)
-    replaced: float | None  # superseded: when the newer image was applied
     wall: float
     deadline: float
     latency: float | None  # terminal states: from visible in the cluster to the verdict
@@ -86,6 +84,7 @@ class Run:
     faults: Counter[str]
     requests: int
     expired: int
+    relists: int  # the tracker's relists after a 410 (WatchStats.relists_after_410)
 
 
 def expected(scenario: str) -> str:
@@ -126,9 +125,7 @@ def is_stuck(scenario: str, event: WatchEvent) -> bool:
     )
 
 
-def build(
-    scenario: str, seed: int, marks: dict[str, float]
-) -> tuple[KubeSim, Callable[[KubeSim], None], float]:
+def build(scenario: str, seed: int) -> tuple[KubeSim, Callable[[KubeSim], None], float]:
     """The cluster for ``scenario``, what lands during the wait, and the wait's deadline."""
     rng = random.Random(seed)
     sha = sha_of(seed, "landed")
@@ -179,7 +176,6 @@ def build(
         if scenario == "superseded":
             time.sleep(rng.uniform(0.0, 0.3))
             s.set_image(NS, "web", image("web", sha_of(seed, "newer")), kind=kind)
-            marks["replaced"] = time.monotonic()
         if scenario == "deleted":
             time.sleep(rng.uniform(0.0, 0.3))
             s.delete("deployments", NS, "web")
@@ -193,7 +189,7 @@ def wait_once(scenario: str, seed: int, workdir: Path) -> Run:
     """One rollout wait of ``scenario`` under the seed's faults, simulator included."""
     rng = random.Random(seed * 7919 + SCENARIOS.index(scenario))
     marks: dict[str, float] = {}
-    sim, land, limit = build(scenario, seed, marks)
+    sim, land, limit = build(scenario, seed)
 
     def note(event: WatchEvent) -> None:  # called by the store at each write, under its lock
         if scenario in TERMINAL and "visible" not in marks and is_stuck(scenario, event):
@@ -203,9 +199,9 @@ def wait_once(scenario: str, seed: int, workdir: Path) -> Run:
     sha = sha_of(seed, "landed")
     target = Target("web", NS, "web", sha, kind_of(scenario), None, f"{REGISTRY}/web")
     stop = threading.Event()
-    seen = marks
     failure: str | None = None
     verdict = "?"
+    relists = 0
     kubeconfig = sim.kubeconfig(workdir / f"kubeconfig-{seed}-{SCENARIOS.index(scenario)}")
 
     def drive() -> None:
@@ -225,16 +221,11 @@ def wait_once(scenario: str, seed: int, workdir: Path) -> Run:
     with sim:
         client = connect(kubeconfig=str(kubeconfig), context=None, environ={})
 
-        def progress(line: str) -> None:
-            seen.setdefault("first_look", time.monotonic())
-
         # kubectl (and our default) call a rollout done while old pods still terminate; the
         # strict setting waits for them, and it is the strict wait this lie is held against.
         strict = scenario == "old pods pending termination"
         policy = RolloutPolicy(image_pull_grace=PULL_GRACE, strict_terminating=strict)
-        tracker = RolloutTracker(
-            client, [target], rng=random.Random(seed), progress=progress, policy=policy
-        )
+        tracker = RolloutTracker(client, [target], rng=random.Random(seed), policy=policy)
         started = time.monotonic()
         driver.start()
         try:
@@ -248,18 +239,17 @@ def wait_once(scenario: str, seed: int, workdir: Path) -> Run:
             verdict = "traceback"
         finally:
             ended = time.monotonic()
+            relists = tracker.view.stats.relists_after_410
             tracker.close()
             client.close()
             stop.set()
             driver.join(timeout=10)
-    latency = ended - seen["visible"] if "visible" in seen else None
+    latency = ended - marks["visible"] if "visible" in marks else None
     faults = Counter(f for *_, f in sim.requests if f)
     return Run(
         scenario,
         seed,
         verdict,
-        seen.get("first_look"),
-        seen.get("replaced"),
         ended - started,
         limit,
         latency,
@@ -267,18 +257,7 @@ def wait_once(scenario: str, seed: int, workdir: Path) -> Run:
         faults,
         len(sim.requests),
         sim.expired_sent,
-    )
-
-
-def supersede_missed(run: Run) -> bool:
-    """Product bug 3 (test_an_image_replaced_before_the_first_look_is_superseded): ours was
-    applied and replaced before the wait's first look (the pods list still syncing), so the
-    wait never saw it and reports DeadlineExceeded ("never applied") instead of Superseded."""
-    return (
-        run.scenario == "superseded"
-        and run.verdict == "DeadlineExceeded"
-        and run.replaced is not None
-        and (run.first_look is None or run.first_look > run.replaced)
+        relists,
     )
 
 
@@ -286,9 +265,7 @@ def record(fig: Figure, run: Run, latencies: list[float]) -> None:
     want = expected(run.scenario)
     where = f"{run.scenario} seed {run.seed}"
     problem = None
-    if supersede_missed(run):
-        fig.extra.setdefault("known_bug_3_supersede_missed", []).append(where)
-    elif run.verdict != want:
+    if run.verdict != want:
         problem = f"{where}: expected {want}, got {run.verdict}"
     if run.scenario in TERMINAL:
         if run.latency is None:
@@ -318,14 +295,16 @@ def test_rollout_under_faults(soak: bool, mode: str, tmp_path: Path) -> None:
     jobs = [(scenario, seed) for seed in seeds for scenario in SCENARIOS]
     latencies: list[float] = []
     false_greens: list[str] = []
-    in_stream = 0
+    in_stream = relists = 0
     with ThreadPoolExecutor(max_workers=WORKERS, thread_name_prefix="r2") as pool:
         for run in pool.map(lambda job: wait_once(job[0], job[1], tmp_path), jobs):
             record(fig, run, latencies)
             in_stream += run.expired
+            relists += run.relists
             if run.scenario in LIES and run.verdict == "PASS":
                 false_greens.append(f"{run.scenario} seed {run.seed}")
     fig.note("in_stream_410_sent", in_stream)
+    fig.note("relists_after_410", relists)
     fig.note("scenarios", len(SCENARIOS))
     fig.note("false_greens", len(false_greens))
     fig.note("terminal_fail_latency_max_s", round(max(latencies), 3) if latencies else None)
@@ -340,6 +319,7 @@ def test_rollout_under_faults(soak: bool, mode: str, tmp_path: Path) -> None:
     assert fig.tracebacks == [], "\n".join(fig.tracebacks[:3])
     assert max(fig.overruns) <= OVERRUN_LIMIT, summary
     assert set(FAULT_KINDS) <= set(fig.faults) and in_stream > 0, fig.faults
+    assert relists > 0, "410s were sent, and no tracker relisted"
 
 
 def test_an_image_replaced_before_the_first_look_is_superseded(tmp_path: Path) -> None:

@@ -29,9 +29,9 @@ from pytest_homelab.cli import main
 from tests.manifest.test_properties import hostile_paths
 from tests.reliability.figures import Figure, figure
 from tests.reliability.leakguard import LeakGuard
+from tests.samples import GOOD_DEPLOY, SHA
 
 TOKEN = "r3-wp-token-0c4a7e91d2"
-SHA = "0123456789abcdef0123456789abcdef01234567"
 COUNTS = {  # examples per kind: (CI, soak); soak totals 640 ≥ 500
     "deploy.json": (60, 200),
     "flags": (40, 120),
@@ -160,30 +160,7 @@ def repo_state(root: Path) -> tuple[str, str, list[str]]:
     return refs, status, files
 
 
-GOOD: dict[str, Any] = {
-    "schemaVersion": 2,
-    "environments": {
-        "dev": {
-            "ci": {
-                "repo": "https://git.example.test/homelab/app",
-                "scriptPath": "scripts/ci/dev-e2e.sh",
-                "timeoutMs": 1800000,
-            },
-            "services": [
-                {"name": "web", "namespace": "apps", "image": "registry.example.test/h/web"},
-                {
-                    "name": "api",
-                    "namespace": "apps",
-                    "deployment": "api-server",
-                    "container": "api",
-                    "image": "registry.example.test:5000/h/api",
-                    "commit": SHA,
-                    "kind": "StatefulSet",
-                },
-            ],
-        }
-    },
-}
+GOOD = GOOD_DEPLOY  # tests/samples.py: the known-good document, broken here one way at a time
 
 
 @pytest.fixture

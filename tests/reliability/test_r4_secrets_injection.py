@@ -44,9 +44,13 @@ from pytest_homelab.core.settings import OPTIONS
 from pytest_homelab.core.transport import DialingTransport, JsonApi, make_http_client
 from pytest_homelab.e2e.launcher import LaunchParams, launcher_text, make_run_id
 from pytest_homelab.sim.gitserver import GitHttpServer
+from tests.d601 import descendants
 from tests.manifest.test_properties import hostile_paths
 from tests.reliability.figures import figure
 from tests.reliability.leakguard import LeakGuard
+from tests.runs import wait_run_result
+from tests.samples import ci_block, deploy_doc, environment
+from tests.waiting import wait_until
 
 if TYPE_CHECKING:
     from tests.conftest import Proxy
@@ -406,7 +410,9 @@ def test_ssh_refuses_keys_known_hosts_does_not_vouch_for(
     with d601.remote(known_hosts=str(known)) as remote, pytest.raises(HomelabError) as caught:
         remote.run("touch r4-should-never-run")
     assert type(caught.value).__name__ in ("AuthError", "BadInput"), caught.value
-    time.sleep(0.2)
+    # Whatever the client sent (if it connected at all), the sshd child serving it has logged it
+    # before it exits: wait until the listener serves no connection.
+    wait_until(lambda: not descendants(d601.pid), what="sshd to end every connection", timeout=10)
     log = d601.log_since(mark)
     assert "Accepted" not in log and "userauth-request" not in log
     assert known.read_bytes() == before
@@ -503,7 +509,7 @@ def test_generated_launcher_inputs_never_escape_quoting(
             fig.run(outcome="refused", wall=time.monotonic() - started)
             return
         text = launcher_text(params)
-        assignments = text.split("\nwork=")[0]
+        assignments = text.split("\numask 077")[0]
         names = list(VARIABLES)
         probe = assignments + "\nprintf '%s\\0' " + " ".join(f'"${n}"' for n in names) + "\n"
         done = subprocess.run(
@@ -568,19 +574,7 @@ LOOK_ALIKES = [
 
 
 def manifest_with(script: str) -> dict[str, Any]:
-    return {
-        "schemaVersion": 2,
-        "environments": {
-            "dev": {
-                "ci": {
-                    "repo": "https://git.example.test/h/app",
-                    "scriptPath": script,
-                    "timeoutMs": 60000,
-                },
-                "services": [],
-            }
-        },
-    }
+    return deploy_doc(dev=environment(ci=ci_block(script=script, timeout_ms=60000)))
 
 
 def refused_everywhere(script: str) -> str | None:
@@ -695,19 +689,7 @@ def launch(forge: Forge, commit: str, script: str, proxy: Proxy) -> dict[str, An
         env={"HOME": str(forge.home), "PATH": os.environ["PATH"]},
     )
     assert done.returncode == 0, done.stderr
-    run = forge.home / ".unidesk" / "runs" / params.run_id
-    deadline = time.monotonic() + 20
-    while True:
-        result = run / "result.json"
-        pid = run / "launcher.pid"
-        if result.is_file() and result.stat().st_size and pid.is_file():
-            try:
-                os.kill(int(pid.read_text()), 0)
-            except ProcessLookupError:
-                data: dict[str, Any] = json.loads(result.read_text())
-                return data
-        assert time.monotonic() < deadline, (run / "launcher.log").read_text()
-        time.sleep(0.05)
+    return wait_run_result(forge.home / ".unidesk" / "runs" / params.run_id)
 
 
 def test_a_script_path_through_a_symlinked_directory_is_refused(forge: Forge, proxy: Proxy) -> None:

@@ -28,6 +28,7 @@ from tests.d601 import descendants
 from tests.e2e.test_dev_e2e import Lab, lab, manifest
 from tests.reliability.figures import figure
 from tests.reliability.leakguard import LeakGuard
+from tests.waiting import wait_until
 
 __all__ = ["lab"]  # the fixture of tests/e2e/test_dev_e2e.py
 
@@ -91,20 +92,19 @@ def test_runner_killed_mid_run_is_failed_with_its_last_lines(
     started = time.monotonic()
     thread.start()
     try:
-        deadline = time.monotonic() + 30
-        while True:
+
+        def at_pipelinerun() -> list[Path] | None:
             runs = lab.runs()
             log = runs[0] / "runner.log" if runs else None
-            if log is not None and log.is_file() and "PipelineRun" in log.read_text():
-                break
-            assert time.monotonic() < deadline, "the runner never got to its PipelineRun"
-            time.sleep(0.05)
-        (run,) = runs
+            ok = log is not None and log.is_file() and "PipelineRun" in log.read_text()
+            return runs if ok else None
+
+        (run,) = wait_until(
+            at_pipelinerun, what="the runner to get to its PipelineRun", timeout=30, interval=0.05
+        )
         killed_at = time.monotonic()
         pids = kill_run(run)
-        while not gone(pids):
-            assert time.monotonic() < killed_at + 5, "the run's processes did not end"
-            time.sleep(0.02)
+        wait_until(lambda: gone(pids), what="the run's processes to end", timeout=5)
     finally:
         thread.join(timeout=60)
     assert not thread.is_alive()

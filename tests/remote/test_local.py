@@ -12,22 +12,23 @@ import pytest
 
 from pytest_homelab.core.outcomes import BadInput, InfraError
 from pytest_homelab.e2e.remote import LocalRemote, Remote, RemoteResult, SSHRemote, open_remote
+from tests.waiting import poll
 
 
 def env(**extra: str) -> dict[str, str]:
     return {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), **extra}
 
 
+def exited(pid: int) -> bool:
+    """The process is gone, or a zombie (ended, not yet reaped)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] == "Z"
+    except OSError:
+        return True
+
+
 def gone(pid: int, timeout: float = 5.0) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        try:
-            if Path(f"/proc/{pid}/stat").read_text().split(") ")[1][0] == "Z":
-                return True
-        except OSError:
-            return True
-        time.sleep(0.02)
-    return False
+    return poll(lambda: exited(pid), timeout=timeout) is not None
 
 
 @pytest.mark.parametrize("code", [0, 1, 42, 255])

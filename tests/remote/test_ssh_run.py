@@ -15,17 +15,17 @@ import pytest
 
 from pytest_homelab.core.outcomes import InfraError
 from pytest_homelab.e2e.remote import Remote, RemoteResult, SSHRemote, open_remote
+from tests.waiting import wait_until
 
 if TYPE_CHECKING:
     from tests.d601 import D601
 
 
 def wait_for_file(path: Path, timeout: float = 10.0) -> str:
-    deadline = time.monotonic() + timeout
-    while not path.exists():
-        assert time.monotonic() < deadline, f"{path} never appeared"
-        time.sleep(0.01)
-    return path.read_text()
+    """The file's text, once it has some."""
+    return wait_until(
+        lambda: path.read_text() if path.exists() else "", what=f"{path} written", timeout=timeout
+    )
 
 
 def alive(pid: int) -> bool:

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -16,6 +15,7 @@ from pytest_homelab.sim.kube.api import KubeSim
 from pytest_homelab.sim.kube.controllers import Timing
 from pytest_homelab.sim.kube.objects import daemonset, deployment, statefulset
 from tests.gitenv import git, hermetic_git
+from tests.samples import deploy_text, environment
 
 REGISTRY = "registry.example.test/homelab"
 OLD = "0000000a"
@@ -64,8 +64,7 @@ class Cluster:
             self.services.append(entry)
 
     def write_manifest(self, env: str = "dev") -> None:
-        doc = {"schemaVersion": 2, "environments": {env: {"services": self.services}}}
-        (self.repo / "deploy.json").write_text(json.dumps(doc, indent=2))
+        (self.repo / "deploy.json").write_text(deploy_text(**{env: environment(self.services)}))
 
     def land(
         self,

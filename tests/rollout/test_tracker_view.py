@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import copy
 import json
-import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -17,6 +16,8 @@ from pytest_homelab.rollout.tracker import ClusterView, Touched, decode_list, sl
 from pytest_homelab.sim.kube.api import KubeSim
 from pytest_homelab.sim.kube.controllers import Timing
 from pytest_homelab.sim.kube.objects import daemonset, deployment, statefulset
+from tests.kubectl import rolled_out
+from tests.waiting import wait_until
 
 SHA = "5c4b3a2f1e0d9e8d7c6b5a4f3e2d1c0b9a8f7e6d"
 OLD = "0a1b2c3d4e5f60718293a4b5c63f9c2a1b7d4e8f"
@@ -40,8 +41,8 @@ def cluster() -> Iterator[KubeSim]:
         sim.apply(daemonset("agent", "apps", image("agent", OLD[:8])))
         sim.image_behavior(image("stuck", SHA[:8]), fail="CrashLoopBackOff")
         sim.image_behavior(image("api", SHA[:8]), ready=1000)  # still rolling
-        sim.wait_until(lambda: len(sim.store.live("pods", "apps")) >= 13, seconds=20)
-        time.sleep(1.0)
+        everything = [(t.kind, t.object_name) for t in targets()]
+        settled(sim, "every workload rolled out on the old image", rolled=everything)
         for name in ("web", "api", "stuck", "gone-soon"):
             sim.set_image("apps", name, image(name, SHA[:8]))
         sim.set_image("apps", "db", image("db", SHA[:8]), kind="StatefulSet")
@@ -57,10 +58,62 @@ def cluster() -> Iterator[KubeSim]:
             }
 
         sim.patch_spec("apps", "pinned", pin)
-        time.sleep(1.5)
+        done = [(k, n) for k, n in everything if n not in ("api", "stuck", "gone-soon")]
+        settled(
+            sim,
+            "the landing to settle: rolled out, crash-looping, still rolling",
+            rolled=done,
+            crashing=image("stuck", SHA[:8]),
+            rolling=image("api", SHA[:8]),
+        )
         sim.delete("deployments", "apps", "gone-soon")
-        time.sleep(0.3)
+        gone = f"{REGISTRY}/gone-soon:"
+        wait_until(
+            lambda: not any(image_of(p).startswith(gone) for p in sim.store.live("pods", "apps")),
+            what="the deleted workload's pods to go",
+        )
         yield sim
+
+
+def image_of(pod: dict[str, Any]) -> str:
+    return str(pod["spec"]["containers"][0]["image"])
+
+
+def settled(
+    sim: KubeSim,
+    what: str,
+    *,
+    rolled: list[tuple[str, str]],
+    crashing: str | None = None,
+    rolling: str | None = None,
+) -> None:
+    """Wait until the workloads ``rolled`` are rolled out (as kubectl judges it), a pod of image
+    ``crashing`` is in CrashLoopBackOff, and a pod of image ``rolling`` exists, not ready."""
+
+    def pods_of(image: str) -> list[dict[str, Any]]:
+        return [p for p in sim.store.live("pods", "apps") if image_of(p) == image]
+
+    def waiting_reasons(pod: dict[str, Any]) -> set[str]:
+        statuses = pod.get("status", {}).get("containerStatuses") or []
+        return {s.get("state", {}).get("waiting", {}).get("reason", "") for s in statuses}
+
+    def ready(pod: dict[str, Any]) -> bool:
+        conditions = pod.get("status", {}).get("conditions") or []
+        return any(c["type"] == "Ready" and c["status"] == "True" for c in conditions)
+
+    def holds() -> bool:
+        with sim.store.lock:
+            for kind, name in rolled:
+                obj = sim.store.find(KIND_RESOURCE[kind], "apps", name)
+                if obj is None or not rolled_out(kind, obj):
+                    return False
+            if crashing and not any(
+                "CrashLoopBackOff" in waiting_reasons(p) for p in pods_of(crashing)
+            ):
+                return False
+            return not rolling or any(not ready(p) for p in pods_of(rolling))
+
+    wait_until(holds, what=what, timeout=30)
 
 
 def targets() -> list[Target]:

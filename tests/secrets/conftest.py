@@ -16,14 +16,16 @@ import socket
 import ssl
 import subprocess
 import sys
-import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+
+from tests.waiting import poll
 
 STARTUP_SECONDS = 20.0
 
@@ -85,6 +87,19 @@ def _stop(proc: subprocess.Popen[bytes]) -> None:
         proc.wait()
 
 
+def _health(proc: subprocess.Popen[bytes], addr: str, ca: Path | None) -> str | None:
+    """ "exited", "healthy" (``/v1/sys/health`` answers 200), or None: not yet."""
+    if proc.poll() is not None:
+        return "exited"
+    try:
+        # -dev-tls writes its CA once it is up: a missing or half-written file is "not yet"
+        verify = ssl.create_default_context(cafile=ca) if ca else True
+        answer = httpx.get(f"{addr}/v1/sys/health", timeout=1, verify=verify)
+    except (OSError, httpx.HTTPError):  # ssl.SSLError and FileNotFoundError are OSErrors
+        return None
+    return "healthy" if answer.status_code == 200 else None
+
+
 @contextlib.contextmanager
 def running_bao(home: Path, *, tls: bool = False) -> Iterator[Bao]:
     binary = _bao_binary()
@@ -127,20 +142,7 @@ def running_bao(home: Path, *, tls: bool = False) -> Iterator[Bao]:
             scheme = "https" if tls else "http"
             addr = f"{scheme}://127.0.0.1:{port}"
             ca = certs / "vault-ca.pem" if tls else None
-            deadline = time.monotonic() + STARTUP_SECONDS
-            up = False
-            while proc.poll() is None and time.monotonic() < deadline:
-                try:
-                    if ca is None or ca.exists():
-                        verify = ssl.create_default_context(cafile=ca) if ca else True
-                        answer = httpx.get(f"{addr}/v1/sys/health", timeout=1, verify=verify)
-                        if answer.status_code == 200:
-                            up = True
-                            break
-                except httpx.HTTPError:
-                    pass
-                time.sleep(0.03)
-            if up:
+            if poll(partial(_health, proc, addr, ca), timeout=STARTUP_SECONDS) == "healthy":
                 yield Bao(addr, root, ca, log_path)
                 return
             last_error = log_path.read_text(errors="replace")[-2000:]

@@ -67,6 +67,16 @@ VAULT_ENV = {"VAULT_ADDR": "http://127.0.0.1:9", "VAULT_TOKEN": VAULT_TOKEN}
         ({"WOODPECKER_TOKEN": "", "WP_TOKEN": TOKEN, **VAULT_ENV}, TOKEN),
         ({"WOODPECKER_TOKEN": TOKEN, **VAULT_ENV}, TOKEN),  # env beats Vault
     ],
+    # Stable ids, not the random token: pytest-xdist workers must collect the same names.
+    ids=[
+        "env",
+        "padded",
+        "alias",
+        "env-beats-alias",
+        "blank-then-alias",
+        "alias-beats-vault",
+        "env-beats-vault",
+    ],
 )
 def test_env_precedence(env: dict[str, str], expected: str) -> None:
     got = resolve_token(env, VaultLocation(), vault_client_factory=no_vault)

@@ -48,9 +48,15 @@ def conforms(openapi: dict[str, Any]) -> Conforms:
 
     Swagger 2.0 definitions are draft-4 schemas once the ``#/definitions`` map is embedded. The
     spec types ``LogEntry.data`` as an integer array; the server sends Go ``[]byte``: base64.
+    ``Pipeline.errors`` may be null.
     """
     definitions = copy.deepcopy(openapi["definitions"])
     definitions["LogEntry"]["properties"]["data"] = {"type": "string"}
+    # A nil Go slice without omitempty is JSON null, which swag cannot express: a pipeline
+    # without errors sends ``"errors": null`` (woodpecker-ci/woodpecker
+    # server/model/pipeline.go@v3.17.0:34).
+    errors = definitions["Pipeline"]["properties"]["errors"]
+    errors["type"] = ["array", "null"]
     for schema in definitions.values():
         if "properties" in schema:
             schema["additionalProperties"] = False

@@ -14,6 +14,7 @@ import pytest
 
 from pytest_homelab.sim.faults import WOODPECKER_FAULTS, FaultPlan
 from pytest_homelab.sim.woodpecker import WoodpeckerSim
+from tests.waiting import wait_until
 
 Call = Callable[..., httpx.Response]
 SHA = "e" * 40
@@ -104,7 +105,7 @@ def test_stall_trips_a_read_timeout_and_ends_at_stop(leak_check: None) -> None:
             httpx.get(sim.base_url + "/api/repos/1", timeout=0.3)
         waiting = threading.Thread(target=stalled_get, name="test-stalled")
         waiting.start()
-        time.sleep(0.2)
+        wait_until(lambda: not sim.faults.scripted, what="the second request to stall")
     finally:
         started = time.monotonic()
         sim.stop()

@@ -5,6 +5,7 @@ from __future__ import annotations
 import itertools
 import time
 from collections.abc import Callable, Iterator
+from typing import Any
 
 import httpx
 import pytest
@@ -12,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pytest_homelab.sim.woodpecker import ActionRefused, StepSpec, WoodpeckerSim
+from tests.waiting import wait_until
 
 Call = Callable[..., httpx.Response]
 SHA = "b" * 40
@@ -47,10 +49,17 @@ def test_progression_and_failure_skips_the_rest(sim: WoodpeckerSim) -> None:
 def test_speed_runs_the_scenario_faster_than_real_time() -> None:
     with WoodpeckerSim(token=None, speed=100.0) as fast:
         fast.add_repo(APP)
+        started = time.monotonic()
         fast.add_pipeline(APP, commit=SHA, steps=[StepSpec("a", 10), StepSpec("b", 10)])
-        time.sleep(0.3)  # 30 scenario seconds
-        response = httpx.get(fast.base_url + "/api/repos/1/pipelines/1", timeout=5)
-        assert response.json()["status"] == "success"
+
+        def succeeded() -> dict[str, Any] | None:
+            got = httpx.get(fast.base_url + "/api/repos/1/pipelines/1", timeout=5).json()
+            return got if got.get("status") == "success" else None
+
+        data = wait_until(succeeded, what="the pipeline to succeed")
+        took = time.monotonic() - started
+    assert data["finished"] - data["started"] == 20  # scenario seconds
+    assert took < 10  # 0.2 s at speed 100; in real time it would take 20 s
 
 
 def test_appear_after_hides_the_pipeline(sim: WoodpeckerSim, get: Call) -> None:

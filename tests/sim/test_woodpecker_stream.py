@@ -11,6 +11,7 @@ from typing import Any
 import httpx
 import pytest
 
+from pytest_homelab.core.clock import Deadline
 from pytest_homelab.sim.woodpecker import Naming, StepSpec, WoodpeckerSim
 
 Conforms = Callable[[str, object], None]
@@ -21,13 +22,17 @@ SHA = "d" * 40
 def read_stream(
     sim: WoodpeckerSim,
     token: str | None,
-    seconds: float,
+    until: Callable[[list[dict[str, Any]]], bool],
     during: Callable[[], None] = lambda: None,
+    timeout: float = 10.0,
 ) -> tuple[httpx.Headers, list[str]]:
-    """Raw lines of the stream for ``seconds``; ``during`` runs once the stream is open."""
+    """Raw lines of the stream until ``until(events so far)`` holds and the next ping has come:
+    the sim sends what it queued before it pings, so by then nothing queued with those events is
+    still on its way. ``during`` runs once the stream is open; fails after ``timeout`` s."""
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     lines: list[str] = []
-    deadline = time.monotonic() + seconds
+    deadline = Deadline.after(timeout)
+    seen = False
     with httpx.stream(
         "GET", sim.base_url + "/api/stream/events", headers=headers, timeout=5
     ) as response:
@@ -36,9 +41,21 @@ def read_stream(
             if not lines:
                 during()
             lines.append(line)
-            if time.monotonic() > deadline:
+            if seen and line == ": ping":
                 break
+            seen = seen or until(events(lines))
+            assert not deadline.expired(), f"waited {timeout} s for the events, in vain: {lines}"
         return response.headers, lines
+
+
+def finished(*repos: int) -> Callable[[list[dict[str, Any]]], bool]:
+    """Until the pipelines of ``repos`` (ids) have sent their final snapshot."""
+
+    def done(seen: list[dict[str, Any]]) -> bool:
+        ended = {e["repo"]["id"] for e in seen if e["pipeline"]["status"] == "success"}
+        return ended >= set(repos)
+
+    return done
 
 
 def events(lines: list[str]) -> list[dict[str, Any]]:
@@ -49,7 +66,7 @@ def test_framing_and_headers(sim: WoodpeckerSim, conforms: Conforms) -> None:
     def run() -> None:
         sim.add_pipeline("homelab/app", commit=SHA, steps=[StepSpec("a", 0.2), StepSpec("b", 0.2)])
 
-    headers, lines = read_stream(sim, TOKEN, 1.2, run)
+    headers, lines = read_stream(sim, TOKEN, finished(1), run)
     assert headers["content-type"] == "text/event-stream"
     assert headers["cache-control"] == "no-store"
     assert headers["x-accel-buffering"] == "no"
@@ -75,7 +92,7 @@ def test_private_repos_only_reach_valid_tokens(sim: WoodpeckerSim) -> None:
         sim.add_pipeline("homelab/public", commit=SHA, steps=[StepSpec("a", 0.05)])
 
     for token, repos in ((TOKEN, {1, 2}), ("wrong", {2}), (None, {2})):
-        _, lines = read_stream(sim, token, 0.3, run)
+        _, lines = read_stream(sim, token, finished(*repos), run)
         assert {e["repo"]["id"] for e in events(lines)} == repos, token
 
 
@@ -85,7 +102,7 @@ def test_repos_added_after_connect_need_a_reconnect(sim: WoodpeckerSim) -> None:
         sim.add_pipeline("homelab/late", commit=SHA)
         sim.add_pipeline("homelab/app", commit=SHA)
 
-    _, lines = read_stream(sim, TOKEN, 0.5, run)
+    _, lines = read_stream(sim, TOKEN, finished(1), run)
     assert {e["repo"]["full_name"] for e in events(lines)} == {"homelab/app"}
 
 
@@ -135,7 +152,7 @@ def test_both_versions_stream_with_their_names(naming: Naming) -> None:
         def run() -> None:
             s.add_pipeline("o/r", commit=SHA)
 
-        _, lines = read_stream(s, None, 0.4, run)
+        _, lines = read_stream(s, None, lambda seen: bool(seen), run)
         pipeline = events(lines)[0]["pipeline"]
         assert ("created_at" in pipeline) == (naming == "v2")
         assert ("created" in pipeline) == (naming == "v3")

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import os
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from pytest_homelab.sim.kube.api import KubeSim
 from pytest_homelab.sim.kube.controllers import Timing
 from pytest_homelab.sim.kube.tekton import pipeline, succeeded
 from tests.kubectl import SDK, Kubectl, kubectl_for
+from tests.waiting import wait_until
 
 PRS = "/apis/tekton.dev/v1/namespaces/ci/pipelineruns"
 TRS = "/apis/tekton.dev/v1/namespaces/ci/taskruns"
@@ -87,15 +87,19 @@ class Api:
 
     def wait(self, name: str, seconds: float = 15, done: bool = True) -> dict[str, Any]:
         """The PipelineRun once its Succeeded condition is final (or, with done=False, set)."""
-        deadline = time.monotonic() + seconds
-        while True:
-            pr = self.pr(name)
+        last: dict[str, Any] = {}
+
+        def ready() -> dict[str, Any] | None:
+            last["pr"] = pr = self.pr(name)
             cond = succeeded(pr)
-            if cond is not None and (not done or cond["status"] != "Unknown"):
-                return pr
-            if time.monotonic() > deadline:
-                raise AssertionError(f"PipelineRun {name} did not finish: {pr.get('status')}")
-            time.sleep(0.02)
+            return pr if cond is not None and (not done or cond["status"] != "Unknown") else None
+
+        return wait_until(
+            ready,
+            what=f"PipelineRun {name} to finish" if done else f"PipelineRun {name} to start",
+            timeout=seconds,
+            detail=lambda: last["pr"].get("status"),
+        )
 
 
 @pytest.fixture

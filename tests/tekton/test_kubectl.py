@@ -115,3 +115,32 @@ def test_namespaces_come_and_go(sim: KubeSim, api: Api, kubectl: Kubectl, tmp_pa
     assert ("namespace-controller", "delete", "pipelineruns") in {
         (w.actor, w.verb, w.resource) for w in writes
     }
+
+
+def test_wait_returns_for_a_finished_run_whose_spec_was_patched(
+    sim: KubeSim, api: Api, kubectl: Kubectl, tmp_path: Path
+) -> None:
+    """kubectl wait gates on observedGeneration only when the object has one (kubernetes/kubectl
+    pkg/cmd/wait/wait.go@kubernetes-1.27.0:549-550,580-587; wait.go@kubernetes-1.30.0:582-583,
+    613-620; condition.go@kubernetes-1.33.0:73-74,190-197), and Tekton never writes it
+    (tektoncd/pipeline pkg/client/injection/reconciler/pipeline/v1/pipelinerun/reconciler.go
+    @v1.15.0:245-300 has no PostProcessReconcile). A spec patch after the run finished bumps the
+    generation; the wait must still return at once."""
+    manifest = tmp_path / "pr.yaml"
+    manifest.write_text(RUN)
+    name = kubectl("create", "-f", str(manifest), "-o", "jsonpath={.metadata.name}").stdout
+    api.wait(name)
+    patched = kubectl(
+        "patch", "pipelinerun", name, "--type", "merge", "-p", '{"spec":{"status":"Cancelled"}}'
+    )
+    assert patched.returncode == 0, patched.stderr
+    pr = api.pr(name)
+    assert pr["metadata"]["generation"] == 2 and "observedGeneration" not in pr["status"]
+    assert (succeeded(pr) or {}).get("reason") == "Succeeded"  # a finished run stays finished
+    waited = kubectl(
+        "wait", "--for=condition=Succeeded", f"pipelinerun/{name}", "--timeout=20s", timeout=40
+    )
+    assert waited.returncode == 0, waited.stderr
+    assert waited.stdout.strip() == f"pipelinerun.tekton.dev/{name} condition met"
+    for tr in api.taskruns(name).values():
+        assert "observedGeneration" not in tr["status"]

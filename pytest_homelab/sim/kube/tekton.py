@@ -1,16 +1,24 @@
 """Tekton in the Kubernetes simulator: ``tekton.dev/v1`` PipelineRuns, TaskRuns and Pipelines,
-with a controller that runs them on the scenario clock like tektoncd/pipeline does.
+with a controller that runs them on the scenario clock like tektoncd/pipeline v1.15.0 does.
 
 A PipelineRun has no status until the controller has observed it; then ``Succeeded`` is Unknown
-(Started, Running or PipelineRunStopping with the "Tasks Completed: …" message), and finally True
-(Succeeded, or Completed with skipped tasks) or False (Failed, PipelineRunTimeout, Cancelled,
-CouldntGetPipeline). Each pipeline task becomes a TaskRun ``<pr>-<task>`` (``kmeta.ChildName``)
-with a pod ``<taskrun>-pod`` whose ``step-<name>`` containers run for a scripted duration, exit
-with a scripted code and log scripted lines::
+(Started, Running, PipelineRunStopping, CancelledRunningFinally, StoppedRunningFinally,
+PipelineRunTimeoutRunningFinally, PipelineRunCouldntCancel, … with the "Tasks Completed: …"
+message), and finally True (Succeeded, or Completed with skipped tasks) or False (Failed,
+PipelineRunTimeout, Cancelled, CouldntGetPipeline, ParameterMissing, ParameterTypeMismatch).
+Each pipeline task becomes a TaskRun ``<pr>-<task>`` (``kmeta.ChildName``) with a pod
+``<taskrun>-pod`` (``-pod-retryN`` for retries) whose ``step-<name>`` containers run for a
+scripted duration, exit with a scripted code and log scripted lines. ``finally`` tasks, ``when``
+expressions, ``onError: continue``, ``retries``, ``timeouts.tasks``/``timeouts.finally``,
+graceful cancel and stop behave as the real controller's (see docs/simulators.md)::
 
     sim.apply(pipeline("ship", "ci", ["build", "test", "smoke"], run_after={"smoke": ["test"]}))
     sim.tekton.behave("smoke", exit_code=1, logs=["smoke test failed: 502"])
     sim.tekton.behave("test", duration=1e9)  # never finishes
+
+The controller never writes ``status.observedGeneration`` on PipelineRuns or TaskRuns: Tekton's
+generated reconcilers do not call knative's PostProcessReconcile (which would), so ``kubectl
+wait --for=condition=Succeeded`` has no generation to compare and never hangs on a patched run.
 """
 
 from __future__ import annotations
@@ -32,10 +40,30 @@ API_VERSION = f"{GROUP}/{VERSION}"
 ACTOR = "tekton-pipelines-controller"
 DEFAULT_IMAGE = "registry.example.test/tekton/step:latest"
 DEFAULT_TIMEOUT = 3600.0  # config-defaults default-timeout-minutes: 60
-CANCEL_STATES = ("Cancelled", "CancelledRunFinally", "StoppedRunFinally")
+# spec.status values a user writes (pkg/apis/pipeline/v1/pipelinerun_types.go@v1.15.0:321-334)
+CANCELLED, CANCELLED_RUN_FINALLY, STOPPED_RUN_FINALLY = (
+    "Cancelled",
+    "CancelledRunFinally",
+    "StoppedRunFinally",
+)
+CANCEL_STATES = (CANCELLED, CANCELLED_RUN_FINALLY, STOPPED_RUN_FINALLY)
+# TaskRun spec.statusMessage the PipelineRun controller patches in (taskrun_types.go:112-116)
 CANCELLED_BY_PIPELINE = "TaskRun cancelled as the PipelineRun it belongs to has been cancelled."
 TIMED_OUT_BY_PIPELINE = "TaskRun cancelled as the PipelineRun it belongs to has timed out."
 RUNNING_MESSAGE = "Not all Steps in the Task have finished executing"
+ON_ERROR_ANNOTATION = "pipeline.tekton.dev/pipeline-task-on-error"  # pipelinerun_types.go:448
+USER_ERROR = "[User error] "  # pkg/apis/pipeline/errors/errors.go@v1.15.0:23
+
+# status.skippedTasks[].reason (pipelinerun_types.go@v1.15.0:583-604)
+WHEN_SKIP = "When Expressions evaluated to false"
+PARENT_SKIP = "Parent Tasks were skipped"
+STOPPING_SKIP = "PipelineRun was stopping"
+GRACEFULLY_CANCELLED_SKIP = "PipelineRun was gracefully cancelled"
+GRACEFULLY_STOPPED_SKIP = "PipelineRun was gracefully stopped"
+PIPELINE_TIMEOUT_SKIP = "PipelineRun timeout has been reached"
+TASKS_TIMEOUT_SKIP = "PipelineRun Tasks timeout has been reached"
+FINALLY_TIMEOUT_SKIP = "PipelineRun Finally timeout has been reached"
+TIMEOUT_SKIPS = (PIPELINE_TIMEOUT_SKIP, TASKS_TIMEOUT_SKIP, FINALLY_TIMEOUT_SKIP)
 
 
 def _resource(kind: str, fallback_plural: str) -> ResourceInfo:
@@ -127,28 +155,62 @@ def _trim(value: float) -> str:
 # -- builders ------------------------------------------------------------------------------------
 
 
+def when(input_: str, operator: str, values: Sequence[str]) -> Obj:
+    """One ``when`` expression (``operator``: ``in`` or ``notin``)."""
+    if operator not in ("in", "notin"):
+        raise ValueError(f"when operator {operator!r} is not in or notin")
+    return {"input": input_, "operator": operator, "values": list(values)}
+
+
 def pipeline(
     name: str,
     namespace: str,
     tasks: Sequence[str],
     run_after: Mapping[str, Sequence[str]] | None = None,
+    *,
+    finally_tasks: Sequence[str] = (),
+    when_: Mapping[str, Sequence[Obj]] | None = None,
+    on_error: Mapping[str, str] | None = None,
+    retries: Mapping[str, int] | None = None,
+    params: Sequence[Obj] = (),
 ) -> Obj:
-    """A Pipeline whose tasks reference Tasks of the same name (``taskRef``), with ``runAfter``."""
+    """A Pipeline whose tasks reference Tasks of the same name (``taskRef``), with ``runAfter``,
+    ``finally`` tasks, ``when`` expressions, ``onError`` (``continue``), ``retries`` per task and
+    the Pipeline's ``params`` (ParamSpecs: name, optional type and default)."""
     after = run_after or {}
+    everything = [*tasks, *finally_tasks]
     unknown = set(after) - set(tasks) | {p for ps in after.values() for p in ps} - set(tasks)
     if unknown:
         raise ValueError(f"runAfter names unknown tasks: {sorted(unknown)}")
-    spec_tasks: list[Obj] = []
-    for task in tasks:
-        entry: Obj = {"name": task, "taskRef": {"kind": "Task", "name": task}}
+    for label, mapping in (("when", when_), ("onError", on_error), ("retries", retries)):
+        stray = set(mapping or {}) - set(everything)
+        if stray:
+            raise ValueError(f"{label} names unknown tasks: {sorted(stray)}")
+    if set(tasks) & set(finally_tasks) or len(set(everything)) != len(everything):
+        raise ValueError("pipeline task names must be unique across tasks and finally")
+
+    def entry(task: str) -> Obj:
+        item: Obj = {"name": task, "taskRef": {"kind": "Task", "name": task}}
         if after.get(task):
-            entry["runAfter"] = list(after[task])
-        spec_tasks.append(entry)
+            item["runAfter"] = list(after[task])
+        if (when_ or {}).get(task):
+            item["when"] = [dict(w) for w in (when_ or {})[task]]
+        if (on_error or {}).get(task):
+            item["onError"] = (on_error or {})[task]
+        if (retries or {}).get(task):
+            item["retries"] = int((retries or {})[task])
+        return item
+
+    spec: Obj = {"tasks": [entry(t) for t in tasks]}
+    if finally_tasks:
+        spec["finally"] = [entry(t) for t in finally_tasks]
+    if params:
+        spec["params"] = [dict(p) for p in params]
     return {
         "apiVersion": API_VERSION,
         "kind": "Pipeline",
         "metadata": {"name": name, "namespace": namespace},
-        "spec": {"tasks": spec_tasks},
+        "spec": spec,
     }
 
 
@@ -159,10 +221,12 @@ def pipeline_run(
     name: str | None = None,
     generate_name: str | None = None,
     timeout: str | None = None,
+    timeouts: Mapping[str, str] | None = None,
     status: str | None = None,
-    params: Mapping[str, str] | None = None,
+    params: Mapping[str, str | list[str] | dict[str, str]] | None = None,
 ) -> Obj:
-    """A PipelineRun of ``pipeline_name`` (``generateName: <pipeline>-run-`` unless named)."""
+    """A PipelineRun of ``pipeline_name`` (``generateName: <pipeline>-run-`` unless named);
+    ``timeout`` is ``timeouts.pipeline``, ``timeouts`` the whole block."""
     meta: Obj = {"namespace": namespace}
     if name:
         meta["name"] = name
@@ -171,8 +235,11 @@ def pipeline_run(
     spec: Obj = {"pipelineRef": {"name": pipeline_name}}
     if params:
         spec["params"] = [{"name": k, "value": v} for k, v in params.items()]
+    block = dict(timeouts or {})
     if timeout is not None:
-        spec["timeouts"] = {"pipeline": timeout}
+        block["pipeline"] = timeout
+    if block:
+        spec["timeouts"] = block
     if status is not None:
         spec["status"] = status
     return {"apiVersion": API_VERSION, "kind": "PipelineRun", "metadata": meta, "spec": spec}
@@ -181,7 +248,8 @@ def pipeline_run(
 @dataclass(frozen=True)
 class TaskBehavior:
     """How a pipeline task runs: its steps share ``duration`` scenario seconds in order; the
-    ``failing_step`` (default: the last) exits with ``exit_code``; ``logs`` per step."""
+    ``failing_step`` (default: the last) exits with ``exit_code``; ``logs`` per step. With
+    ``fails_first`` set, only the first that many attempts fail (the retries then pass)."""
 
     duration: float = 0.3
     steps: tuple[str, ...] = ("run",)
@@ -189,12 +257,19 @@ class TaskBehavior:
     failing_step: str | None = None
     logs: Mapping[str, tuple[str, ...]] = field(default_factory=dict)
     image: str = DEFAULT_IMAGE
+    fails_first: int | None = None
 
     @property
     def failing_index(self) -> int | None:
         if self.exit_code == 0:
             return None
         return self.steps.index(self.failing_step) if self.failing_step else len(self.steps) - 1
+
+    def attempt(self, number: int) -> TaskBehavior:
+        """The behaviour of attempt ``number`` (0 = the first run, 1 = the first retry, …)."""
+        if self.fails_first is not None and number >= self.fails_first:
+            return TaskBehavior(self.duration, self.steps, 0, None, self.logs, self.image)
+        return self
 
     def lines(self, task: str, step: str) -> list[str]:
         if step in self.logs:
@@ -228,6 +303,48 @@ def _with_condition(status: Obj, state: str, reason: str, message: str, iso: str
     return {**status, "conditions": [cond]}
 
 
+def _go_list(names: Sequence[str]) -> str:
+    """Go's ``%s`` of a []string: ``[a b]``."""
+    return "[" + " ".join(names) + "]"
+
+
+def _param_type(value: Any) -> str:
+    if isinstance(value, list):
+        return "array"
+    if isinstance(value, dict):
+        return "object"
+    return "string"
+
+
+_PARAM_REF = re.compile(r"\$\(params\.([A-Za-z0-9_.-]+)\)|\$\(params\[['\"]([^'\"]+)['\"]\]\)")
+_TASK_STATUS_REF = re.compile(r"\$\(tasks\.([A-Za-z0-9_-]+)\.status\)|\$\(tasks\.status\)")
+
+
+def _substitute(text: str, params: Mapping[str, Any], task_status: Mapping[str, str]) -> str:
+    def param(match: re.Match[str]) -> str:
+        value = params.get(match.group(1) or match.group(2))
+        return value if isinstance(value, str) else match.group(0)
+
+    def status(match: re.Match[str]) -> str:
+        key = f"tasks.{match.group(1)}.status" if match.group(1) else "tasks.status"
+        return task_status.get(key, match.group(0))
+
+    return _TASK_STATUS_REF.sub(status, _PARAM_REF.sub(param, text))
+
+
+def _when_allows(
+    expressions: Sequence[Obj], params: Mapping[str, Any], task_status: Mapping[str, str]
+) -> bool:
+    """WhenExpressions.AllowsExecution: every expression holds (``in``/``notin``)."""
+    for expr in expressions:
+        value = _substitute(str(expr.get("input", "")), params, task_status)
+        values = [_substitute(str(v), params, task_status) for v in expr.get("values") or []]
+        inside = value in values
+        if (expr.get("operator") == "notin") == inside:
+            return False
+    return True
+
+
 @dataclass
 class _Step:
     name: str
@@ -246,6 +363,7 @@ class _TaskRun:
     behavior: TaskBehavior
     steps: list[_Step]
     pod: str
+    attempt: int = 0
     logged: set[str] = field(default_factory=set)
 
     @property
@@ -259,6 +377,179 @@ class _PipelineRun:
     uid: str
     seen: float
     started: float | None = None
+    finally_started: float | None = None
+
+
+@dataclass
+class _Facts:
+    """What one reconcile of a PipelineRun knows (resources.PipelineRunFacts)."""
+
+    tasks: list[Obj]
+    finals: list[Obj]
+    outcome: dict[str, str]  # pipeline task -> running|succeeded|failed|cancelled|timed-out
+    params: dict[str, Any]
+    spec_status: str
+    elapsed: float
+    pipeline_timeout: float | None
+    tasks_timeout: float | None
+    finally_elapsed: float | None
+    finally_timeout: float | None
+    continue_on_error: set[str]
+    skips: dict[str, str | None] = field(default_factory=dict)
+
+    @property
+    def dag(self) -> dict[str, Obj]:
+        return {t["name"]: t for t in self.tasks}
+
+    def failure(self, name: str) -> bool:
+        return self.outcome.get(name) in ("failed", "cancelled", "timed-out")
+
+    def stopping(self) -> bool:
+        """IsStopping (pipelinerunstate.go@v1.15.0:420-430)."""
+        return any(
+            self.failure(t["name"]) and t["name"] not in self.continue_on_error for t in self.tasks
+        )
+
+    def pipeline_timed_out(self) -> bool:
+        return bool(self.pipeline_timeout) and self.elapsed >= (self.pipeline_timeout or 0)
+
+    def tasks_timed_out(self) -> bool:
+        return bool(self.tasks_timeout) and self.elapsed >= (self.tasks_timeout or 0)
+
+    def finally_timed_out(self) -> bool:
+        return (
+            bool(self.finally_timeout)
+            and self.finally_elapsed is not None
+            and self.finally_elapsed >= (self.finally_timeout or 0)
+        )
+
+    def done(self, name: str) -> bool:
+        """isDone: skipped, succeeded or failed (pipelinerunresolution.go@v1.15.0:161-163)."""
+        return self.skip(name) is not None or self.outcome.get(name) in (
+            "succeeded",
+            "failed",
+            "cancelled",
+            "timed-out",
+        )
+
+    def parents_done(self, task: Obj) -> bool:
+        return all(self.done(p) for p in task.get("runAfter") or [])
+
+    def dag_done(self) -> bool:
+        return all(self.done(t["name"]) for t in self.tasks)
+
+    def task_status(self) -> dict[str, str]:
+        """$(tasks.<t>.status) and $(tasks.status) (pipelinerunstate.go@v1.15.0:704-763)."""
+        out: dict[str, str] = {}
+        for t in self.tasks:
+            state = self.outcome.get(t["name"])
+            value = "Succeeded" if state == "succeeded" else "None"
+            out[f"tasks.{t['name']}.status"] = "Failed" if self.failure(t["name"]) else value
+        aggregate = "None"
+        if self.dag_done():
+            aggregate = "Succeeded"
+            for t in self.tasks:
+                if self.failure(t["name"]):
+                    aggregate = "Failed"
+                    break
+                if self.skip(t["name"]) is not None:
+                    aggregate = "Completed"
+        out["tasks.status"] = aggregate
+        return out
+
+    def skip(self, name: str) -> str | None:
+        """Why a DAG task is skipped, or None (pipelinerunresolution.go@v1.15.0:459-497)."""
+        if name in self.skips:
+            return self.skips[name]
+        self.skips[name] = None  # no cycles in a valid graph; guards recursion anyway
+        task = self.dag.get(name)
+        reason: str | None = None
+        if task is not None and name not in self.outcome:
+            parents = task.get("runAfter") or []
+            if self.stopping():
+                reason = STOPPING_SKIP
+            elif self.spec_status == CANCELLED_RUN_FINALLY:
+                reason = GRACEFULLY_CANCELLED_SKIP
+            elif self.spec_status == STOPPED_RUN_FINALLY:
+                reason = GRACEFULLY_STOPPED_SKIP
+            elif self.parents_done(task) and not _when_allows(
+                task.get("when") or [], self.params, {}
+            ):
+                reason = WHEN_SKIP
+            elif any(self.skip(p) not in (None, WHEN_SKIP) for p in parents):
+                reason = PARENT_SKIP
+            elif self.parents_done(task) and self.pipeline_timed_out():
+                reason = PIPELINE_TIMEOUT_SKIP
+            elif self.parents_done(task) and self.tasks_timed_out():
+                reason = TASKS_TIMEOUT_SKIP
+        self.skips[name] = reason
+        return reason
+
+    def final_skip(self, task: Obj) -> str | None:
+        """IsFinallySkipped (pipelinerunresolution.go@v1.15.0:620-650)."""
+        if task["name"] in self.outcome or not self.dag_done():
+            return None
+        if not _when_allows(task.get("when") or [], self.params, self.task_status()):
+            return WHEN_SKIP
+        if self.pipeline_timed_out():
+            return PIPELINE_TIMEOUT_SKIP
+        if self.finally_timed_out():
+            return FINALLY_TIMEOUT_SKIP
+        return None
+
+    def counts(self) -> dict[str, int]:
+        """getPipelineTasksCount (pipelinerunstate.go@v1.15.0:831-880)."""
+        c = dict.fromkeys(
+            (
+                "succeeded",
+                "failed",
+                "cancelled",
+                "ignored",
+                "skipped",
+                "timeout_skips",
+                "incomplete",
+            ),
+            0,
+        )
+        for task in [*self.tasks, *self.finals]:
+            name = task["name"]
+            state = self.outcome.get(name)
+            why = self.skip(name) if name in self.dag else self.final_skip(task)
+            if state == "succeeded":
+                c["succeeded"] += 1
+            elif state == "timed-out":
+                c["failed"] += 1
+            elif state == "cancelled":
+                c["cancelled"] += 1
+            elif state == "failed":
+                c["ignored" if name in self.continue_on_error else "failed"] += 1
+            elif why in TIMEOUT_SKIPS:
+                c["skipped"] += 1
+                c["timeout_skips"] += 1
+            elif why is not None:
+                c["skipped"] += 1
+            else:
+                c["incomplete"] += 1
+        return c
+
+    def skipped_tasks(self) -> list[Obj]:
+        """status.skippedTasks (GetSkippedTasks, pipelinerunstate.go@v1.15.0:674-700)."""
+        out: list[Obj] = []
+        for task in self.tasks:
+            why = self.skip(task["name"])
+            if why is not None:
+                entry: Obj = {"name": task["name"], "reason": why}
+                if task.get("when"):
+                    entry["whenExpressions"] = copy.deepcopy(task["when"])
+                out.append(entry)
+        for task in self.finals:
+            why = self.final_skip(task)
+            if why is not None:
+                entry = {"name": task["name"], "reason": why}
+                if why == WHEN_SKIP and task.get("when"):
+                    entry["whenExpressions"] = copy.deepcopy(task["when"])
+                out.append(entry)
+        return out
 
 
 class Tekton:
@@ -277,6 +568,7 @@ class Tekton:
         self._behaviors: dict[tuple[str | None, str], TaskBehavior] = {}
         self._prs: dict[Key, _PipelineRun] = {}
         self._trs: dict[Key, _TaskRun] = {}
+        self._patch_error: str | None = None
         for info in RESOURCES:
             store.register(info)
         controllers.reconcilers["pipelineruns"] = self._pipelinerun
@@ -296,9 +588,11 @@ class Tekton:
         failing_step: str | None = None,
         logs: Sequence[str] | Mapping[str, Sequence[str]] | None = None,
         image: str | None = None,
+        fails_first: int | None = None,
     ) -> TaskBehavior:
         """Script pipeline task ``task`` (of ``pipeline``, or of any pipeline). ``logs`` is a
-        list for the deciding step (the failing one, else the last) or a mapping per step."""
+        list for the deciding step (the failing one, else the last) or a mapping per step;
+        ``fails_first``: only that many attempts fail (with ``retries`` on the pipeline task)."""
         names = tuple(steps or self.default.steps)
         if failing_step is not None and failing_step not in names:
             raise ValueError(f"failing_step {failing_step!r} is not one of the steps {names}")
@@ -316,6 +610,7 @@ class Tekton:
             failing_step=failing_step,
             logs=per_step,
             image=image or self.default.image,
+            fails_first=fails_first,
         )
         with self.store.lock:
             self._behaviors[(pipeline, task)] = behavior
@@ -334,13 +629,22 @@ class Tekton:
             "pipelineruns", pipeline_run(pipeline_name, namespace, **kwargs), actor="test"
         )
 
-    def cancel(self, namespace: str, name: str) -> Obj:
-        """What ``tkn pr cancel`` does: set ``spec.status: Cancelled``."""
+    def cancel(self, namespace: str, name: str, how: str = CANCELLED) -> Obj:
+        """What ``tkn pr cancel`` does: set ``spec.status: Cancelled``; ``how`` may also be
+        ``CancelledRunFinally`` (graceful cancel) or ``StoppedRunFinally`` (graceful stop)."""
+        if how not in CANCEL_STATES:
+            raise ValueError(f"{how!r} is not one of {CANCEL_STATES}")
 
         def change(obj: Obj) -> None:
-            obj["spec"]["status"] = "Cancelled"
+            obj["spec"]["status"] = how
 
         return self.store.mutate("pipelineruns", namespace, name, change, actor="test")
+
+    def refuse_taskrun_patches(self, message: str | None) -> None:
+        """While set, the controller's patches cancelling TaskRuns fail with ``message`` (an
+        admission webhook or RBAC refusing them): PipelineRunCouldntCancel/CouldntTimeOut."""
+        with self.store.lock:
+            self._patch_error = message
 
     # -- helpers ----------------------------------------------------------------------------------
 
@@ -379,14 +683,14 @@ class Tekton:
         state = self._prs.get(key)
         if state is None or state.uid != meta["uid"]:
             state = self._prs[key] = _PipelineRun(meta["uid"], now)
-        if _done(pr):
+        if _done(pr):  # pipelinerun.go@v1.15.0:229-235: nothing but cleanup once done
             return
         observe = self.controllers.timing.observe
         if now - state.seen < observe:  # the controller has not picked it up yet
             self.controllers.wake(key, state.seen + observe)
             return
         iso, name = self._iso(now), meta["name"]
-        status: Obj = {**(pr.get("status") or {}), "observedGeneration": meta.get("generation", 1)}
+        status: Obj = dict(pr.get("status") or {})
         if "startTime" not in status:
             if spec.get("status") == "PipelineRunPending":
                 pending = f'PipelineRun "{name}" is pending'
@@ -404,30 +708,17 @@ class Tekton:
             return  # the write makes the key dirty again: the next pass runs the tasks
         started = now if state.started is None else state.started
         children = self._children(pr)
-        if spec.get("status") in CANCEL_STATES:
-            self._stop_children(children, CANCELLED_BY_PIPELINE)
+        if spec.get("status") == CANCELLED:  # cancel.go@v1.15.0:111-146
+            errors = self._patch_children(children, CANCELLED_BY_PIPELINE, "cancellation")
+            if errors:
+                message = (
+                    f'PipelineRun "{name}" was cancelled but had errors trying to cancel '
+                    f"TaskRuns and/or Runs: {errors}"
+                )
+                self._retry(key, pr, status, "PipelineRunCouldntCancel", message, now)
+                return
             self._finish(pr, status, "Cancelled", f'PipelineRun "{name}" was cancelled', now)
             return
-        try:
-            timeout = parse_duration(str((spec.get("timeouts") or {}).get("pipeline", "1h")))
-        except ValueError:
-            timeout = DEFAULT_TIMEOUT
-        if timeout > 0 and now >= started + timeout:
-            self._stop_children(children, TIMED_OUT_BY_PIPELINE)
-            tasks = [t["name"] for t in (status.get("pipelineSpec") or {}).get("tasks", [])]
-            skipped = [
-                {"name": t, "reason": "PipelineRun timeout has been reached"}
-                for t in tasks
-                if t not in children
-                and t not in {s["name"] for s in status.get("skippedTasks") or []}
-            ]
-            if skipped:
-                status["skippedTasks"] = [*(status.get("skippedTasks") or []), *skipped]
-            message = f'PipelineRun "{name}" failed to finish within "{format_duration(timeout)}"'
-            self._finish(pr, status, "PipelineRunTimeout", message, now)
-            return
-        if timeout > 0:
-            self.controllers.wake(key, started + timeout)
         pipeline_spec = status.get("pipelineSpec") or self._resolve(pr)
         if pipeline_spec is None:
             ref = (spec.get("pipelineRef") or {}).get("name", "")
@@ -438,8 +729,12 @@ class Tekton:
             )
             self._finish(pr, status, "CouldntGetPipeline", message, now)
             return
+        invalid = self._validate_params(pr, pipeline_spec)
+        if invalid is not None:
+            self._finish(pr, status, *invalid, now)
+            return
         status["pipelineSpec"] = pipeline_spec
-        self._schedule(pr, pipeline_spec, status, children, now)
+        self._run_pipeline(key, pr, state, pipeline_spec, status, children, started, now)
 
     def _resolve(self, pr: Obj) -> Obj | None:
         spec = pr.get("spec") or {}
@@ -459,10 +754,42 @@ class Tekton:
             self.store.mutate("pipelineruns", meta["namespace"], meta["name"], label, actor=ACTOR)
         return copy.deepcopy(found.get("spec") or {})
 
-    def _schedule(
-        self, pr: Obj, pipeline_spec: Obj, status: Obj, children: dict[str, Obj], now: float
-    ) -> None:
-        tasks: list[Obj] = [t for t in pipeline_spec.get("tasks") or [] if t.get("name")]
+    def _validate_params(self, pr: Obj, pipeline_spec: Obj) -> tuple[str, str] | None:
+        """ParameterMissing / ParameterTypeMismatch (pipelinerun.go@v1.15.0:628-645,
+        resources/validate_params.go@v1.15.0:30-77); None when the params are fine."""
+        meta, spec = pr["metadata"], pr.get("spec") or {}
+        ns, name = meta["namespace"], meta["name"]
+        pipeline_name = (spec.get("pipelineRef") or {}).get("name") or name
+        given = {p.get("name"): p.get("value") for p in spec.get("params") or []}
+        specs = [p for p in pipeline_spec.get("params") or [] if p.get("name")]
+        missing = [p["name"] for p in specs if "default" not in p and p["name"] not in given]
+        if missing:
+            return "ParameterMissing", (
+                f"{USER_ERROR}PipelineRun {ns}/{name} is missing some parameters required by "
+                f"Pipeline {ns}/{pipeline_name}: pipelineRun missing parameters: "
+                f"{_go_list(missing)}"
+            )
+        wrong = [
+            p["name"]
+            for p in specs
+            if p["name"] in given
+            and _param_type(given[p["name"]])
+            != (p.get("type") or _param_type(p.get("default", "")))
+        ]
+        if wrong:
+            return "ParameterTypeMismatch", (
+                f"{USER_ERROR}PipelineRun {ns}/{name} parameters have mismatching types with "
+                f"Pipeline {ns}/{pipeline_name}'s parameters: parameters have inconsistent "
+                f"types : {_go_list(wrong)}"
+            )
+        return None
+
+    def _facts(
+        self, pr: Obj, state: _PipelineRun, pipeline_spec: Obj, children: dict[str, Obj], now: float
+    ) -> _Facts:
+        spec = pr.get("spec") or {}
+        tasks = [t for t in pipeline_spec.get("tasks") or [] if t.get("name")]
+        finals = [t for t in pipeline_spec.get("finally") or [] if t.get("name")]
         outcome: dict[str, str] = {}
         for task_name, tr in children.items():
             cond = succeeded(tr)
@@ -471,59 +798,218 @@ class Tekton:
             elif cond["status"] == "True":
                 outcome[task_name] = "succeeded"
             elif cond.get("reason") == "TaskRunCancelled":
-                outcome[task_name] = "cancelled"
+                # isCancelledForTimeOut (pipelinerunresolution.go@v1.15.0:329-362)
+                by_timeout = (tr.get("spec") or {}).get("statusMessage") == TIMED_OUT_BY_PIPELINE
+                outcome[task_name] = "timed-out" if by_timeout else "cancelled"
             else:
                 outcome[task_name] = "failed"
-        skipped = {s["name"]: s for s in status.get("skippedTasks") or []}
-        stopping = any(o in ("failed", "cancelled") for o in outcome.values())
-        for task in tasks:
-            name = task["name"]
-            if name in outcome or name in skipped:
-                continue
-            if stopping:
-                skipped[name] = {"name": name, "reason": "PipelineRun was stopping"}
-                continue
-            parents = task.get("runAfter") or []
-            if any(p in skipped for p in parents):
-                skipped[name] = {"name": name, "reason": "Parent Tasks were skipped"}
-            elif all(outcome.get(p) == "succeeded" for p in parents):
-                children[name] = self._create_taskrun(pr, task)
-                outcome[name] = "running"
-        counts = {k: sum(1 for o in outcome.values() if o == k) for k in ("failed", "cancelled")}
-        done = sum(1 for o in outcome.values() if o != "running")
-        incomplete = len(tasks) - done - len(skipped)
+        params: dict[str, Any] = {
+            p["name"]: p["default"]
+            for p in pipeline_spec.get("params") or []
+            if p.get("name") and "default" in p
+        }
+        params.update({p.get("name"): p.get("value") for p in spec.get("params") or []})
+        pipeline_t, tasks_t, finally_t = self._timeouts(spec)
+        started = state.started if state.started is not None else now
+        return _Facts(
+            tasks=tasks,
+            finals=finals,
+            outcome=outcome,
+            params=params,
+            spec_status=str(spec.get("status") or ""),
+            elapsed=now - started,
+            pipeline_timeout=pipeline_t,
+            tasks_timeout=tasks_t,
+            finally_elapsed=None if state.finally_started is None else now - state.finally_started,
+            finally_timeout=finally_t,
+            continue_on_error={
+                t["name"] for t in [*tasks, *finals] if t.get("onError") == "continue"
+            },
+        )
+
+    @staticmethod
+    def _timeouts(spec: Obj) -> tuple[float | None, float | None, float | None]:
+        """(pipeline, tasks, finally) seconds; 0 = none. PipelineTimeout/TasksTimeout/
+        FinallyTimeout (pipelinerun_types.go@v1.15.0:114-156)."""
+        block = spec.get("timeouts") or {}
+
+        def seconds(key: str) -> float | None:
+            if block.get(key) is None:
+                return None
+            try:
+                return parse_duration(str(block[key]))
+            except ValueError:
+                return None
+
+        pipeline_t, tasks_t, finally_t = seconds("pipeline"), seconds("tasks"), seconds("finally")
+        if pipeline_t is None:
+            pipeline_t = DEFAULT_TIMEOUT
+        # the defaulting webhook always sets timeouts.pipeline (pipelinerun_defaults.go:56-62)
+        if tasks_t is None and finally_t is not None:
+            tasks_t = None if not pipeline_t or not finally_t else pipeline_t - finally_t
+        elif finally_t is None and tasks_t is not None:
+            finally_t = None if not pipeline_t or not tasks_t else pipeline_t - tasks_t
+        return pipeline_t, tasks_t, finally_t
+
+    def _run_pipeline(
+        self,
+        key: Key,
+        pr: Obj,
+        state: _PipelineRun,
+        pipeline_spec: Obj,
+        status: Obj,
+        children: dict[str, Obj],
+        started: float,
+        now: float,
+    ) -> None:
+        """One reconcile of a resolved, valid PipelineRun (pipelinerun.go@v1.15.0:844-989)."""
+        name = pr["metadata"]["name"]
+        facts = self._facts(pr, state, pipeline_spec, children, now)
+        dag, finals = facts.dag, {t["name"] for t in facts.finals}
+        # graceful cancel: cancel the running TaskRuns, finally still runs (cancel.go:212-236)
+        if facts.spec_status == CANCELLED_RUN_FINALLY and any(
+            facts.outcome.get(t) == "running" for t in dag
+        ):
+            errors = self._patch_children(children, CANCELLED_BY_PIPELINE, "cancellation")
+            if errors:
+                message = (
+                    f'PipelineRun "{name}" was cancelled but had errors trying to cancel '
+                    f"TaskRuns and/or Runs: {errors}"
+                )
+                self._retry(key, pr, status, "PipelineRunCouldntCancel", message, now)
+                return
+        # timeouts.tasks / timeouts.finally: cancel the running ones (pipelinerun.go:902-937)
+        if state.finally_started is None and facts.tasks_timed_out():
+            running = {t: tr for t, tr in children.items() if t in dag}
+            self._patch_children(running, TIMED_OUT_BY_PIPELINE, "timeout")
+        elif facts.finally_timed_out():
+            running = {t: tr for t, tr in children.items() if t in finals}
+            self._patch_children(running, TIMED_OUT_BY_PIPELINE, "timeout")
+        # schedule (runNextSchedulableTask, pipelinerun.go:994-1127)
+        blocked = facts.spec_status in (CANCELLED_RUN_FINALLY, STOPPED_RUN_FINALLY)
+        if not blocked and not facts.stopping():
+            for task in facts.tasks:
+                if (
+                    task["name"] not in facts.outcome
+                    and facts.parents_done(task)
+                    and facts.skip(task["name"]) is None
+                ):
+                    children[task["name"]] = self._create_taskrun(pr, task, facts, final=False)
+                    facts.outcome[task["name"]] = "running"
+        if facts.finals and facts.dag_done():
+            if state.finally_started is None:
+                state.finally_started = now
+                status["finallyStartTime"] = self._iso(now)
+                facts.finally_elapsed = 0.0
+            for task in facts.finals:
+                if task["name"] not in facts.outcome and facts.final_skip(task) is None:
+                    children[task["name"]] = self._create_taskrun(pr, task, facts, final=True)
+                    facts.outcome[task["name"]] = "running"
+        facts.skips.clear()
+        # the pipeline timeout patches every child (timeout.go@v1.15.0:74-103)
+        if facts.pipeline_timed_out():
+            errors = self._patch_children(children, TIMED_OUT_BY_PIPELINE, "timeout")
+            if errors:
+                message = (
+                    f'PipelineRun "{name}" was timed out but had errors trying to time out '
+                    f"TaskRuns and/or Runs: {errors}"
+                )
+                self._retry(key, pr, status, "PipelineRunCouldntTimeOut", message, now)
+                return
+        for limit in (facts.pipeline_timeout, facts.tasks_timeout):
+            if limit:
+                self.controllers.wake(key, started + limit)
+        if facts.finally_timeout and state.finally_started is not None:
+            self.controllers.wake(key, state.finally_started + facts.finally_timeout)
+        state_, reason, message = self._condition(pr, facts)
+        skipped = facts.skipped_tasks()
         if skipped:
-            status["skippedTasks"] = list(skipped.values())
+            status["skippedTasks"] = skipped
+        else:
+            status.pop("skippedTasks", None)
         status["childReferences"] = [
             {
                 "apiVersion": API_VERSION,
                 "kind": "TaskRun",
                 "name": children[t["name"]]["metadata"]["name"],
                 "pipelineTaskName": t["name"],
+                **({"whenExpressions": copy.deepcopy(t["when"])} if t.get("when") else {}),
             }
-            for t in tasks
+            for t in [*facts.tasks, *facts.finals]
             if t["name"] in children
         ]
-        summary = (
-            f"Tasks Completed: {done} (Failed: {counts['failed']}, Cancelled {counts['cancelled']})"
-        )
-        name, iso = pr["metadata"]["name"], self._iso(now)
-        if incomplete > 0:
-            reason = "PipelineRunStopping" if stopping else "Running"
-            message = f"{summary}, Incomplete: {incomplete}, Skipped: {len(skipped)}"
+        if state_ == "Unknown":
             self._write_status(
-                "pipelineruns", pr, _with_condition(status, "Unknown", reason, message, iso)
+                "pipelineruns",
+                pr,
+                _with_condition(status, "Unknown", reason, message, self._iso(now)),
             )
-            return
-        message = f"{summary}, Skipped: {len(skipped)}"
-        if counts["failed"] or counts["cancelled"]:
-            reason = "Failed" if counts["failed"] else "Cancelled"
+        elif state_ == "True":
+            status["completionTime"] = self._iso(now)
+            self._write_status(
+                "pipelineruns", pr, _with_condition(status, "True", reason, message, self._iso(now))
+            )
+        else:
             self._finish(pr, status, reason, message, now)
-            return
-        status["completionTime"] = iso
-        reason = "Completed" if skipped else "Succeeded"
-        self._write_status(
-            "pipelineruns", pr, _with_condition(status, "True", reason, message, iso)
+
+    def _condition(self, pr: Obj, facts: _Facts) -> tuple[str, str, str]:
+        """GetPipelineConditionStatus (pipelinerunstate.go@v1.15.0:539-671)."""
+        name = pr["metadata"]["name"]
+        if facts.pipeline_timed_out():
+            limit = format_duration(facts.pipeline_timeout or 0)
+            return (
+                "False",
+                "PipelineRunTimeout",
+                (f'PipelineRun "{name}" failed to finish within "{limit}"'),
+            )
+        finals_done = all(
+            facts.final_skip(t) is not None
+            or facts.outcome.get(t["name"]) in ("succeeded", "failed", "cancelled", "timed-out")
+            for t in facts.finals
+        )
+        if facts.tasks_timed_out() and (not facts.finals or finals_done):
+            limit = format_duration(facts.tasks_timeout or 0)
+            return (
+                "False",
+                "PipelineRunTimeout",
+                (f'PipelineRun "{name}" failed due to tasks failed to finish within "{limit}"'),
+            )
+        c = facts.counts()
+        completed = c["succeeded"] + c["failed"] + c["cancelled"] + c["ignored"]
+        if c["incomplete"] == 0:
+            if c["ignored"]:
+                failed = f"Failed: {c['failed'] + c['ignored']} (Ignored: {c['ignored']})"
+            else:
+                failed = f"Failed: {c['failed']}"
+            message = (
+                f"Tasks Completed: {completed} ({failed}, Cancelled {c['cancelled']}), "
+                f"Skipped: {c['skipped']}"
+            )
+            if c["failed"] or c["timeout_skips"]:
+                return "False", "Failed", message
+            if facts.spec_status in (CANCELLED_RUN_FINALLY, STOPPED_RUN_FINALLY):
+                return "False", "Cancelled", f'PipelineRun "{name}" was cancelled'
+            if c["cancelled"]:
+                return "False", "Cancelled", message
+            return "True", "Completed" if c["skipped"] else "Succeeded", message
+        if facts.tasks_timed_out() and facts.finals and not finals_done:
+            reason = "PipelineRunTimeoutRunningFinally"
+        elif facts.spec_status == CANCELLED_RUN_FINALLY:
+            reason = "CancelledRunningFinally"
+        elif facts.spec_status == STOPPED_RUN_FINALLY:
+            reason = "StoppedRunningFinally"
+        elif c["cancelled"] or (c["failed"] and finals_done):
+            reason = "PipelineRunStopping"
+        else:
+            reason = "Running"
+        return (
+            "Unknown",
+            reason,
+            (
+                f"Tasks Completed: {completed} (Failed: {c['failed']}, "
+                f"Cancelled {c['cancelled']}), Incomplete: {c['incomplete']}, "
+                f"Skipped: {c['skipped']}"
+            ),
         )
 
     def _finish(self, pr: Obj, status: Obj, reason: str, message: str, now: float) -> None:
@@ -533,20 +1019,37 @@ class Tekton:
             "pipelineruns", pr, _with_condition(status, "False", reason, message, iso)
         )
 
-    def _stop_children(self, children: dict[str, Obj], message: str) -> None:
-        """Cancel running TaskRuns as the PipelineRun controller does: patch their spec."""
+    def _retry(self, key: Key, pr: Obj, status: Obj, reason: str, message: str, now: float) -> None:
+        """A reconcile that returned an error: Unknown with ``reason``, requeued."""
+        self._write_status(
+            "pipelineruns", pr, _with_condition(status, "Unknown", reason, message, self._iso(now))
+        )
+        self.controllers.wake(key, now + 1.0)
+
+    def _patch_children(self, children: dict[str, Obj], message: str, what: str) -> str:
+        """Cancel TaskRuns as the PipelineRun controller does: a patch of ``spec.status`` and
+        ``spec.statusMessage`` (cancel.go@v1.15.0:45-56, timeout.go@v1.15.0:42-54). Returns
+        the joined errors ("" when every patch went through)."""
+        errors: list[str] = []
         for tr in children.values():
-            if _done(tr) or (tr.get("spec") or {}).get("status") == "TaskRunCancelled":
+            spec = tr.get("spec") or {}
+            if _done(tr) or spec.get("status") == "TaskRunCancelled":
+                continue
+            meta = tr["metadata"]
+            if self._patch_error is not None:
+                errors.append(
+                    f"failed to patch TaskRun `{meta['name']}` with {what}: {self._patch_error}"
+                )
                 continue
 
             def cancel(o: Obj) -> None:
                 o["spec"]["status"] = "TaskRunCancelled"
                 o["spec"]["statusMessage"] = message
 
-            meta = tr["metadata"]
             self.store.mutate("taskruns", meta["namespace"], meta["name"], cancel, actor=ACTOR)
+        return "\n".join(errors)
 
-    def _create_taskrun(self, pr: Obj, task: Obj) -> Obj:
+    def _create_taskrun(self, pr: Obj, task: Obj, facts: _Facts, *, final: bool) -> Obj:
         meta = pr["metadata"]
         ref = (pr.get("spec") or {}).get("pipelineRef") or {}
         labels = {
@@ -554,9 +1057,12 @@ class Tekton:
             "tekton.dev/pipelineRun": meta["name"],
             "tekton.dev/pipelineRunUID": meta["uid"],
             "tekton.dev/pipelineTask": task["name"],
-            "tekton.dev/memberOf": "tasks",
+            "tekton.dev/memberOf": "finally" if final else "tasks",
         }
         labels["tekton.dev/pipeline"] = ref.get("name") or meta["name"]
+        annotations = dict(meta.get("annotations") or {})
+        if task.get("onError") == "continue":  # pipelinerun.go@v1.15.0:1400-1402
+            annotations[ON_ERROR_ANNOTATION] = "continue"
         spec: Obj = {"serviceAccountName": "default"}
         if isinstance(task.get("taskSpec"), dict):
             spec["taskSpec"] = copy.deepcopy(task["taskSpec"])
@@ -564,8 +1070,9 @@ class Tekton:
             spec["taskRef"] = {"kind": "Task", **(task.get("taskRef") or {"name": task["name"]})}
         if task.get("params"):
             spec["params"] = copy.deepcopy(task["params"])
-        timeout = ((pr.get("spec") or {}).get("timeouts") or {}).get("pipeline")
-        spec["timeout"] = format_duration(parse_duration(timeout)) if timeout else "1h0m0s"
+        if task.get("retries"):
+            spec["retries"] = int(task["retries"])
+        spec["timeout"] = format_duration(self._taskrun_timeout(task, facts, final))
         taskrun: Obj = {
             "apiVersion": API_VERSION,
             "kind": "TaskRun",
@@ -573,7 +1080,7 @@ class Tekton:
                 "name": child_name(meta["name"], f"-{task['name']}"),
                 "namespace": meta["namespace"],
                 "labels": labels,
-                "annotations": dict(meta.get("annotations") or {}),
+                "annotations": annotations,
                 "ownerReferences": [owner_reference(pr)],
             },
             "spec": spec,
@@ -585,6 +1092,22 @@ class Tekton:
                 raise
             return self.store.get("taskruns", meta["namespace"], taskrun["metadata"]["name"])
 
+    @staticmethod
+    def _taskrun_timeout(task: Obj, facts: _Facts, final: bool) -> float:
+        """The TaskRun's spec.timeout: the pipeline task's own, else timeouts.tasks/finally
+        when 0 or above the default, else the default 1h (pipelinerun.go@v1.15.0:1404-1408,
+        1759-1783; TaskRun defaulting taskrun_defaults.go@v1.15.0:70-71). The pipeline timeout
+        itself is enforced by the PipelineRun, which cancels the TaskRuns."""
+        if task.get("timeout"):
+            try:
+                return parse_duration(str(task["timeout"]))
+            except ValueError:
+                pass
+        limit = facts.finally_timeout if final else facts.tasks_timeout
+        if limit is not None and (limit == 0 or limit > DEFAULT_TIMEOUT):
+            return limit
+        return DEFAULT_TIMEOUT
+
     # -- TaskRuns ---------------------------------------------------------------------------------
 
     def _taskrun(self, key: Key, now: float) -> None:
@@ -595,19 +1118,21 @@ class Tekton:
         if _done(tr):
             return
         meta, spec = tr["metadata"], tr.get("spec") or {}
+        status = tr.get("status") or {}
+        attempt = len(status.get("retriesStatus") or [])
         run = self._trs.get(key)
-        if run is not None and run.uid != meta["uid"]:
+        if run is not None and (run.uid != meta["uid"] or run.attempt != attempt):
             run = None
         name = meta["name"]
-        if spec.get("status") == "TaskRunCancelled":
-            message = spec.get("statusMessage", "")
-            reason = "TaskRunTimeout" if message == TIMED_OUT_BY_PIPELINE else "TaskRunCancelled"
-            self._fail(tr, run, now, reason, f'TaskRun "{name}" was cancelled. {message}')
+        before = succeeded(tr)
+        if spec.get("status") == "TaskRunCancelled":  # taskrun.go@v1.15.0:195-199
+            message = f'TaskRun "{name}" was cancelled. {spec.get("statusMessage", "")}'
+            self._fail(tr, run, now, "TaskRunCancelled", _with_previous(before, message))
             return
         if run is None:
             if spec.get("status") == "TaskRunPending":
                 status = _with_condition(
-                    dict(tr.get("status") or {}),
+                    dict(status),
                     "Unknown",
                     "TaskRunPending",
                     f'TaskRun "{name}" is pending',
@@ -615,20 +1140,20 @@ class Tekton:
                 )
                 self._write_status("taskruns", tr, status)
                 return
-            run = self._trs[key] = self._start(tr, now)
+            run = self._trs[key] = self._start(tr, now, attempt)
         try:
             timeout = parse_duration(str(spec.get("timeout", "1h")))
         except ValueError:
             timeout = DEFAULT_TIMEOUT
-        if timeout > 0 and now >= run.started + timeout:
+        if timeout > 0 and now >= run.started + timeout:  # taskrun.go@v1.15.0:210-219
             message = f'TaskRun "{name}" failed to finish within "{format_duration(timeout)}"'
-            self._fail(tr, run, now, "TaskRunTimeout", message)
+            self._fail(tr, run, now, "TaskRunTimeout", _with_previous(before, message))
             return
         if timeout > 0:
             self.controllers.wake(key, run.started + timeout)
         self._sync(tr, run, now)
 
-    def _start(self, tr: Obj, now: float) -> _TaskRun:
+    def _start(self, tr: Obj, now: float, attempt: int) -> _TaskRun:
         meta, spec = tr["metadata"], tr.get("spec") or {}
         labels = meta.get("labels") or {}
         task = (
@@ -645,7 +1170,9 @@ class Tekton:
                 exit_code=behavior.exit_code,
                 logs=behavior.logs,
                 image=behavior.image,
+                fails_first=behavior.fails_first,
             )
+        behavior = behavior.attempt(attempt)
         images = {s["name"]: s.get("image", behavior.image) for s in inline}
         share = behavior.duration / len(behavior.steps)
         failing = behavior.failing_index
@@ -658,7 +1185,8 @@ class Tekton:
             elif failing is not None and n > failing:
                 item.skipped, item.start, item.end = True, steps[failing].end, steps[failing].end
             steps.append(item)
-        pod_name = child_name(meta["name"], "-pod")
+        # pod.go@v1.15.0:515-523: "-pod", then "-pod-retryN" for the Nth retry
+        pod_name = child_name(meta["name"], f"-pod-retry{attempt}" if attempt else "-pod")
         pod_labels = {
             **labels,
             "app.kubernetes.io/managed-by": "tekton-pipelines",
@@ -708,7 +1236,7 @@ class Tekton:
                 self.store.create("pods", pod, actor=ACTOR)
         for s in steps:
             self._set_log(meta["namespace"], pod_name, f"step-{s.name}", [])
-        return _TaskRun(meta["uid"], now, task, behavior, steps, pod_name)
+        return _TaskRun(meta["uid"], now, task, behavior, steps, pod_name, attempt)
 
     def _claim_pod(self, pod: Obj, now: float) -> bool:
         """TaskRun pods are run by the TaskRun reconciler, not by the simulator's kubelet."""
@@ -778,7 +1306,6 @@ class Tekton:
             "podName": run.pod,
             "startTime": self._iso(run.started),
             "steps": steps,
-            "observedGeneration": meta.get("generation", 1),
             "taskSpec": {"steps": [{"name": s.name, "image": s.image} for s in run.steps]},
         }
         if not done:
@@ -787,18 +1314,38 @@ class Tekton:
             if upcoming:
                 self.controllers.wake(("taskruns", namespace, meta["name"]), min(upcoming))
         elif failed is not None:
-            message = (
-                f'"step-{failed.name}" exited with code {failed.exit_code} '
-                f'(image: "{image_id(failed.image)}"); for logs run: '
-                f"kubectl -n {namespace} logs {run.pod} -c step-{failed.name}\n"
-            )
-            status = _with_condition(status, "False", "Failed", message, iso)
+            # pod/status.go@v1.15.0:608-620 (FailureIgnored under onError: continue), 938-945
+            message = f'"step-{failed.name}" exited with code {failed.exit_code}: Error'
+            annotations = meta.get("annotations") or {}
+            ignored = annotations.get(ON_ERROR_ANNOTATION) == "continue"
+            reason = "FailureIgnored" if ignored else "Failed"
+            status = _with_condition(status, "False", reason, message, iso)
             status["completionTime"] = iso
+            status = self._maybe_retry(tr, status, message)
         else:
             message = "All Steps have completed executing"
             status = _with_condition(status, "True", "Succeeded", message, iso)
             status["completionTime"] = iso
         self._write_status("taskruns", tr, status)
+
+    def _maybe_retry(self, tr: Obj, status: Obj, message: str) -> Obj:
+        """A failed TaskRun with retries left goes back to Unknown/ToBeRetried, its status
+        archived in retriesStatus (taskrun.go@v1.15.0:491-493, 1381-1393)."""
+        spec = tr.get("spec") or {}
+        done = list(status.get("retriesStatus") or [])
+        if spec.get("status") == "TaskRunCancelled" or len(done) >= int(spec.get("retries") or 0):
+            return status
+        archived = {k: copy.deepcopy(v) for k, v in status.items() if k != "retriesStatus"}
+        fresh = {
+            k: v
+            for k, v in status.items()
+            if k not in ("startTime", "completionTime", "podName", "results")
+        }
+        fresh["retriesStatus"] = [*done, archived]
+        cond = next(c for c in status["conditions"] if c.get("type") == "Succeeded")
+        return _with_condition(
+            fresh, "Unknown", "ToBeRetried", message, str(cond.get("lastTransitionTime"))
+        )
 
     def _pod_status(
         self, pod: Obj, run: _TaskRun, steps: list[Obj], now: float, done: bool, failed: bool
@@ -851,13 +1398,15 @@ class Tekton:
         )
 
     def _fail(self, tr: Obj, run: _TaskRun | None, now: float, reason: str, message: str) -> None:
-        """End a TaskRun early (cancelled, timed out): stop its steps and delete its pod."""
+        """End a TaskRun early (cancelled, timed out): stop its steps and delete its pod
+        (failTaskRun, taskrun.go@v1.15.0:942-984; terminateStepsInPod 1034-1066)."""
         meta = tr["metadata"]
         iso = self._iso(now)
-        status: Obj = {**(tr.get("status") or {}), "observedGeneration": meta.get("generation", 1)}
+        status: Obj = dict(tr.get("status") or {})
         if run is not None:
             status["steps"] = self._steps(run, now, reason)
             status.setdefault("startTime", self._iso(run.started))
+            status.setdefault("podName", run.pod)
             pod = self.store.find("pods", meta["namespace"], run.pod)
             if pod is not None and not pod["metadata"].get("deletionTimestamp"):
 
@@ -868,4 +1417,15 @@ class Tekton:
                 self.store.mutate("pods", meta["namespace"], run.pod, mark, actor=ACTOR)
         status = _with_condition(status, "False", reason, message, iso)
         status["completionTime"] = iso
+        if reason != "TaskRunCancelled":
+            status = self._maybe_retry(tr, status, message)
         self._write_status("taskruns", tr, status)
+
+
+def _with_previous(before: Obj | None, message: str) -> str:
+    """appendPreviousConditionContext (taskrun.go@v1.15.0:986-1000)."""
+    if before is None or before.get("reason") in ("Started", "Running", "TaskRunPending"):
+        return message
+    if before.get("message"):
+        return f"{message}\nPrevious status: [{before.get('reason')}] {before['message']}"
+    return message
