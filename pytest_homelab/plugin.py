@@ -197,8 +197,33 @@ def pytest_pycollect_makemodule(module_path: Path, parent: pytest.Collector) -> 
         source = module_path.read_bytes()
     except OSError:
         return
-    if _FIXTURE_NAMES.search(source):
+    if _is_check_module(source):
         _register_phase_markers(config)
+
+
+def _is_check_module(source: bytes) -> bool:
+    """Whether a test module's functions ask for a homelab fixture (as a parameter or through
+    ``usefixtures``): a landing check module. Names in strings (pytester sources) do not count."""
+    if not _FIXTURE_NAMES.search(source):
+        return False
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            args = node.args
+            names = [a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)]
+            if any(_FIXTURE_NAMES.fullmatch(n.encode()) for n in names):
+                return True
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "usefixtures":
+            for arg in node.args:
+                value = arg.value if isinstance(arg, ast.Constant) else None
+                if isinstance(value, str) and _FIXTURE_NAMES.fullmatch(value.encode()):
+                    return True
+    return False
 
 
 def _resolve(config: pytest.Config) -> Settings:
@@ -452,7 +477,7 @@ def _check_module_ids(config: pytest.Config) -> Callable[[str], bool]:
                 source = (config.rootpath / module).read_bytes()
             except OSError:
                 source = b""
-            seen[module] = _FIXTURE_NAMES.search(source) is not None
+            seen[module] = _is_check_module(source)
         return seen[module]
 
     return is_check

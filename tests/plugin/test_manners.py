@@ -173,3 +173,17 @@ def test_last_failed_and_failed_first_work_with_the_cache_out_of_the_repo(
     assert order[:2] == ["test_api", "test_web"]
     assert list(pytester.path.rglob(".pytest_cache")) == []  # nothing in the repo
     assert list((state / "homelab" / "pytest-cache").glob("*/v/cache/lastfailed"))
+
+
+def test_a_check_module_is_one_that_asks_for_a_homelab_fixture() -> None:
+    """Not one that merely names one in a string (a pytester source): such test modules keep
+    their xdist distribution and their markers."""
+    assert plugin._is_check_module(b"def test_x(homelab_landing):\n    pass\n")
+    assert plugin._is_check_module(
+        b"import pytest\n\n@pytest.mark.usefixtures('homelab_rollouts')\ndef test_x():\n    pass\n"
+    )
+    assert not plugin._is_check_module(b"SOURCE = 'def test_x(homelab_landing): pass'\n")
+    assert not plugin._is_check_module(b"def test_x(homelab_landings):\n    pass\n")
+    assert not plugin._is_check_module(b"def broken(homelab_landing:\n")
+    shipped = [p.name for p in CHECKS.glob("test_*.py") if plugin._is_check_module(p.read_bytes())]
+    assert sorted(shipped) == sorted(p.name for p in CHECKS.glob("test_*.py"))
