@@ -232,3 +232,66 @@ def test_no_file_attribute_names_a_path(tmp_path: Path) -> None:
     annotate_junit(path)
     assert not re.search(r"\b(file|line|url)=", path.read_text())
     assert os.path.getsize(path) > 0
+
+
+def test_taskruns_named_by_task_with_skipped_and_tolerated(tmp_path: Path) -> None:
+    """The runner's shapes (before and after issue 18): stable names, the run as data, a
+    skipped task without a TaskRun, a tolerated failure visible and not failing."""
+    from pytest_homelab.report.annotate import TASKRUNS_PROPERTY, annotate_junit
+
+    runner = (
+        '<testsuite name="dev-e2e" tests="3" failures="1" errors="0">'
+        '<testcase classname="dev-e2e.e2e-1-pr" name="smoke" time="2.5">'
+        '<failure message="TaskRun e2e-1-pr-smoke Failed: step-run exited 1 (kubectl -n ci logs '
+        'e2e-1-pr-smoke-pod)">POST /checkout 502</failure></testcase>'
+        '<testcase classname="dev-e2e.e2e-1-pr" name="notify"><skipped message="When '
+        'Expressions evaluated to false"/></testcase>'
+        '<testcase classname="dev-e2e.e2e-1-pr" name="lint" time="1"><system-out>tolerated '
+        "failure (onError: continue): TaskRun e2e-1-pr-lint FailureIgnored</system-out></testcase>"
+        "</testsuite>"
+    )
+    path = tmp_path / "x.xml"
+    check = ET.Element("testsuites")
+    suite = ET.SubElement(
+        check, "testsuite", name="pytest", tests="1", failures="1", errors="0", timestamp="T0"
+    )
+    case = ET.SubElement(suite, "testcase", classname="test_dev_e2e", name="test_dev_e2e")
+    ET.SubElement(case, "failure", message="CheckFailed: expected the run to pass").text = "x"
+    props = ET.SubElement(case, "properties")
+    for name, value in (
+        ("phase", "e2e"),
+        ("run_id", "e2e-1"),
+        ("d601", "ssh ci@d601.example.test"),
+        ("outcome", "CheckFailed"),
+        (TASKRUNS_PROPERTY, runner),
+    ):
+        ET.SubElement(props, "property", name=name, value=value)
+    path.write_text(ET.tostring(check, encoding="unicode"))
+    annotate_junit(path)
+    assert schema_errors(path) == []
+    records = {r.name: r for r in read_junit(path)}
+    assert {r.classname for n, r in records.items() if n != "test_dev_e2e"} == {"dev-e2e"}
+    smoke, notify, lint = records["smoke"], records["notify"], records["lint"]
+    assert (smoke.outcome, smoke.prop("taskrun"), smoke.prop("pipeline_run")) == (
+        "CheckFailed",
+        "e2e-1-pr-smoke",
+        "e2e-1-pr",
+    )
+    assert (notify.kind, notify.outcome, notify.prop("taskrun")) == (
+        "skipped",
+        "skipped-by-tekton",
+        "",
+    )
+    assert (lint.kind, lint.outcome) == ("passed", "tolerated") and lint.prop("tolerated")
+    assert exit_code([notify, lint]) == 0
+    text = failures(path)["smoke"].text or ""
+    assert "e2e-1-pr-smoke" in text and "kubectl get taskrun e2e-1-pr-smoke -n ci" in text
+    assert "POST /checkout 502" in text
+    assert "POST /checkout 502" in (failures(path)["test_dev_e2e"].text or "")
+    second = ET.parse(path).getroot().findall("testsuite")[1]
+    assert (second.get("hostname"), second.get("timestamp"), second.get("time")) == (
+        "d601.example.test",
+        "T0",
+        "3.500",
+    )
+    assert "run_id" in {p.get("name") for p in second.iter("property")}
