@@ -246,11 +246,10 @@ def test_wrong_version_names_the_url_and_both_commits(demo: Callable[[str], Demo
     assert found is not None, line
     served, expected = found.groups()
     assert not expected.startswith(served)
-    case = next(
-        c
-        for c in ET.parse(run.junit).getroot().iter("testcase")
+    props = next(
+        dict(pairs)
+        for c, pairs in case_properties(ET.parse(run.junit).getroot())
         if c.get("name") == "test_serves_commit[web]"
     )
-    props = {p.get("name", ""): p.get("value", "") for p in case.iter("property")}
     assert props["served_commit"] == served and props["expected_sha"] == expected
     assert props["status"] == "200" and props["url"].endswith("/version")
