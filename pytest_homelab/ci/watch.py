@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -178,6 +179,7 @@ class PipelineWatch:
         self.clock = clock
         self.final_look = final_look
         self._calls = deadline  # the deadline API calls run under (the final look extends it)
+        self._listed_at = -math.inf  # when the list last answered
         self._wake = stream.wake if stream is not None else threading.Event()
 
     # The loop: re-list when due or when an event hints at something the list must confirm;
@@ -209,6 +211,7 @@ class PipelineWatch:
                     # the verdict comes at the deadline, after one last look.
                     self.clock.sleep(self.deadline.remaining())
                     return self._final(state, start)
+                self._listed_at = self.clock.monotonic()
                 if result is not None:
                     return result
                 interval = self._interval(state)
@@ -216,7 +219,14 @@ class PipelineWatch:
             if self.deadline.expired():
                 return self._final(state, start)
             if state.current is None and appear_by.expired():
-                return self._final(state, start)
+                result = self._last_look(state, start, appear_by)
+                if result is not None:
+                    return result
+                if not _appeared(state):  # (the last look may have set state.current)
+                    return self._not_found(state, start)
+                self._calls = self.deadline  # it appeared at the last look: watch it to the end
+                next_check = self.clock.monotonic() + self._interval(state)
+                continue
             limit = self.deadline if state.current is not None else appear_by
             timeout = min(max(0.0, next_check - self.clock.monotonic()), limit.remaining())
             self.clock.wait(self._wake, timeout)
@@ -481,14 +491,20 @@ class PipelineWatch:
             ignored=tuple(sorted(state.elsewhere.values(), key=lambda p: p.number)),
         )
 
-    def _final(self, state: _State, start: float) -> CiResult:
-        """The deadline (or the appear grace) passed: one last look at the list, under a short
-        deadline of its own, then the verdict from what it shows."""
+    def _last_look(self, state: _State, start: float, limit: Deadline) -> CiResult | None:
+        """One more look at the list under a short deadline of its own (none when the list
+        already answered once ``limit`` had passed); its verdict, if any."""
+        if self._listed_at >= limit.at:
+            return None
         self._calls = Deadline.after(self.final_look, self.clock)
         try:
-            result = self._check(state, start)
+            return self._check(state, start)
         except HomelabError:
-            result = None  # the verdict is what was last seen
+            return None  # the verdict is what was last seen
+
+    def _final(self, state: _State, start: float) -> CiResult:
+        """The deadline passed: one last look at the list, then the verdict from what it shows."""
+        result = self._last_look(state, start, self.deadline)
         if result is not None:
             return result
         if state.current is None and state.following is None:
@@ -520,7 +536,10 @@ class PipelineWatch:
 
         try:
             items = self.client.list_pipelines(
-                self.repo, 1, events=self.events, deadline=self._calls
+                self.repo,
+                1,
+                events=self.events,
+                deadline=Deadline.after(self.final_look, self.clock),
             )
         except (HomelabError, AttributeError):
             return
@@ -548,6 +567,10 @@ class PipelineWatch:
                 hint=f"it may be stuck (see {url}); raise --ci-timeout if it is just slow",
             )
         return self._result(state, start, outcome, current)
+
+
+def _appeared(state: _State) -> bool:
+    return state.current is not None
 
 
 def _merge(*groups: tuple[str, ...]) -> tuple[str, ...]:

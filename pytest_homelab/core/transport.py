@@ -14,6 +14,7 @@ from __future__ import annotations
 import email.utils
 import ipaddress
 import json
+import os
 import random
 import ssl
 import time
@@ -141,17 +142,34 @@ def _require_verifying(context: ssl.SSLContext) -> None:
         raise BadInput("refusing a TLS context that does not verify certificates and hostnames")
 
 
+def _system_context() -> ssl.SSLContext:
+    """A verifying context trusting the system's CA store as OpenSSL was built to find it.
+
+    Not ``ssl.create_default_context()``: its ``load_default_certs`` lets ``SSL_CERT_FILE`` and
+    ``SSL_CERT_DIR`` replace the trusted CAs. No environment variable changes what is trusted
+    here; only ``--ca-bundle`` does."""
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # CERT_REQUIRED, hostnames checked
+    paths = ssl.get_default_verify_paths()
+    cafile = paths.openssl_cafile if os.path.isfile(paths.openssl_cafile) else None
+    capath = paths.openssl_capath if os.path.isdir(paths.openssl_capath) else None
+    if cafile is not None or capath is not None:
+        context.load_verify_locations(cafile=cafile, capath=capath)
+    return context
+
+
 def ssl_context(ca_bundle: Path | None = None) -> ssl.SSLContext:
     """A verifying client context: the system's CAs, or only those in ``ca_bundle``."""
     if ca_bundle is None:
-        return ssl.create_default_context()
+        return _system_context()
     if not ca_bundle.is_file():
         raise BadInput(
             f"CA bundle {ca_bundle} does not exist or is not a file",
             hint="pass a PEM file with --ca-bundle (env HOMELAB_CA_BUNDLE)",
         )
     try:
-        return ssl.create_default_context(cafile=str(ca_bundle))
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)  # no default paths: nothing from env
+        context.load_verify_locations(cafile=str(ca_bundle))
+        return context
     except ssl.SSLError as exc:
         raise BadInput(f"CA bundle {ca_bundle} is not a PEM certificate file: {exc}") from None
 
@@ -163,12 +181,16 @@ def make_http_client(
     ca_bundle: Path | None = None,
     timeout: float = 20.0,
     verify: ssl.SSLContext | None = None,
+    credentials: bool = True,
 ) -> httpx.Client:
     """An httpx client for ``base_url`` that verifies TLS and, with ``dial``, dials the LB.
 
     ``verify`` lets tests pass a context trusting their own CA; it is still a verifying context.
+    A client that will carry credentials (the default) refuses plain http off loopback;
+    ``credentials=False`` is for clients that never send any (probes, a landing's own checks).
     """
-    _require_encrypted_off_loopback(base_url, dial)
+    if credentials:
+        _require_encrypted_off_loopback(base_url, dial)
     context = verify if verify is not None else ssl_context(ca_bundle)
     _require_verifying(context)
     host = httpx.URL(base_url).host
@@ -458,7 +480,7 @@ class ClientPool:
         key = (str(httpx.URL(url).copy_with(path="/", query=None, fragment=None)), dial)
         if key not in self._clients:
             self._clients[key] = make_http_client(
-                url, dial=dial, ca_bundle=self.ca_bundle, timeout=self.timeout
+                url, dial=dial, ca_bundle=self.ca_bundle, timeout=self.timeout, credentials=False
             )
         return self._clients[key]
 

@@ -29,8 +29,19 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 from pytest_homelab.core.outcomes import AuthError, BadInput, InfraError
 from pytest_homelab.core.secrets import Environ
-from pytest_homelab.e2e.hostkeys import HOST_KEY_FILES, fingerprint, known_keys, preferred_key_types
-from pytest_homelab.e2e.ssh_config import CONNECT_TIMEOUT, SSH_PORT, resolve_ssh_target
+from pytest_homelab.e2e.hostkeys import (
+    HOST_KEY_FILES,
+    check_not_revoked,
+    fingerprint,
+    known_keys,
+    preferred_key_types,
+)
+from pytest_homelab.e2e.ssh_config import (
+    CONNECT_TIMEOUT,
+    GLOBAL_KNOWN_HOSTS,
+    SSH_PORT,
+    resolve_ssh_target,
+)
 
 if TYPE_CHECKING:
     import paramiko
@@ -167,8 +178,11 @@ class SSHRemote:
         ssh_config: str | os.PathLike[str] | None = None,
         environ: Mapping[str, str] | None = None,
         connect_timeout: float | None = None,
+        global_known_hosts: tuple[str, ...] = GLOBAL_KNOWN_HOSTS,
     ) -> None:
-        """``connect_timeout`` defaults to ssh_config's ConnectTimeout, else 10 s."""
+        """``connect_timeout`` defaults to ssh_config's ConnectTimeout, else 10 s.
+        ``global_known_hosts`` are OpenSSH's defaults unless ssh_config's GlobalKnownHostsFile
+        names others (tests give their own)."""
         self.target = resolve_ssh_target(
             host,
             port=port,
@@ -178,6 +192,7 @@ class SSHRemote:
             ssh_config=ssh_config,
             environ=environ,
             connect_timeout=connect_timeout,
+            global_known_hosts=global_known_hosts,
         )
         t = self.target
         self.description = f"ssh {t.user}@{t.address}"
@@ -319,7 +334,7 @@ class SSHRemote:
         import paramiko
 
         t = self.target
-        known = known_keys(t.known_hosts, t.known_hosts_name)
+        known = known_keys(t.known_hosts + t.global_known_hosts, t.known_hosts_name)
         try:
             sock = socket.create_connection((t.hostname, t.port), timeout=t.connect_timeout)
         except socket.gaierror as exc:
@@ -359,6 +374,12 @@ class SSHRemote:
                     f"{t.connect_timeout:g} s: {reason}",
                     hint="check that an SSH server listens on that port",
                 ) from None
+            check_not_revoked(
+                server_key,
+                t.known_hosts_name,
+                t.known_hosts + t.global_known_hosts,
+                t.revoked_host_keys,
+            )
             self._check_host_key(server_key, known)
             self._authenticate(transport)
         except BaseException:

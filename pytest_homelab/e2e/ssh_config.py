@@ -22,6 +22,8 @@ if TYPE_CHECKING:
 
 SSH_PORT = 22
 CONNECT_TIMEOUT = 10.0
+GLOBAL_KNOWN_HOSTS = ("/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2")
+"""OpenSSH's default GlobalKnownHostsFile (openssh-portable pathnames.h@V_9_9_P2:29-31)."""
 
 
 @dataclass(frozen=True)
@@ -39,6 +41,10 @@ class SSHTarget:
     look_for_keys: bool
     agent_socket: str | None
     known_hosts: tuple[str, ...]
+    global_known_hosts: tuple[str, ...]
+    """GlobalKnownHostsFile: keys known for every user; their ``@revoked`` lines count too."""
+    revoked_host_keys: str | None
+    """RevokedHostKeys: a KRL or a list of public keys never to accept."""
     host_key_alias: str | None
     connect_timeout: float
     home: str
@@ -65,6 +71,7 @@ def resolve_ssh_target(
     ssh_config: str | os.PathLike[str] | None = None,
     environ: Mapping[str, str] | None = None,
     connect_timeout: float | None = None,
+    global_known_hosts: tuple[str, ...] = GLOBAL_KNOWN_HOSTS,
 ) -> SSHTarget:
     """Apply ``~/.ssh/config`` (or ``ssh_config``) to ``host``; explicit arguments win."""
     # Only what SSH needs, and never a plain copy of the environment in a frame (``-l``).
@@ -125,6 +132,24 @@ def resolve_ssh_target(
             if extra.lower() != "none" and extra not in files:
                 files.append(extra)
 
+    # openssh-portable readconf.c@V_9_9_P2:2806-2813: the global files unless configured;
+    # "none" (alone) means none.
+    global_files = split_args(str(options.get("globalknownhostsfile") or "")) or list(
+        global_known_hosts
+    )
+    if [g.lower() for g in global_files] == ["none"]:
+        global_files = []
+    revoked = str(options.get("revokedhostkeys") or "").strip() or None
+    if revoked is not None:
+        words = split_args(revoked) or [""]
+        revoked = None if words[0].lower() == "none" else words[0]  # readconf.c:2955
+    if revoked is not None and "%" in revoked.replace("%%", ""):
+        raise BadInput(
+            f"ssh_config RevokedHostKeys {revoked!r} for {host!r} uses % tokens that "
+            "pytest-homelab cannot expand, so the revocation could not be enforced; refusing",
+            hint="give RevokedHostKeys a plain path (~ and %d are understood)",
+        )
+
     timeout = connect_timeout
     if timeout is None:
         timeout = float(_int_option(options, "connecttimeout", 0, host)) or CONNECT_TIMEOUT
@@ -140,6 +165,8 @@ def resolve_ssh_target(
         look_for_keys=not configured_keys,
         agent_socket=agent,
         known_hosts=tuple(files),
+        global_known_hosts=tuple(global_files),
+        revoked_host_keys=revoked.replace("%%", "%") if revoked else None,
         host_key_alias=str(options["hostkeyalias"]) if options.get("hostkeyalias") else None,
         connect_timeout=timeout,
         home=home,
@@ -157,7 +184,8 @@ def _int_option(options: Mapping[str, Any], name: str, default: int, host: str) 
 
 
 _PATH_KEYS = re.compile(
-    r"^(\s*(?:identityfile|userknownhostsfile|identityagent|certificatefile|hostkeyalias)"
+    r"^(\s*(?:identityfile|userknownhostsfile|identityagent|certificatefile|hostkeyalias"
+    r"|globalknownhostsfile|revokedhostkeys)"
     r"(?:\s*=\s*|\s+))(.*)$",
     re.IGNORECASE,
 )

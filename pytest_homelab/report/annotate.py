@@ -73,10 +73,15 @@ def annotate_junit(path: Path, *, hostname: str | None = None) -> None:
             if element.tail:
                 element.tail = scrub(element.tail)
             for name, value in element.attrib.items():
+                if _KEYS.get(element.tag) == name:
+                    continue  # a key or an outcome name of ours, never a secret's place
                 element.set(name, scrub(value))
     ET.indent(root, space="  ")  # for people; element texts (failures, system-out) are kept
     text = ET.tostring(root, encoding="unicode")
     path.write_text('<?xml version="1.0" encoding="utf-8"?>' + text, encoding="utf-8")
+
+
+_KEYS = {"property": "name", "failure": "type", "error": "type", "skipped": "type"}
 
 
 def _take_properties(case: ET.Element) -> list[tuple[str, str]]:

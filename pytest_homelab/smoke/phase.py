@@ -78,7 +78,12 @@ def http_fetch(
 ) -> tuple[Fetch, Callable[[], None]]:
     """A GET of the probe URL with no credential of any kind, and a way to close it."""
     client = make_http_client(
-        probe.url, dial=probe.dial, ca_bundle=ca_bundle, timeout=timeout, verify=verify
+        probe.url,
+        dial=probe.dial,
+        ca_bundle=ca_bundle,
+        timeout=timeout,
+        verify=verify,
+        credentials=False,
     )
 
     def fetch() -> Answer:

@@ -161,3 +161,17 @@ def test_a_workflow_error_is_a_reason(clock: FakeClock) -> None:
     assert isinstance(result.outcome, CheckFailed)
     assert "workflow build: OOM" in result.outcome.message
     assert SHA[:8] in result.outcome.message
+
+
+def test_a_pipeline_found_by_the_appear_grace_last_look_is_watched_on(clock: FakeClock) -> None:
+    # appears between the last poll and the end of the appear grace, runs on, then succeeds
+    client = FakeClient(clock).at(29, pipe(5, "running")).at(100, pipe(5, "success"))
+    result = watch(client, clock, appear_grace=30, poll_interval=10).run()
+    assert result.green and result.waited == pytest.approx(100)
+
+
+def test_nothing_at_the_appear_grace_last_look_is_not_found(clock: FakeClock) -> None:
+    client = FakeClient(clock)
+    result = watch(client, clock, appear_grace=30, poll_interval=10).run()
+    assert isinstance(result.outcome, NotFound)
+    assert client.calls.count("list") == 4  # 0, 10, 20 and 30: that one is the last look

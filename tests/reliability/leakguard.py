@@ -14,6 +14,7 @@ does, with ``leak_guard`` autouse there).
 
 from __future__ import annotations
 
+import copy
 import os
 import time
 from collections import Counter
@@ -124,16 +125,18 @@ def _report_texts(report: pytest.TestReport) -> Iterator[tuple[str, str]]:
         yield f"JUnit property {name}", f"{name}={value}"
 
 
-@pytest.hookimpl(hookwrapper=True)
+@pytest.hookimpl(hookwrapper=True, trylast=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
 ) -> Generator[None, Any, None]:
-    """Keep each phase's report (captured output, failure text, properties) for the guard."""
+    """Keep each phase's report (captured output, failure text, properties) for the guard, as
+    the test produced it: innermost (``trylast``) and copied, so the plugin's scrubbing — the
+    last net — cannot hide a leak from the guard."""
     if call.when == "call":
         item.stash[ENV_SECRETS] = _env_secrets()
     outcome = yield
     report: pytest.TestReport = outcome.get_result()
-    item.stash.setdefault(REPORTS, {})[report.when] = report
+    item.stash.setdefault(REPORTS, {})[report.when] = copy.copy(report)
 
 
 @pytest.fixture

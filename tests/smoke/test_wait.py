@@ -252,3 +252,19 @@ def test_refused_until_the_server_listens(ca_file: Path) -> None:
         for sim in started:
             sim.stop()
     assert results["web"].outcome is None and results["web"].attempts >= 2
+
+
+def test_plain_http_off_loopback_is_fine_for_a_probe() -> None:
+    """The token's rule (no plain http off loopback) is about credentials; a probe carries none,
+    so ``http://web.apps.example.test`` dialed at a loopback port is allowed."""
+    with ServingSim() as plain:
+        plain.route("web.apps.example.test", Route(fixed=f"r.example.test/web:{SHA[:9]}"))
+        probe = Probe("http://web.apps.example.test/version", dial=plain.address, timeout=5)
+        fetch, close = http_fetch(probe, ca_bundle=None, timeout=5)
+        try:
+            result = wait_for_probe(
+                ProbeTarget("web", probe, SHA), fetch, deadline=Deadline.after(9)
+            )
+        finally:
+            close()
+    assert result.outcome is None and result.matched_in == "body"

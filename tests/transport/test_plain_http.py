@@ -8,18 +8,21 @@ everything else is refused before a connection is made (a listener counts them).
 from __future__ import annotations
 
 import socket
+import subprocess
 import threading
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from pytest_homelab.ci.phase import open_client
 from pytest_homelab.core.clock import Deadline
-from pytest_homelab.core.outcomes import BadInput
+from pytest_homelab.core.outcomes import BadInput, InfraError
 from pytest_homelab.core.secrets import Secret
 from pytest_homelab.core.settings import resolve_settings
-from pytest_homelab.core.transport import make_http_client
+from pytest_homelab.core.transport import JsonApi, make_http_client
+from tests.transport.conftest import HOSTNAME
 
 
 class Listener:
@@ -94,3 +97,31 @@ def test_loopback_and_https_are_allowed(listener: Listener, server: str, dial: s
         server.format(port=listener.port), dial=dial.format(port=listener.port) if dial else None
     )
     client.close()
+
+
+@pytest.mark.parametrize("variable", ["SSL_CERT_FILE", "SSL_CERT_DIR"])
+def test_no_environment_variable_changes_the_trusted_cas(
+    tls_server: Any, ca: Any, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, variable: str
+) -> None:
+    """OpenSSL's SSL_CERT_FILE/SSL_CERT_DIR would replace the system store behind
+    ``ssl.create_default_context()``: the docs say only --ca-bundle changes what is trusted."""
+    bundle = tmp_path / "certs" / "ca.pem"
+    bundle.parent.mkdir()
+    ca.cert_pem.write_to_path(str(bundle))
+    subprocess.run(["openssl", "rehash", str(bundle.parent)], check=True, capture_output=True)
+    monkeypatch.setenv(variable, str(bundle if variable == "SSL_CERT_FILE" else bundle.parent))
+    http = make_http_client(
+        f"https://{HOSTNAME}:{tls_server.port}", dial=f"127.0.0.2:{tls_server.port}"
+    )
+    api = JsonApi(http, service="Woodpecker")
+    with pytest.raises(InfraError, match="TLS verification"):
+        api.get("/api/version", deadline=Deadline.after(5))
+    assert tls_server.seen == []  # no request got through the handshake
+    trusted = make_http_client(
+        f"https://{HOSTNAME}:{tls_server.port}",
+        dial=f"127.0.0.2:{tls_server.port}",
+        ca_bundle=bundle,
+    )
+    assert JsonApi(trusted, service="Woodpecker").get("/x", deadline=Deadline.after(5)) == {
+        "ok": True
+    }
