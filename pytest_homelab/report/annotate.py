@@ -21,7 +21,7 @@ from __future__ import annotations
 import re
 import socket
 import xml.etree.ElementTree as ET
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -52,6 +52,7 @@ def annotate_junit(path: Path, *, hostname: str | None = None) -> None:
     root = tree.getroot()
     suites = [root] if root.tag == "testsuite" else list(root.iter("testsuite"))
     runner_files: list[tuple[ET.Element, list[tuple[str, str]], str]] = []
+    provenance: set[int] = set()  # our <system-out> lines: names are ours, values scrubbed
     for suite in suites:
         for case in suite.findall("testcase"):
             props = _take_properties(case)
@@ -59,7 +60,9 @@ def annotate_junit(path: Path, *, hostname: str | None = None) -> None:
             props = [(k, v) for k, v in props if k != TASKRUNS_PROPERTY]
             _type_results(suite, case, props)
             _add_evidence(case, props)
-            _write_provenance(suite, case, props)
+            written = _write_provenance(suite, case, props, scrub)
+            if written is not None:
+                provenance.add(id(written))
             runner_files += [(case, props, text) for text in taskruns if text.strip()]
         _drop_empty_properties(suite)
     for case, props, text in runner_files:
@@ -68,7 +71,7 @@ def annotate_junit(path: Path, *, hostname: str | None = None) -> None:
         # Element by element, before serializing: text, tails and attribute values are
         # scrubbed in every form a secret takes; tags, names and outcome types never are.
         for element in root.iter():
-            if element.text:
+            if element.text and id(element) not in provenance:
                 element.text = scrub(element.text)
             if element.tail:
                 element.tail = scrub(element.tail)
@@ -145,21 +148,29 @@ def _append_text(element: ET.Element, sections: Sequence[str]) -> None:
 
 
 def _write_provenance(
-    suite: ET.Element, case: ET.Element, props: Sequence[tuple[str, str]]
-) -> None:
+    suite: ET.Element,
+    case: ET.Element,
+    props: Sequence[tuple[str, str]],
+    scrub: Callable[[str], str],
+) -> ET.Element | None:
+    """The properties, keyed, into the suite; the one-line ones as the testcase's
+    ``<system-out>`` (returned), whose values are scrubbed here and names never are."""
     if not props:
-        return
+        return None
     classname, name = case.get("classname", ""), case.get("name", "")
     properties = _suite_properties(suite)
     for key, value in props:
         ET.SubElement(properties, "property", name=property_key(classname, name, key), value=value)
     lines = [
-        f"{key}: {value}"
+        f"{key}: {scrub(value)}"
         for key, value in props
         if not any(key.startswith(prefix) for prefix in EVIDENCE) and "\n" not in value
     ]
-    if lines:
-        ET.SubElement(case, "system-out").text = "\n".join(lines) + "\n"
+    if not lines:
+        return None
+    out = ET.SubElement(case, "system-out")
+    out.text = "\n".join(lines) + "\n"
+    return out
 
 
 def _suite_properties(suite: ET.Element) -> ET.Element:
