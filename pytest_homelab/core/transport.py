@@ -257,6 +257,12 @@ class RequestStats:
     retries: int = 0
 
 
+def _is_web_page(content_type: str, body: bytes) -> bool:
+    """A 2xx HTML page where JSON was asked for (a bare ``<html>`` body without the content type
+    is more likely a proxy's passing error page: that one is retried)."""
+    return content_type.split(";")[0].strip().lower() == "text/html" and bool(body.strip())
+
+
 class JsonApi:
     """GETs and POSTs JSON with the retry rules above. No pytest, no printing."""
 
@@ -397,6 +403,17 @@ class JsonApi:
             raise InfraError(f"{self.service} {url} -> {status}: {text or '(empty body)'}")
         if not body.strip():
             return f"{status} with an empty body", None
+        if _is_web_page(response.headers.get("content-type", ""), body):
+            # Not a glitch to retry: every API path of a Woodpecker server that lacks the route
+            # answers its web UI's index.html with 200 (server/router/router.go@v3.17.0:54,
+            # server/web/web.go@v3.17.0:142-150), and so do a login proxy or a wrong root path.
+            raise BadInput(
+                f"{self.service} {url} -> {status} answered a web page (text/html), not the "
+                "API's JSON",
+                hint=f"{self.base_url} does not look like the {self.service} API's base URL: "
+                "give the server's own URL (not a page of its web UI, a proxy's login page or "
+                "another root path)",
+            )
         problem = ""
         try:
             return _Ok(json.loads(body)), None

@@ -4,8 +4,10 @@ Both transports implement :class:`Remote`; a UniDesk ``/api/dispatch`` host.ssh 
 third. :class:`SSHRemote` connects on its first :meth:`~SSHRemote.run` and keeps that one
 connection for every later call (one reconnect if it was lost between calls). Host keys are checked
 strictly: an unknown or changed key refuses before any authentication, and nothing is ever added to
-known_hosts. ``~/.ssh/config`` (HostName, Port, User, IdentityFile, IdentitiesOnly, IdentityAgent,
-UserKnownHostsFile, HostKeyAlias, ConnectTimeout, Include) and ssh-agent are honoured, with ``HOME``
+known_hosts. ``~/.ssh/config`` then ``/etc/ssh/ssh_config`` (HostName, Port, User, IdentityFile,
+IdentitiesOnly, IdentityAgent, UserKnownHostsFile, GlobalKnownHostsFile, RevokedHostKeys,
+HostKeyAlias, ConnectTimeout, Include) and ssh-agent are honoured; a revoked host key (listed in
+RevokedHostKeys, or ``@revoked`` in any known_hosts file) is refused, with ``HOME``
 and ``SSH_AUTH_SOCK`` taken from the ``environ`` given, never from ``os.environ`` behind the
 caller's back. ProxyJump/ProxyCommand are refused rather than silently bypassed.
 
@@ -40,6 +42,7 @@ from pytest_homelab.e2e.ssh_config import (
     CONNECT_TIMEOUT,
     GLOBAL_KNOWN_HOSTS,
     SSH_PORT,
+    SYSTEM_SSH_CONFIG,
     resolve_ssh_target,
 )
 
@@ -179,6 +182,7 @@ class SSHRemote:
         environ: Mapping[str, str] | None = None,
         connect_timeout: float | None = None,
         global_known_hosts: tuple[str, ...] = GLOBAL_KNOWN_HOSTS,
+        system_config: str | None = SYSTEM_SSH_CONFIG,
     ) -> None:
         """``connect_timeout`` defaults to ssh_config's ConnectTimeout, else 10 s.
         ``global_known_hosts`` are OpenSSH's defaults unless ssh_config's GlobalKnownHostsFile
@@ -193,6 +197,7 @@ class SSHRemote:
             environ=environ,
             connect_timeout=connect_timeout,
             global_known_hosts=global_known_hosts,
+            system_config=system_config,
         )
         t = self.target
         self.description = f"ssh {t.user}@{t.address}"

@@ -23,6 +23,8 @@ if TYPE_CHECKING:
 SSH_PORT = 22
 CONNECT_TIMEOUT = 10.0
 GLOBAL_KNOWN_HOSTS = ("/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2")
+SYSTEM_SSH_CONFIG = "/etc/ssh/ssh_config"
+"""Read after ``~/.ssh/config`` (not with an explicit ssh_config file), as OpenSSH does."""
 """OpenSSH's default GlobalKnownHostsFile (openssh-portable pathnames.h@V_9_9_P2:29-31)."""
 
 
@@ -72,6 +74,7 @@ def resolve_ssh_target(
     environ: Mapping[str, str] | None = None,
     connect_timeout: float | None = None,
     global_known_hosts: tuple[str, ...] = GLOBAL_KNOWN_HOSTS,
+    system_config: str | None = SYSTEM_SSH_CONFIG,
 ) -> SSHTarget:
     """Apply ``~/.ssh/config`` (or ``ssh_config``) to ``host``; explicit arguments win."""
     # Only what SSH needs, and never a plain copy of the environment in a frame (``-l``).
@@ -80,7 +83,7 @@ def resolve_ssh_target(
     home = env.get("HOME") or pwd.getpwuid(os.getuid()).pw_dir
     if not host or host.startswith("-") or any(c.isspace() for c in host):
         raise BadInput(f"D601 host {host!r} is not a host name or ssh_config alias")
-    options = _ssh_config_options(host, ssh_config, home)
+    options = _ssh_config_options(host, ssh_config, home, system_config)
     for unsupported in ("proxyjump", "proxycommand"):
         value = options.get(unsupported)
         if value and str(value).lower() != "none":
@@ -199,18 +202,31 @@ def _expand(path: str, home: str) -> str:
     return path.replace("%d", home)
 
 
-def _ssh_config_options(host: str, ssh_config: str | os.PathLike[str] | None, home: str) -> Any:
+def _ssh_config_options(
+    host: str, ssh_config: str | os.PathLike[str] | None, home: str, system_config: str | None
+) -> Any:
+    """The options for ``host``: the given file only (like ``ssh -F``), else ``~/.ssh/config``
+    and then the system-wide file, the first value of each option winning, as OpenSSH reads
+    them (so a RevokedHostKeys an administrator set there is honoured too)."""
+    texts: list[str] = []
     if ssh_config is not None:
         path = _expand(os.fspath(ssh_config), home)
         if not os.path.isfile(path):
             raise BadInput(f"ssh_config file {path} does not exist")
+        texts.append(_config_text(path, home, 0))
     else:
         path = os.path.join(home, ".ssh", "config")
-        if not os.path.isfile(path):
-            return {}
+        if os.path.isfile(path):
+            texts.append(_config_text(path, home, 0))
+        if system_config is not None and os.path.isfile(system_config):
+            base = os.path.dirname(system_config)
+            texts.append(_config_text(system_config, home, 0, base=base))
+            path = f"{path} or {system_config}"
+    if not texts:
+        return {}
     import paramiko
 
-    text = _config_text(path, home, 0)  # every line checked, errors name their file and line
+    text = "\n".join(texts)  # every line checked, errors name their file and line
     failure = ""
     try:
         return paramiko.SSHConfig.from_text(text).lookup(host)
@@ -282,7 +298,7 @@ def _config_line(path: str, number: int, line: str) -> tuple[str, list[str]] | N
     return match.group(1).lower(), words
 
 
-def _config_text(path: str, home: str, depth: int) -> str:
+def _config_text(path: str, home: str, depth: int, base: str | None = None) -> str:
     """The file with Include inlined and ``~`` expanded against ``home`` (paramiko does neither).
 
     Every line of every file is split as OpenSSH splits it first: a malformed line is BadInput
@@ -304,9 +320,9 @@ def _config_text(path: str, home: str, depth: int) -> str:
             for pattern in words:
                 pattern = _expand(pattern, home)
                 if not os.path.isabs(pattern):
-                    pattern = os.path.join(home, ".ssh", pattern)
+                    pattern = os.path.join(base or os.path.join(home, ".ssh"), pattern)
                 for found in sorted(glob.glob(pattern)):
-                    lines.append(_config_text(found, home, depth + 1))
+                    lines.append(_config_text(found, home, depth + 1, base))
             continue
         if keyword in ("host", "match"):
             try:

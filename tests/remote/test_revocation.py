@@ -147,3 +147,16 @@ def test_revoked_host_keys_with_tokens_it_cannot_expand_refuses(d601: D601, tmp_
     config = write_config(tmp_path, d601, "RevokedHostKeys /etc/ssh/revoked-%h")
     with pytest.raises(BadInput, match="could not be enforced"):
         connect(d601, config)
+
+
+def test_revoked_host_keys_in_the_system_config_is_honoured(d601: D601, tmp_path: Path) -> None:
+    """OpenSSH reads /etc/ssh/ssh_config after ~/.ssh/config: an administrator's
+    RevokedHostKeys there counts (here a system file of the test's own)."""
+    revoked = tmp_path / "revoked"
+    revoked.write_text(d601.host_key_pub + "\n")
+    system = tmp_path / "etc-ssh_config"
+    system.write_text(f"Host *\n  RevokedHostKeys {revoked}\n")
+    with pytest.raises(AuthError, match="REVOKED"), d601.remote(system_config=str(system)) as r:
+        r.run("true", timeout=20)
+    with d601.remote(system_config=None) as remote:  # without it: connects
+        assert remote.run("true", timeout=20).returncode == 0

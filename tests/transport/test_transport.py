@@ -185,6 +185,27 @@ def test_400_is_an_infra_error_with_the_body(tls_server: Any, ca_bundle: Path) -
         api.get("/api/x", deadline=Deadline.after(30))
 
 
+@pytest.mark.parametrize(
+    "answer",
+    [
+        (200, {"Content-Type": "text/html; charset=UTF-8"}, b"<!DOCTYPE html><html></html>"),
+        (200, {"Content-Type": "text/html"}, b"<html><body>Sign in</body></html>"),
+    ],
+)
+def test_a_web_page_is_bad_input_at_once_not_a_glitch(
+    tls_server: Any, ca_bundle: Path, answer: tuple[int, dict[str, str], bytes]
+) -> None:
+    """A Woodpecker server answers an API path it lacks with its web UI's index.html and 200
+    (woodpecker-ci/woodpecker server/router/router.go@v3.17.0:54, server/web/web.go
+    @v3.17.0:142-150); a login proxy or a wrong root path does too. Retrying cannot help."""
+    tls_server.script.default = answer
+    api = api_for(tls_server, ca_bundle)
+    with api.http, pytest.raises(BadInput, match="answered a web page") as info:
+        api.get("/api/repos/lookup/x", deadline=Deadline.after(30))
+    assert len(tls_server.seen) == 1
+    assert "base URL" in info.value.render()
+
+
 def test_204_and_json_null_are_none(tls_server: Any, ca_bundle: Path) -> None:
     tls_server.script.steps = [ok(b"", status=204), ok(b"null")]
     api = api_for(tls_server, ca_bundle)
