@@ -8,6 +8,9 @@ below is resolved lazily, on the first item that asks for a homelab fixture.
 from __future__ import annotations
 
 import contextlib
+import hashlib
+import os
+import re
 import sys
 from collections.abc import Callable, Generator, Iterable, Iterator
 from pathlib import Path
@@ -46,8 +49,16 @@ _MARKERS = {
 }
 _ROOT_FIXTURE = "homelab_landing"
 _INTERRUPTS = "homelab-interrupts"
+_MARKED = pytest.StashKey[bool]()
+_PACKAGED_SUITE = Path(__file__).resolve().parent / "checks"
+_FIXTURE_NAMES = re.compile(
+    rb"\bhomelab_(?:settings|landing|ci_target|woodpecker_token|woodpecker|woodpecker_repo|ci|"
+    rb"record|service|kube|rollouts|probe|smoke|commit|manifest|services|http|deadline|d601|"
+    rb"dev_run)\b"
+)
 _PLAN = pytest.StashKey["RolloutPlan | BadInput"]()
 _TASKRUNS = pytest.StashKey[bytes]()  # the dev e2e runner's junit.xml, merged at the end
+_REPORTS = pytest.StashKey["_CheckReports"]()
 _SMOKE = pytest.StashKey["tuple[ProbeTarget, ...] | BadInput"]()
 _NO_SERVICES = "no-services"
 _NO_PROBES = "no-probes"
@@ -98,10 +109,49 @@ def _show(value: object) -> str:
     return str(value)
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
-    for name, text in _MARKERS.items():
-        config.addinivalue_line("markers", f"{name}: {text}")
+    config.stash[_REPORTS] = reports = _CheckReports()
+    config.pluginmanager.register(reports, "homelab-check-reports")
     config.pluginmanager.register(_Interrupts(), _INTERRUPTS)
+    if _landing_session(config):
+        _register_phase_markers(config)
+        _cache_under_state(config)
+        if not config.getoption("collectonly", False):
+            _refuse_ungroupable_dist(config, str(config.getoption("dist", "no") or "no"))
+
+
+def _cache_under_state(config: pytest.Config) -> None:
+    """``--lf``/``--ff`` for the landing checks, with pytest's cache under the state directory
+    (``$XDG_STATE_HOME/homelab/pytest-cache/<suite>-<hash>``) instead of next to the suite, in
+    the user's repo or the installed package; a ``cache_dir`` the user set is kept.
+
+    pytest creates the cache in cacheprovider's tryfirst ``pytest_configure`` from
+    ``getini("cache_dir")`` (pytest-dev/pytest src/_pytest/cacheprovider.py@9.2.0:136-142, 563);
+    this hook is tryfirst too and registered later, so it runs first."""
+    if not config.pluginmanager.hasplugin("cacheprovider") or "TOX_ENV_DIR" in os.environ:
+        return
+    if config.getini("cache_dir") != ".pytest_cache":
+        return
+    inicache = getattr(config, "_inicache", None)
+    if not isinstance(inicache, dict):
+        return
+    state = os.environ.get("XDG_STATE_HOME") or str(Path.home() / ".local" / "state")
+    root = config.rootpath
+    digest = hashlib.sha256(str(root).encode()).hexdigest()[:12]
+    inicache["cache_dir"] = str(Path(state) / "homelab" / "pytest-cache" / f"{root.name}-{digest}")
+
+
+def _register_phase_markers(config: pytest.Config) -> None:
+    """The phase markers, where landing checks are collected; a marker of the same name the
+    project registered itself keeps its description."""
+    if config.stash.get(_MARKED, False):
+        return
+    config.stash[_MARKED] = True
+    known = {line.split(":")[0].split("(")[0].strip() for line in config.getini("markers")}
+    for name, text in _MARKERS.items():
+        if name not in known:
+            config.addinivalue_line("markers", f"{name}: {text}")
 
 
 class _Interrupts:
@@ -155,6 +205,81 @@ def _trap_sigterm(config: pytest.Config) -> None:
 
     signal.signal(signal.SIGTERM, terminate)
     config.add_cleanup(restore)
+
+
+def _landing_session(config: pytest.Config) -> bool:
+    """An initial path of the session is a landing suite: the shipped ``checks/``, or a
+    ``checks/`` directory at the top of a git work tree (the suite the CLI runs)."""
+    return any(_in_landing_suite(path) for path in _initial_paths(config))
+
+
+def _initial_paths(config: pytest.Config) -> Iterator[Path]:
+    base = config.invocation_params.dir
+    for arg in config.args:
+        name = str(arg).split("::", 1)[0]
+        if config.option.pyargs and "/" not in name and not name.endswith(".py"):
+            with contextlib.suppress(ImportError, ValueError):
+                import importlib.util
+
+                spec = importlib.util.find_spec(name)
+                if spec is not None and spec.submodule_search_locations:
+                    yield from (Path(p) for p in spec.submodule_search_locations)
+                elif spec is not None and spec.origin:
+                    yield Path(spec.origin)
+            continue
+        yield base / name
+
+
+def _in_landing_suite(path: Path) -> bool:
+    try:
+        path = path.resolve()
+    except OSError:
+        return False
+    for directory in (path, *path.parents):
+        if directory == _PACKAGED_SUITE:
+            return True
+        if directory.name == "checks" and (directory.parent / ".git").exists():
+            return True
+    return False
+
+
+def pytest_pycollect_makemodule(module_path: Path, parent: pytest.Collector) -> None:
+    """A test module that asks for a homelab fixture is a landing check module: the phase
+    markers are registered before it is imported (so ``--strict-markers`` accepts them)."""
+    config = parent.config
+    if config.stash.get(_MARKED, False):
+        return
+    try:
+        source = module_path.read_bytes()
+    except OSError:
+        return
+    if _is_check_module(source):
+        _register_phase_markers(config)
+
+
+def _is_check_module(source: bytes) -> bool:
+    """Whether a test module's functions ask for a homelab fixture (as a parameter or through
+    ``usefixtures``): a landing check module. Names in strings (pytester sources) do not count."""
+    if not _FIXTURE_NAMES.search(source):
+        return False
+    import ast
+
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError):
+        return False
+    for node in ast.walk(tree):
+        if isinstance(node, ast.FunctionDef | ast.AsyncFunctionDef):
+            args = node.args
+            names = [a.arg for a in (*args.posonlyargs, *args.args, *args.kwonlyargs)]
+            if any(_FIXTURE_NAMES.fullmatch(n.encode()) for n in names):
+                return True
+        elif isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "usefixtures":
+            for arg in node.args:
+                value = arg.value if isinstance(arg, ast.Constant) else None
+                if isinstance(value, str) and _FIXTURE_NAMES.fullmatch(value.encode()):
+                    return True
+    return False
 
 
 def _resolve(config: pytest.Config) -> Settings:
@@ -227,7 +352,9 @@ def _env_settings(config: pytest.Config) -> Settings:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
-    if "homelab_probe" in metafunc.fixturenames:
+    if "homelab_probe" in metafunc.fixturenames and metafunc.config.getoption("collectonly"):
+        _list_probes(metafunc)
+    elif "homelab_probe" in metafunc.fixturenames:
         probes = _smoke_plan(metafunc.config)
         if isinstance(probes, BadInput):
             metafunc.parametrize("homelab_probe", [probes], ids=["configuration"], indirect=True)
@@ -237,6 +364,9 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
             ids = [p.service for p in probes]
             metafunc.parametrize("homelab_probe", list(probes), ids=ids, indirect=True)
     if "homelab_service" not in metafunc.fixturenames:
+        return
+    if metafunc.config.getoption("collectonly"):
+        _list_services(metafunc)
         return
     plan = _rollout_plan(metafunc.config)
     if isinstance(plan, BadInput):
@@ -248,6 +378,47 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize(
             "homelab_service", targets, ids=[t.name for t in targets], indirect=True
         )
+
+
+def _list_probes(metafunc: pytest.Metafunc) -> None:
+    """``--collect-only``: the smoke checks of the services with a probe, like
+    :func:`_list_services` (no commit is resolved)."""
+    from pytest_homelab.rollout.plan import listed_services
+    from pytest_homelab.smoke.phase import ProbeTarget
+
+    try:
+        settings = _resolve(metafunc.config)
+        services = (
+            []
+            if not settings.deploy_json_path.exists() and settings.targets
+            else (listed_services(settings))
+        )
+    except BadInput as exc:
+        metafunc.parametrize("homelab_probe", [exc], ids=["configuration"], indirect=True)
+        return
+    probes = [ProbeTarget(s.name, s.probe, "") for s in services if s.probe is not None]
+    if not probes:
+        metafunc.parametrize("homelab_probe", [None], ids=[_NO_PROBES], indirect=True)
+        return
+    ids = [p.service for p in probes]
+    metafunc.parametrize("homelab_probe", probes, ids=ids, indirect=True)
+
+
+def _list_services(metafunc: pytest.Metafunc) -> None:
+    """``--collect-only``: the real rollout checks, from deploy.json alone (no git, network or
+    credentials); a broken configuration lists one ``configuration`` check, as a run reports it."""
+    from pytest_homelab.rollout.plan import listed_targets
+
+    try:
+        targets = list(listed_targets(_resolve(metafunc.config)))
+    except BadInput as exc:
+        metafunc.parametrize("homelab_service", [exc], ids=["configuration"], indirect=True)
+        return
+    if not targets:
+        metafunc.parametrize("homelab_service", [None], ids=[_NO_SERVICES], indirect=True)
+        return
+    ids = [t.name for t in targets]
+    metafunc.parametrize("homelab_service", targets, ids=ids, indirect=True)
 
 
 def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
@@ -288,8 +459,8 @@ def pytest_collection_modifyitems(
     for n, item in zip(slots, checks, strict=True):
         items[n] = item
     selected = {phased[id(i)] for i in items if id(i) in phased}
-    if not selected:
-        return
+    if not selected or config.getoption("collectonly"):
+        return  # listing the checks needs no settings; running them does
     _trap_sigterm(config)
     settings = _settings(config)
     if "ci" in selected:
@@ -327,6 +498,86 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     return None
 
 
+# -- pytest-xdist: every landing check on one worker ------------------------------------------
+# The phases gate each other through the session's Landing (a red ci fails the rollout checks at
+# once) and each phase's watch is a session fixture: split over workers, each would watch on its
+# own and wait for phases it cannot see. So the controller's scheduler puts every landing check
+# module (one that asks for a homelab fixture, as for the markers) into one scope, which
+# pytest-xdist sends to one worker whole and in collection order
+# (pytest-xdist src/xdist/scheduler/loadscope.py@v3.8.0 LoadScopeScheduling._split_scope);
+# other tests keep their --dist mode. No nodeid changes: the terminal, the JUnit and --lf see the
+# serial names. (xdist_group cannot do it: its "@group" suffix is written to Item._nodeid,
+# xdist/remote.py@v3.8.0:236-254, which pytest 9.2 no longer reads, nodes.py:290-292.)
+
+XDIST_GROUP = "homelab-landing"
+_UNGROUPABLE = ("each", "worksteal")
+
+
+def _refuse_ungroupable_dist(config: pytest.Config, dist: str) -> None:
+    if dist in _UNGROUPABLE:
+        raise pytest.UsageError(
+            f"the landing checks cannot run with --dist {dist}: their phases gate each other "
+            "and each phase's watch must run once, on one worker\n"
+            "  next: use -n N with --dist load (the default), loadgroup, loadscope or loadfile "
+            "(the checks then run together on one worker), or run without -n"
+        )
+
+
+def _check_module_ids(config: pytest.Config) -> Callable[[str], bool]:
+    """Whether a nodeid's module is a landing check module (read once per file)."""
+    seen: dict[str, bool] = {}
+
+    def is_check(nodeid: str) -> bool:
+        module = nodeid.split("::", 1)[0]
+        if module not in seen:
+            try:
+                source = (config.rootpath / module).read_bytes()
+            except OSError:
+                source = b""
+            seen[module] = _is_check_module(source)
+        return seen[module]
+
+    return is_check
+
+
+@pytest.hookimpl(optionalhook=True, tryfirst=True)  # xdist's own is trylast (dsession.py:107)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: object) -> object | None:
+    """The scheduler of the chosen ``--dist`` mode, with the landing check modules as one scope."""
+    from xdist.scheduler import LoadFileScheduling, LoadGroupScheduling, LoadScopeScheduling
+
+    dist = config.getvalue("dist")
+    bases = {
+        "load": LoadScopeScheduling,
+        "loadscope": LoadScopeScheduling,
+        "loadfile": LoadFileScheduling,
+        "loadgroup": LoadGroupScheduling,
+    }
+    base = bases.get(dist)
+    if base is None:
+        return None  # each and worksteal are refused once a check module is collected
+    is_check = _check_module_ids(config)
+    per_test = dist == "load"
+
+    class Grouped(base):  # type: ignore[misc,valid-type]
+        def _split_scope(self, nodeid: str) -> str:
+            if is_check(nodeid):
+                return XDIST_GROUP
+            return nodeid if per_test else str(super()._split_scope(nodeid))
+
+    scheduler: object = Grouped(config, log)
+    return scheduler
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_node_collection_finished(node: object, ids: list[str]) -> None:
+    config = getattr(node, "config", None)
+    if not isinstance(config, pytest.Config):
+        return
+    dist = str(config.getvalue("dist"))
+    if dist in _UNGROUPABLE and any(map(_check_module_ids(config), ids)):
+        _refuse_ungroupable_dist(config, dist)
+
+
 @pytest.hookimpl(wrapper=True)
 def pytest_runtest_makereport(
     item: pytest.Item, call: pytest.CallInfo[None]
@@ -351,6 +602,14 @@ def pytest_runtest_makereport(
         and not any(name == "outcome" for name, _ in item.user_properties)
     ):
         item.user_properties.append(("outcome", "success"))
+    if call.when == "call" and _TASKRUNS in item.config.stash:
+        # The runner's junit.xml travels with the check's report (to the xdist controller too)
+        # and becomes the TaskRuns suite when the JUnit is annotated.
+        from pytest_homelab.report.annotate import TASKRUNS_PROPERTY
+
+        taskruns = item.config.stash[_TASKRUNS].decode("utf-8", "replace")
+        del item.config.stash[_TASKRUNS]
+        item.user_properties.append((TASKRUNS_PROPERTY, taskruns))
     return _scrubbed(report)
 
 
@@ -386,24 +645,44 @@ def _scrubbed(report: _Report) -> _Report:
     return report
 
 
+class _CheckReports:
+    """Notices that a landing check reported (serially, or on the xdist controller)."""
+
+    def __init__(self) -> None:
+        self.seen = False
+
+    def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
+        if not self.seen and any(name == "phase" for name, _ in report.user_properties):
+            self.seen = True
+
+
+def _ran_checks(config: pytest.Config) -> bool:
+    reports = config.stash.get(_REPORTS, None)
+    return reports is not None and reports.seen
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_sessionfinish(session: pytest.Session) -> None:
-    """Give every ``<failure>``/``<error>`` a ``type`` naming the outcome; scrub secrets."""
+    """Rewrite the JUnit of a session that ran landing checks (on the xdist controller, which
+    alone writes it): schema-valid, typed by outcome, with the evidence and the TaskRuns; and
+    of any session that knew a secret, scrubbed."""
     from pytest_homelab.core.secrets import known_secrets
 
-    xmlpath = session.config.option.xmlpath
-    if not xmlpath or (_SETTINGS not in session.config.stash and not known_secrets()):
+    config = session.config
+    xmlpath = config.option.xmlpath
+    if not xmlpath or hasattr(config, "workerinput"):
         return
     path = Path(xmlpath)
     watch = session.config.pluginmanager.get_plugin(_INTERRUPTS)
-    if path.is_file() and isinstance(watch, _Interrupts) and watch.signal is not None:
+    ran = _ran_checks(config)
+    if path.is_file() and ran and isinstance(watch, _Interrupts) and watch.signal is not None:
         from pytest_homelab.report.interrupt import mark_interrupted
 
         mark_interrupted(path, watch.signal, _unfinished(session, watch))
-    if path.is_file():
+    if path.is_file() and (ran or known_secrets()):
         from pytest_homelab.report.annotate import annotate_junit
 
-        annotate_junit(path, session.config.stash.get(_TASKRUNS, None))
+        annotate_junit(path)
 
 
 def _unfinished(session: pytest.Session, watch: _Interrupts) -> list[Unfinished]:
@@ -483,7 +762,7 @@ def homelab_ci_target(homelab_settings: Settings) -> CiTarget:
 
 
 @pytest.fixture(scope="session")
-def woodpecker_token(homelab_settings: Settings) -> Secret:
+def homelab_woodpecker_token(homelab_settings: Settings) -> Secret:
     """The Woodpecker API token (from WOODPECKER_TOKEN or Vault); it never prints."""
     from pytest_homelab.ci.phase import woodpecker_token as resolve
 
@@ -491,13 +770,15 @@ def woodpecker_token(homelab_settings: Settings) -> Secret:
 
 
 @pytest.fixture(scope="session")
-def woodpecker(homelab_landing: Landing, woodpecker_token: Secret) -> Iterator[WoodpeckerClient]:
+def homelab_woodpecker(
+    homelab_landing: Landing, homelab_woodpecker_token: Secret
+) -> Iterator[WoodpeckerClient]:
     """A Woodpecker API client built from the settings (dialing, CA, retries)."""
     from pytest_homelab.ci.phase import open_client
 
     client = open_client(
         homelab_landing.settings,
-        woodpecker_token,
+        homelab_woodpecker_token,
         clock=homelab_landing.clock,
         on_retry=lambda text: homelab_landing.progress(f"ci: retry {text}"),
     )
@@ -508,11 +789,11 @@ def woodpecker(homelab_landing: Landing, woodpecker_token: Secret) -> Iterator[W
 
 
 @pytest.fixture(scope="session")
-def woodpecker_repo(
-    woodpecker: WoodpeckerClient, homelab_ci_target: CiTarget, homelab_landing: Landing
+def homelab_woodpecker_repo(
+    homelab_woodpecker: WoodpeckerClient, homelab_ci_target: CiTarget, homelab_landing: Landing
 ) -> Repo:
     """The Woodpecker repo of the landing (looked up once)."""
-    return woodpecker.lookup_repo(
+    return homelab_woodpecker.lookup_repo(
         homelab_ci_target.slug, deadline=homelab_landing.phase_deadline("ci")
     )
 
@@ -520,21 +801,21 @@ def woodpecker_repo(
 @pytest.fixture(scope="session")
 def homelab_ci(
     homelab_landing: Landing,
-    woodpecker: WoodpeckerClient,
-    woodpecker_repo: Repo,
+    homelab_woodpecker: WoodpeckerClient,
+    homelab_woodpecker_repo: Repo,
     homelab_ci_target: CiTarget,
-    woodpecker_token: Secret,
+    homelab_woodpecker_token: Secret,
 ) -> CiResult:
     """The ci phase's result: the watch of the commit's pipeline, run once per session."""
     from pytest_homelab.ci.phase import watch_ci
 
     return watch_ci(
         homelab_landing.settings,
-        woodpecker,
-        woodpecker_repo,
+        homelab_woodpecker,
+        homelab_woodpecker_repo,
         homelab_ci_target,
         deadline=homelab_landing.phase_deadline("ci"),
-        token=woodpecker_token,
+        token=homelab_woodpecker_token,
         progress=homelab_landing.progress,
         clock=homelab_landing.clock,
     )

@@ -74,7 +74,11 @@ def _clean_message(raw: str) -> str:
 
 
 def read_junit(path: Path) -> list[CheckRecord]:
-    """Every testcase of the file. Raises BadInput if it is missing or not JUnit XML."""
+    """Every testcase of the file, in order. Raises BadInput if it is missing or not JUnit XML.
+
+    Reads both shapes: a check's properties keyed ``<classname>::<name>::<property>`` in its
+    testsuite's ``<properties>`` (written since the JUnit became schema-valid), and
+    ``<properties>`` inside the testcase (files written before, and other tools' files)."""
     try:
         root = ET.parse(path).getroot()
     except FileNotFoundError:
@@ -82,10 +86,7 @@ def read_junit(path: Path) -> list[CheckRecord]:
     except ET.ParseError as exc:
         raise BadInput(f"{path} is not valid JUnit XML: {exc}") from None
     records = []
-    for case in root.iter("testcase"):
-        props = tuple(
-            (p.get("name", ""), p.get("value", "")) for p in case.iter("property") if p.get("name")
-        )
+    for case, props in case_properties(root):
         outcome = next((v for k, v in props if k == "outcome"), "")
         kind: Kind = "passed"
         message = ""
@@ -102,11 +103,59 @@ def read_junit(path: Path) -> list[CheckRecord]:
                 kind=kind,
                 outcome=outcome or ("success" if kind == "passed" else kind),
                 message=message,
-                time=float(case.get("time") or 0.0),
+                time=_seconds(case.get("time")),
                 properties=props,
             )
         )
     return records
+
+
+def case_properties(
+    root: ET.Element,
+) -> list[tuple[ET.Element, tuple[tuple[str, str], ...]]]:
+    """Every testcase of the document, in order, with its properties in either shape."""
+    keyed: dict[int, list[tuple[str, str]]] = {}
+    for suite in [root] if root.tag == "testsuite" else root.iter("testsuite"):
+        keyed.update(_suite_properties(suite))
+    found = []
+    for case in root.iter("testcase"):
+        own = [
+            (p.get("name", ""), p.get("value", ""))
+            for element in case.findall("properties")
+            for p in element.iter("property")
+            if p.get("name")
+        ]
+        found.append((case, tuple(own + keyed.get(id(case), []))))
+    return found
+
+
+def _suite_properties(suite: ET.Element) -> dict[int, list[tuple[str, str]]]:
+    """The suite's keyed properties by testcase (``id`` of its element); a key matches the
+    longest ``<classname>::<name>::`` prefix among the suite's own testcases."""
+    cases = suite.findall("testcase")
+    prefixes = sorted(
+        ((f"{c.get('classname', '')}::{c.get('name', '')}::", c) for c in cases),
+        key=lambda pair: len(pair[0]),
+        reverse=True,
+    )
+    found: dict[int, list[tuple[str, str]]] = {}
+    for element in suite.findall("properties"):
+        for prop in element.iter("property"):
+            name = prop.get("name", "")
+            for prefix, case in prefixes:
+                if name.startswith(prefix) and len(name) > len(prefix):
+                    found.setdefault(id(case), []).append(
+                        (name[len(prefix) :], prop.get("value", ""))
+                    )
+                    break
+    return found
+
+
+def _seconds(text: str | None) -> float:
+    try:
+        return float(text or 0.0)
+    except ValueError:
+        return 0.0
 
 
 def exit_code(records: list[CheckRecord]) -> int:

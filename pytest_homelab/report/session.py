@@ -69,8 +69,6 @@ def pytest_args(
         "-m",
         markexpr,
         f"--junitxml={junit}",
-        "-o",
-        "junit_family=xunit1",
         "-p",
         "no:cacheprovider",
         "-q",

@@ -107,6 +107,9 @@ def render_text(
             if name.startswith("log_tail:"):
                 lines.append(f"{'':14} --- {name.removeprefix('log_tail:')} (last lines) ---")
                 lines += [f"{'':14} {text}" for text in value.splitlines()[-LOG_LINES_SHOWN:]]
+            elif name.startswith("events:"):
+                lines.append(f"{'':14} --- events of pod {name.removeprefix('events:')} ---")
+                lines += [f"{'':14} {text}" for text in value.splitlines()[-LOG_LINES_SHOWN:]]
     if commands:
         lines += [f"next: {r.prop('next')}" for r in records if r.prop("next")]
     lines.append(f"verdict: {VERDICTS.get(code, 'ERROR')} (exit {code}) · junit: {junit}")

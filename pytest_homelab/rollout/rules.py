@@ -14,7 +14,7 @@ from __future__ import annotations
 import functools
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from pytest_homelab.core.manifest import Service
@@ -520,6 +520,8 @@ class RolloutResult:
     waited: float = 0.0
     time_to_ready: float | None = None
     terminating: int = 0  # status.terminatingReplicas when it landed (kubectl ignores them)
+    stuck_pod: str | None = None  # the pod whose container will not start by itself
+    events: tuple[str, ...] = ()  # that pod's recent events, as kubectl describe pod shows them
 
     @property
     def landed(self) -> bool:
@@ -549,6 +551,8 @@ class RolloutResult:
         elif self.landed:  # rolled out before the first look: how long it took is unknown
             props.append(("time_to_ready", UNOBSERVED))
         props.append(("waited", f"{self.waited:.1f}s"))
+        if self.stuck_pod and self.events:
+            props.append((f"events:{self.stuck_pod}", "\n".join(self.events)))
         return props
 
     def check(self) -> None:
@@ -571,6 +575,7 @@ class ServiceWait:
         # (pod, container) → when the wait first saw its image pull failing
         self._pull_failing: dict[tuple[str, str], float] = {}
         self.wake_at: float | None = None  # a verdict due at this time even if nothing changes
+        self.stuck_pod: str | None = None  # the pod _pod_troubles found stuck for good
         self.message = "waiting for the first look"
         self.generation: int | None = None  # generation at which the image first matched
         self.matched_at: float | None = None
@@ -653,7 +658,7 @@ class ServiceWait:
         ]
         failed = self._pod_troubles(mine, now)
         if failed is not None:
-            return self._result(now, failed)
+            return replace(self._result(now, failed), stuck_pod=self.stuck_pod)
         if not state.done:
             self.done_at = None
             return None
@@ -715,6 +720,7 @@ class ServiceWait:
                             f"{policy.image_pull_grace:.0f}s after it was first seen)"
                         )
                 if why:
+                    self.stuck_pod = name
                     return CheckFailed(
                         f"expected the new pods of {t.ref} to become ready, but pod {name} is "
                         f"{trouble.reason}: {trouble.detail} ({why})",

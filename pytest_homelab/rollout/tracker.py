@@ -16,7 +16,7 @@ import re
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -52,7 +52,9 @@ RESOURCE_PATHS = {
     "statefulsets": "/apis/apps/v1/namespaces/{namespace}/statefulsets",
     "daemonsets": "/apis/apps/v1/namespaces/{namespace}/daemonsets",
     "pods": "/api/v1/namespaces/{namespace}/pods",
+    "events": "/api/v1/namespaces/{namespace}/events",
 }
+EVENTS_SHOWN = 10
 _QUERY_NAMES = {
     "watch": "watch",
     "resource_version": "resourceVersion",
@@ -61,6 +63,14 @@ _QUERY_NAMES = {
     "label_selector": "labelSelector",
     "field_selector": "fieldSelector",
 }
+
+
+def _event_line(event: dict[str, Any]) -> str:
+    """``Warning BackOff (x3): Back-off restarting failed container api in pod …``."""
+    count = event.get("count") or (event.get("series") or {}).get("count") or 1
+    times = f" (x{count})" if isinstance(count, int) and count > 1 else ""
+    kind, reason = event.get("type") or "Normal", event.get("reason") or "?"
+    return f"{kind} {reason}{times}: {event.get('message') or ''}".rstrip()
 
 
 def list_request(api_client: Any, resource: str) -> Callable[..., Any]:
@@ -805,6 +815,8 @@ class RolloutTracker:
                     wait = waits[target.name]
                     result = wait.observe(workload, pods, now)
                     if result is not None:
+                        if result.stuck_pod:
+                            result = replace(result, events=self.pod_events(target, result))
                         self.results[target.name] = result
                         lines.append(self._report(target, result))
                     elif wait.message != messages.get(target.name):
@@ -859,6 +871,28 @@ class RolloutTracker:
                 continue
             snapshot[t] = (workload, view.candidate_pods(namespace, workload))
         return snapshot
+
+    def pod_events(self, target: Target, result: RolloutResult) -> tuple[str, ...]:
+        """The stuck pod's most recent events, as ``kubectl describe pod`` lists them (the
+        events whose involvedObject is the pod, kubernetes/kubectl pkg/describe/describe.go
+        searchEvents); one line saying why when they cannot be read: never a verdict."""
+        pod = result.stuck_pod or ""
+        try:
+            response = list_request(self.api_client, "events")(
+                target.namespace,
+                field_selector=f"involvedObject.name={pod}",
+                _request_timeout=self._request_timeout,
+            )
+            items = json.loads(response.data or b"{}").get("items") or []
+        except Exception as exc:
+            return (f"(the events of pod {pod} could not be read: {type(exc).__name__})",)
+        mine = [
+            e
+            for e in items
+            if isinstance(e, dict) and (e.get("involvedObject") or {}).get("kind", "Pod") == "Pod"
+        ]
+        mine.sort(key=lambda e: str(e.get("lastTimestamp") or e.get("eventTime") or ""))
+        return tuple(_event_line(e) for e in mine[-EVENTS_SHOWN:])
 
     def _report(self, target: Target, result: RolloutResult) -> str:
         if result.landed:

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 
 from pytest_homelab.cli import main
+from pytest_homelab.report.junit import case_properties
 from pytest_homelab.sim.woodpecker import StepSpec
 from tests.waiting import wait_until
 
@@ -28,12 +29,18 @@ def run(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str, 
     return code, out, err
 
 
+_PROPERTIES: dict[int, dict[str, str]] = {}
+
+
 def cases(path: Path) -> list[ET.Element]:
-    return list(ET.parse(path).getroot().iter("testcase"))
+    found = case_properties(ET.parse(path).getroot())
+    _PROPERTIES.update({id(case): dict(props) for case, props in found})
+    return [case for case, _ in found]
 
 
 def props(case: ET.Element) -> dict[str, str]:
-    return {p.get("name", ""): p.get("value", "") for p in case.iter("property")}
+    """The properties of a testcase that ``cases`` returned (they live in its testsuite)."""
+    return _PROPERTIES[id(case)]
 
 
 def quick(*names: str, fail: str | None = None, log: list[str] | None = None) -> list[StepSpec]:

@@ -20,6 +20,7 @@ import pytest
 
 from pytest_homelab.cli import main
 from pytest_homelab.demo import SCENARIOS
+from pytest_homelab.report.junit import case_properties
 
 # scenario -> (exit code, {testcase label: outcome}); labels are "<phase>:<name>"
 EXPECTED: dict[str, tuple[int, dict[str, str]]] = {
@@ -89,8 +90,8 @@ EXPECTED: dict[str, tuple[int, dict[str, str]]] = {
 
 def outcomes(junit: Path) -> dict[str, str]:
     found: dict[str, str] = {}
-    for case in ET.parse(junit).getroot().iter("testcase"):
-        props = {p.get("name", ""): p.get("value", "") for p in case.iter("property")}
+    for case, pairs in case_properties(ET.parse(junit).getroot()):
+        props = dict(pairs)
         found[f"{props.get('phase')}:{case.get('name')}"] = props.get("outcome", "")
     return found
 
@@ -230,11 +231,10 @@ def test_wrong_version_names_the_url_and_both_commits(demo: Callable[[str], Demo
     assert found is not None, line
     served, expected = found.groups()
     assert not expected.startswith(served)
-    case = next(
-        c
-        for c in ET.parse(run.junit).getroot().iter("testcase")
+    props = next(
+        dict(pairs)
+        for c, pairs in case_properties(ET.parse(run.junit).getroot())
         if c.get("name") == "test_serves_commit[web]"
     )
-    props = {p.get("name", ""): p.get("value", "") for p in case.iter("property")}
     assert props["served_commit"] == served and props["expected_sha"] == expected
     assert props["status"] == "200" and props["url"].endswith("/version")

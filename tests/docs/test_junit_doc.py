@@ -2,6 +2,7 @@
 
 Each result type is built with every optional part filled in, so ``properties()`` emits every
 name it can; the plugin adds ``phase`` and ``outcome``; TaskRuns come from ``merge_taskruns``.
+Names are read without their per-check key.
 """
 
 from __future__ import annotations
@@ -32,7 +33,14 @@ def documented(title: str) -> set[str]:
 
 
 def normalized(names: list[str], placeholder: str) -> set[str]:
-    return {f"log_tail:{placeholder}" if n.startswith("log_tail:") else n for n in names}
+    return {
+        f"log_tail:{placeholder}"
+        if n.startswith("log_tail:")
+        else "events:<pod>"
+        if n.startswith("events:")
+        else n
+        for n in names
+    }
 
 
 def ci_properties() -> list[str]:
@@ -65,6 +73,8 @@ def rollout_properties() -> list[str]:
         pods=("web-1", "web-2", "web-3"),
         waited=4.0,
         time_to_ready=3.5,
+        stuck_pod="web-4",
+        events=("Warning BackOff: Back-off restarting failed container web in pod web-4",),
     )
     return [name for name, _ in result.properties()]
 
@@ -96,17 +106,27 @@ def e2e_properties() -> list[str]:
 
 
 def taskrun_properties() -> list[str]:
-    tree: ET.ElementTree[ET.Element] = ET.ElementTree(ET.Element("testsuites"))
+    root = ET.Element("testsuites")
     runner = (
-        b'<testsuite><testcase classname="e2e" name="smoke" time="1">'
-        b"<failure>502</failure></testcase>"
+        b'<testsuite name="dev-e2e"><testcase classname="dev-e2e.pr-1" name="smoke" time="1">'
+        b'<failure message="TaskRun pr-1-smoke Failed: step-run exited 1">502</failure>'
+        b"</testcase>"
         b'<testcase classname="e2e" name="notify"><skipped message="When Expressions evaluated'
         b' to false"/></testcase>'
         b'<testcase classname="e2e" name="lint"><system-out>tolerated failure (onError: '
         b"continue): TaskRun pr-lint FailureIgnored: 1</system-out></testcase></testsuite>"
     )
-    merge_taskruns(tree, runner)
-    return [p.get("name", "") for p in tree.iter("property")]
+    merge_taskruns(root, runner, check_properties=[("run_id", "e2e-1"), ("pipeline_run", "pr-1")])
+    return [
+        unkeyed(p.get("name", ""))
+        for p in root.iter("property")
+        if p.get("name", "").startswith("dev-e2e::")
+    ]
+
+
+def unkeyed(name: str) -> str:
+    """A property's name without its ``<classname>::<testcase name>::`` key."""
+    return name.split("::", 2)[-1]
 
 
 @pytest.mark.parametrize(
@@ -137,5 +157,5 @@ def test_the_outcome_table_matches_the_outcomes() -> None:
 
 def test_the_xml_example_uses_real_property_names() -> None:
     [example] = [b for b in blocks(PAGE) if b.lang == "xml"]
-    names = {p.get("name", "") for p in ET.fromstring(example.text).iter("property")}
+    names = {unkeyed(p.get("name", "")) for p in ET.fromstring(example.text).iter("property")}
     assert names <= normalized([*ci_properties(), *PLUGIN], "<step>") | {"log_tail:test"}

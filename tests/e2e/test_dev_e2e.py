@@ -21,7 +21,7 @@ from typing import TYPE_CHECKING, Any
 import pytest
 
 from pytest_homelab.cli import main
-from pytest_homelab.report.junit import exit_code, read_junit
+from pytest_homelab.report.junit import case_properties, exit_code, read_junit
 from pytest_homelab.sim.gitserver import GitHttpServer
 from pytest_homelab.sim.kube.api import KubeSim
 from pytest_homelab.sim.kube.controllers import Timing
@@ -124,7 +124,9 @@ class Lab:
         return sorted(root.iterdir()) if root.is_dir() else []
 
     def cases(self) -> dict[str, ET.Element]:
-        return {c.get("name", ""): c for c in ET.parse(self.junit).getroot().iter("testcase")}
+        found = case_properties(ET.parse(self.junit).getroot())
+        _PROPERTIES.update({id(case): dict(props) for case, props in found})
+        return {case.get("name", ""): case for case, _ in found}
 
     def service_namespace_writes(self) -> list[str]:
         return [
@@ -135,8 +137,12 @@ class Lab:
         ]
 
 
+_PROPERTIES: dict[int, dict[str, str]] = {}
+
+
 def props(case: ET.Element) -> dict[str, str]:
-    return {p.get("name", ""): p.get("value", "") for p in case.iter("property")}
+    """The properties of a testcase that ``Lab.cases`` returned (they live in its testsuite)."""
+    return _PROPERTIES[id(case)]
 
 
 def run_id_of(out: str) -> str:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import pytest
 
+CHECKS = Path(__file__).parents[2] / "pytest_homelab" / "checks"
 HEAVY = ("httpx", "kubernetes", "paramiko", "hvac", "pytest_homelab.ci.client")
 
 
@@ -69,7 +71,7 @@ def test_a_user_marker_named_ci_without_homelab_fixtures_is_left_alone(
 
 
 def test_markers_options_and_fixtures_are_documented(pytester: pytest.Pytester) -> None:
-    markers = pytester.runpytest("--markers")
+    markers = pytester.runpytest(str(CHECKS), "--markers")  # where landing checks are
     markers.stdout.fnmatch_lines(
         ["@pytest.mark.ci: *", "@pytest.mark.rollout: *", "@pytest.mark.e2e: *"]
     )
@@ -95,9 +97,9 @@ def test_markers_options_and_fixtures_are_documented(pytester: pytest.Pytester) 
         "homelab_settings",
         "homelab_landing",
         "homelab_ci",
-        "woodpecker",
-        "woodpecker_repo",
-        "woodpecker_token",
+        "homelab_woodpecker",
+        "homelab_woodpecker_repo",
+        "homelab_woodpecker_token",
         "homelab_record",
     ):
         assert f"{name} [session scope]" in fixtures or f"{name} --" in fixtures or name in fixtures

@@ -49,13 +49,13 @@ from pytest_homelab.core.clock import Deadline
 FAULTS = {faults!r}
 
 @pytest.mark.parametrize("fault", FAULTS)
-def test_lookup(woodpecker, fault):
+def test_lookup(homelab_woodpecker, fault):
     deadline = Deadline.after(1.5)
-    woodpecker.lookup_repo(f"owner/{{fault}}", deadline=deadline)
+    homelab_woodpecker.lookup_repo(f"owner/{{fault}}", deadline=deadline)
 
-def test_tls_failure(homelab_settings, woodpecker_token):
+def test_tls_failure(homelab_settings, homelab_woodpecker_token):
     settings = dataclasses.replace(homelab_settings, woodpecker_dial="127.0.0.1:{untrusted}")
-    client = open_client(settings, woodpecker_token)
+    client = open_client(settings, homelab_woodpecker_token)
     client.lookup_repo("owner/tls", deadline=Deadline.after(1.5))
 """
 

@@ -363,6 +363,7 @@ class Controllers:
                     backoff="10s",
                 )
                 status["state"] = {"waiting": {"reason": behavior.fail, "message": message}}
+                self._kubelet_events(pod, now, container["name"], image, behavior.fail)
                 if behavior.fail == "CrashLoopBackOff":
                     count = _initial_restarts(behavior) if restarts is None else restarts
                     status["restartCount"] = count
@@ -817,7 +818,36 @@ class Controllers:
         else:
             self.wake(("namespaces", "", name), now + self.timing.namespace_cleanup)
 
-    def _event(self, obj: Obj, now: float, reason: str, message: str, kind: str = "Normal") -> None:
+    def _kubelet_events(
+        self, pod: Obj, now: float, container: str, image: str, reason: str
+    ) -> None:
+        """The events the kubelet records for a container that cannot start: for a crash loop
+        ``Warning BackOff`` "Back-off restarting failed container C in pod P" (kubernetes/
+        kubernetes pkg/kubelet/kuberuntime/kuberuntime_manager.go doBackOff, events.
+        BackOffStartContainer; the pod as format.Pod: name_namespace(uid)); for an image it
+        cannot pull ``Normal BackOff`` "Back-off pulling image" and ``Warning Failed``
+        "Error: <reason>" (pkg/kubelet/images/image_manager.go)."""
+        meta = pod["metadata"]
+        if reason == "CrashLoopBackOff":
+            who = f"{meta['name']}_{meta['namespace']}({meta['uid']})"
+            text = f"Back-off restarting failed container {container} in pod {who}"
+            self._event(pod, now, "BackOff", text, "Warning", component="kubelet")
+            return
+        if reason == "ImagePullBackOff":
+            text = f'Back-off pulling image "{image}"'
+            self._event(pod, now, "BackOff", text, component="kubelet")
+        self._event(pod, now, "Failed", f"Error: {reason}", "Warning", component="kubelet")
+
+    def _event(
+        self,
+        obj: Obj,
+        now: float,
+        reason: str,
+        message: str,
+        kind: str = "Normal",
+        *,
+        component: str = "deployment-controller",
+    ) -> None:
         meta = obj["metadata"]
         iso = self.store.clock.iso(now)
         event = {
@@ -840,8 +870,8 @@ class Controllers:
             "count": 1,
             "firstTimestamp": iso,
             "lastTimestamp": iso,
-            "source": {"component": "deployment-controller"},
-            "reportingComponent": "deployment-controller",
+            "source": {"component": component},
+            "reportingComponent": component,
         }
         self.store.create("events", event, actor="controller")
 
