@@ -674,7 +674,9 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
         return
     path = Path(xmlpath)
     watch = session.config.pluginmanager.get_plugin(_INTERRUPTS)
-    ran = _ran_checks(config)
+    # Checks were collected (an interrupt may come before any of them reported).
+    collected = any(_PHASE in item.stash for item in getattr(session, "items", ()))
+    ran = _ran_checks(config) or collected
     if path.is_file() and ran and isinstance(watch, _Interrupts) and watch.signal is not None:
         from pytest_homelab.report.interrupt import mark_interrupted
 

@@ -18,22 +18,27 @@ from pathlib import Path
 
 import pytest
 
+from pytest_homelab.report.junit import case_properties
 from tests.cli.child import Child, environ
 
 CODES: dict[int, int] = {signal.SIGINT: 130, signal.SIGTERM: 143}
 NAMES: dict[int, str] = {signal.SIGINT: "SIGINT", signal.SIGTERM: "SIGTERM"}
 
 
+_PROPS: dict[int, dict[str, str]] = {}  # a testcase element's properties, in either shape
+
+
 def junit_cases(path: Path) -> dict[str, ET.Element]:
-    return {
-        f"{c.get('name')}": c
-        for c in ET.parse(path).getroot().iter("testcase")
-        if not c.get("classname", "").startswith("dev-e2e")
-    }
+    cases = {}
+    for case, pairs in case_properties(ET.parse(path).getroot()):
+        if not case.get("classname", "").startswith("dev-e2e"):
+            cases[f"{case.get('name')}"] = case
+            _PROPS[id(case)] = dict(pairs)
+    return cases
 
 
 def props(case: ET.Element) -> dict[str, str]:
-    return {p.get("name", ""): p.get("value", "") for p in case.iter("property")}
+    return _PROPS[id(case)]
 
 
 def interrupted(case: ET.Element) -> ET.Element:

@@ -18,6 +18,7 @@ from pytest_homelab.core.outcomes import (
     fold_exit_codes,
 )
 from pytest_homelab.core.settings import resolve_settings
+from pytest_homelab.report.junit import case_properties
 from pytest_homelab.report.session import run_checks
 
 ROOT = Path(__file__).parents[2]
@@ -102,15 +103,14 @@ def test_every_outcome_agrees_everywhere(
             assert (
                 out.rstrip().splitlines()[-1].startswith(f"verdict: {VERDICTS[code]} (exit {code})")
             )
-        [case] = ET.parse(junit).getroot().iter("testcase")
+        [(case, pairs)] = case_properties(ET.parse(junit).getroot())
         children = [e for e in case if e.tag in ("failure", "error", "skipped")]
         if element is None:
             assert children == []
         else:
             [child] = children
             assert (child.tag, child.get("type")) == (element, name)
-        props = {p.get("name"): p.get("value") for p in case.iter("property")}
-        assert props["outcome"] == name
+        assert dict(pairs)["outcome"] == name
     assert runs == {False: code, True: code}
     row = documented_rows()[code]
     assert VERDICTS[code] in row
