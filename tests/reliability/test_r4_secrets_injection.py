@@ -328,7 +328,10 @@ def test_no_option_or_flag_turns_verification_off() -> None:
         for action in parser._actions:
             for flag in action.option_strings:
                 yield verb, flag
-            for name, sub in (getattr(action, "choices", None) or {}).items():
+            choices = getattr(action, "choices", None)
+            if not isinstance(choices, dict):  # a flag's own choices (doctor --only ci|…)
+                continue
+            for name, sub in choices.items():
                 if hasattr(sub, "_actions"):
                     yield from flags(sub, f"{verb} {name}".strip())
 
