@@ -16,7 +16,6 @@ import os
 import shutil
 import signal
 import ssl
-import subprocess
 import sys
 import tempfile
 import threading
@@ -94,27 +93,20 @@ def list_scenarios() -> list[tuple[str, str]]:
 
 
 def _git_env() -> dict[str, str]:
-    return {
-        **os.environ,
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_CONFIG_GLOBAL": os.devnull,
-        "GIT_AUTHOR_NAME": "demo",
-        "GIT_AUTHOR_EMAIL": "demo@example.test",
-        "GIT_COMMITTER_NAME": "demo",
-        "GIT_COMMITTER_EMAIL": "demo@example.test",
-    }
+    from pytest_homelab.sim.gitserver import git_env
+
+    return git_env("demo")
 
 
 def _git(repo: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", *args], cwd=repo, env=_git_env(), check=False, capture_output=True, text=True
-    )
-    if done.returncode != 0:
+    from pytest_homelab.sim.gitserver import GitFailed, run_git
+
+    try:
+        return run_git(repo, *args, identity="demo")
+    except GitFailed as exc:
         raise InfraError(
-            f"the demo's git {' '.join(args)} failed in {repo}: {done.stderr.strip()[-500:]}",
-            hint="the demo needs a working git; run it again, or report this",
-        )
-    return done.stdout.strip()
+            f"the demo's {exc}", hint="the demo needs a working git; run it again, or report this"
+        ) from None
 
 
 def probe_host(name: str, namespace: str) -> str:

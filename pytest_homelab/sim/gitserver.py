@@ -16,6 +16,34 @@ from urllib.parse import urlsplit
 from pytest_homelab.sim.server import SimHandler, SimHTTPServer
 
 
+def git_env(identity: str) -> dict[str, str]:
+    """The environment for a simulated homelab's own git: none of the user's ``GIT_*`` settings
+    or config files, and a fixed identity (``<identity>@example.test``)."""
+    return {
+        **{k: v for k, v in os.environ.items() if not k.startswith("GIT_")},
+        "GIT_CONFIG_NOSYSTEM": "1",
+        "GIT_CONFIG_GLOBAL": os.devnull,
+        "GIT_AUTHOR_NAME": identity,
+        "GIT_AUTHOR_EMAIL": f"{identity}@example.test",
+        "GIT_COMMITTER_NAME": identity,
+        "GIT_COMMITTER_EMAIL": f"{identity}@example.test",
+    }
+
+
+class GitFailed(RuntimeError):
+    """A git command of the simulated homelab failed; the message names it and its stderr."""
+
+
+def run_git(cwd: Path, *args: str, identity: str) -> str:
+    """``git ARGS`` in ``cwd`` with :func:`git_env`; its stdout, stripped. Raises GitFailed."""
+    done = subprocess.run(
+        ["git", *args], cwd=cwd, env=git_env(identity), capture_output=True, text=True, check=False
+    )
+    if done.returncode != 0:
+        raise GitFailed(f"git {' '.join(args)} failed in {cwd}: {done.stderr.strip()[-500:]}")
+    return done.stdout.strip()
+
+
 class GitHttpServer:
     def __init__(self, root: Path, *, host: str = "127.0.0.1", port: int = 0) -> None:
         self.root = root

@@ -25,6 +25,8 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from pytest_homelab.sim.gitserver import git_env, run_git
+
 SLUG = "homelab/app"
 HOSTNAME = "ci.example.org"
 REGISTRY = "registry.example.org/homelab"
@@ -44,24 +46,11 @@ OTHERS = (
 
 
 def _git_env() -> dict[str, str]:
-    return {
-        **{k: v for k, v in os.environ.items() if not k.startswith("GIT_")},
-        "GIT_CONFIG_NOSYSTEM": "1",
-        "GIT_CONFIG_GLOBAL": os.devnull,
-        "GIT_AUTHOR_NAME": "homelab",
-        "GIT_AUTHOR_EMAIL": "homelab@example.test",
-        "GIT_COMMITTER_NAME": "homelab",
-        "GIT_COMMITTER_EMAIL": "homelab@example.test",
-    }
+    return git_env("homelab")
 
 
 def _git(cwd: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", *args], cwd=cwd, env=_git_env(), capture_output=True, text=True, check=False
-    )
-    if done.returncode != 0:
-        raise RuntimeError(f"git {' '.join(args)} failed in {cwd}: {done.stderr.strip()[-400:]}")
-    return done.stdout.strip()
+    return run_git(cwd, *args, identity="homelab")
 
 
 class SimHomelab:
