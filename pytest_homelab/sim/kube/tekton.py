@@ -709,13 +709,7 @@ class Tekton:
         started = now if state.started is None else state.started
         children = self._children(pr)
         if spec.get("status") == CANCELLED:  # cancel.go@v1.15.0:111-146
-            errors = self._patch_children(children, CANCELLED_BY_PIPELINE, "cancellation")
-            if errors:
-                message = (
-                    f'PipelineRun "{name}" was cancelled but had errors trying to cancel '
-                    f"TaskRuns and/or Runs: {errors}"
-                )
-                self._retry(key, pr, status, "PipelineRunCouldntCancel", message, now)
+            if self._cancel_children(key, pr, status, children, name, now):
                 return
             self._finish(pr, status, "Cancelled", f'PipelineRun "{name}" was cancelled', now)
             return
@@ -867,17 +861,13 @@ class Tekton:
         facts = self._facts(pr, state, pipeline_spec, children, now)
         dag, finals = facts.dag, {t["name"] for t in facts.finals}
         # graceful cancel: cancel the running TaskRuns, finally still runs (cancel.go:212-236)
-        if facts.spec_status == CANCELLED_RUN_FINALLY and any(
-            facts.outcome.get(t) == "running" for t in dag
+        tasks_running = any(facts.outcome.get(t) == "running" for t in dag)
+        if (
+            facts.spec_status == CANCELLED_RUN_FINALLY
+            and tasks_running
+            and self._cancel_children(key, pr, status, children, name, now)
         ):
-            errors = self._patch_children(children, CANCELLED_BY_PIPELINE, "cancellation")
-            if errors:
-                message = (
-                    f'PipelineRun "{name}" was cancelled but had errors trying to cancel '
-                    f"TaskRuns and/or Runs: {errors}"
-                )
-                self._retry(key, pr, status, "PipelineRunCouldntCancel", message, now)
-                return
+            return
         # timeouts.tasks / timeouts.finally: cancel the running ones (pipelinerun.go:902-937)
         if state.finally_started is None and facts.tasks_timed_out():
             running = {t: tr for t, tr in children.items() if t in dag}
@@ -1025,6 +1015,21 @@ class Tekton:
             "pipelineruns", pr, _with_condition(status, "Unknown", reason, message, self._iso(now))
         )
         self.controllers.wake(key, now + 1.0)
+
+    def _cancel_children(
+        self, key: Key, pr: Obj, status: Obj, children: dict[str, Obj], name: str, now: float
+    ) -> bool:
+        """Cancel the running TaskRuns; True when a patch failed and the run retries with
+        ``PipelineRunCouldntCancel`` (cancel.go@v1.15.0:111-146)."""
+        errors = self._patch_children(children, CANCELLED_BY_PIPELINE, "cancellation")
+        if not errors:
+            return False
+        message = (
+            f'PipelineRun "{name}" was cancelled but had errors trying to cancel '
+            f"TaskRuns and/or Runs: {errors}"
+        )
+        self._retry(key, pr, status, "PipelineRunCouldntCancel", message, now)
+        return True
 
     def _patch_children(self, children: dict[str, Obj], message: str, what: str) -> str:
         """Cancel TaskRuns as the PipelineRun controller does: a patch of ``spec.status`` and
