@@ -12,7 +12,7 @@ import hashlib
 import os
 import re
 import sys
-from collections.abc import Callable, Generator, Iterable, Iterator
+from collections.abc import Callable, Generator, Iterable, Iterator, Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, TypeVar
 
@@ -862,8 +862,9 @@ def homelab_kube(homelab_landing: Landing) -> Iterator[object]:
 @pytest.fixture(scope="session")
 def homelab_rollouts(
     request: pytest.FixtureRequest, pytestconfig: pytest.Config, homelab_landing: Landing
-) -> Iterator[dict[str, RolloutResult]]:
-    """The rollout phase's results: every target watched at once, waited for once."""
+) -> Iterator[Mapping[str, RolloutResult]]:
+    """The rollout phase's results: every target watched at once by one watch; each result is
+    ready as soon as its target is decided (reading it waits for that target only)."""
     if homelab_landing.prerequisite_failure("rollout") is not None:
         yield {}  # the checks fail at once, naming the failed phase
         return
@@ -871,7 +872,7 @@ def homelab_rollouts(
     if isinstance(plan, BadInput):
         raise plan
     from pytest_homelab.rollout.rules import RolloutPolicy
-    from pytest_homelab.rollout.tracker import RolloutTracker
+    from pytest_homelab.rollout.tracker import RolloutResults, RolloutTracker
 
     client = request.getfixturevalue("homelab_kube")  # only now: a red CI never needs kube
     settings = homelab_landing.settings
@@ -888,7 +889,8 @@ def homelab_rollouts(
         ),
     )
     try:
-        yield tracker.wait(homelab_landing.phase_deadline("rollout"))
+        tracker.start(homelab_landing.phase_deadline("rollout"))
+        yield RolloutResults(tracker)
     finally:
         tracker.close()
 

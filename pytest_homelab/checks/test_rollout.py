@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import TYPE_CHECKING
 
 import pytest
@@ -15,7 +15,7 @@ pytestmark = pytest.mark.rollout
 
 def test_rolled_out(
     homelab_service: Target,
-    homelab_rollouts: dict[str, RolloutResult],
+    homelab_rollouts: Mapping[str, RolloutResult],
     homelab_record: Callable[[Iterable[tuple[str, str]]], None],
 ) -> None:
     """The pod template's image references the commit, then kubectl's rollout rules hold."""

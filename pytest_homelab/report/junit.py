@@ -143,9 +143,9 @@ def _suite_properties(suite: ET.Element) -> dict[int, list[tuple[str, str]]]:
             # '::' instead of a scan of every testcase (quadratic at a thousand services).
             end = name.rfind("::")
             while end > 0:
-                case = by_prefix.get(name[: end + 2])
-                if case is not None and end + 2 < len(name):
-                    found.setdefault(id(case), []).append((name[end + 2 :], prop.get("value", "")))
+                owner = by_prefix.get(name[: end + 2])
+                if owner is not None and end + 2 < len(name):
+                    found.setdefault(id(owner), []).append((name[end + 2 :], prop.get("value", "")))
                     break
                 end = name.rfind("::", 0, end + 1)  # an overlapping ':::' too
     return found

@@ -583,7 +583,10 @@ class ResourceWatch(threading.Thread):
         )
         self.view.stats.lists += 1
         self.view.answered = True
-        data = response.data
+        try:
+            data = response.data
+        finally:
+            response.release_conn()  # back to the pool, which closes it with the client
         with self._list_gate:
             items, metadata = decode_list(data, lambda item: slim(self.resource, item))
             del data
@@ -656,6 +659,9 @@ class ResourceWatch(threading.Thread):
                 response, self._response = self._response, None
                 if response is not None:
                     with contextlib.suppress(Exception):
+                        # A watch ends mid-stream (stopped, dropped, an ERROR event): its
+                        # connection may hold unread bytes, so it is closed, not reused.
+                        response.close()
                         response.release_conn()
 
     def _first_contact(self, since: float | None, problem: str, delays: Any) -> float:
@@ -734,7 +740,14 @@ class RolloutTracker:
         self._list_gate = threading.Lock()
         self._watch_timeout = watch_timeout
         self._request_timeout = request_timeout
-        self.results: dict[str, RolloutResult] = {}
+        self.results: dict[str, RolloutResult] = {}  # in the order decided
+        self._names = {t.name for t in self.targets}
+        self._news = threading.Condition()  # results, progress lines, the end: under it
+        self._lines: list[str] = []
+        self._error: BaseException | None = None
+        self._ended = False
+        self._closing = threading.Event()
+        self._looker: threading.Thread | None = None
 
     def _start(self) -> None:
         wanted = sorted(
@@ -753,12 +766,99 @@ class RolloutTracker:
                 rng=random.Random(self._rng.random()),
                 list_gate=self._list_gate,
             )
+            if self._closing.is_set():
+                return
             watcher.list_first()
             self._watches.append(watcher)
             watcher.start()
 
+    def start(self, deadline: Deadline) -> None:
+        """Start watching (once): the looks run in a thread of their own, and each result is
+        available as soon as its target is decided (:meth:`result`), while the others still
+        roll out."""
+        with self._news:
+            if self._looker is not None:
+                return
+            self._looker = threading.Thread(
+                target=self._run_looks, args=(deadline,), name="rollout-looks", daemon=True
+            )
+        self._looker.start()
+
+    def result(self, name: str) -> RolloutResult:
+        """The result of target ``name``, waiting for it; progress lines are written here, in
+        the waiting thread (under pytest, the one whose output capture they step around).
+        Raises what ended the watch for every target (AuthError, InfraError)."""
+        if name not in self._names:
+            raise KeyError(name)
+        while True:
+            with self._news:
+                while not (self._lines or name in self.results or self._ended):
+                    self._news.wait(timeout=0.5)
+                lines, self._lines = self._lines, []
+                found = self.results.get(name)
+                error, ended = self._error, self._ended
+            if lines:
+                # One write per batch, not per line: under pytest each write suspends and
+                # resumes output capturing (four dup2 calls), 0.2 ms that thousands of lines
+                # add up.
+                self.progress("\n".join(lines))
+            if found is not None:
+                return found
+            if error is not None:
+                raise error
+            if ended:
+                raise InfraError(
+                    f"the rollout watch stopped before deciding {name}",
+                    hint="the session was closing; run the checks again",
+                )
+
+    def decided(self) -> list[str]:
+        """The targets decided so far, in the order they were decided."""
+        with self._news:
+            return list(self.results)
+
+    def wait_for_any(self, names: Iterable[str], timeout: float) -> None:
+        """Return once one of ``names`` is decided, the watch has ended, or ``timeout`` passed
+        (writing progress lines meanwhile, as :meth:`result` does)."""
+        wanted = set(names)
+        with self._news:
+            if not (wanted & self.results.keys() or self._ended or self._lines):
+                self._news.wait(timeout=timeout)
+            lines, self._lines = self._lines, []
+        if lines:
+            self.progress("\n".join(lines))
+
     def wait(self, deadline: Deadline) -> dict[str, RolloutResult]:
         """Block until every target is decided or the deadline passes; results by target name."""
+        self.start(deadline)
+        return {t.name: self.result(t.name) for t in self.targets}
+
+    def _publish(self, results: Mapping[str, RolloutResult], lines: list[str]) -> None:
+        with self._news:
+            self.results.update(results)
+            self._lines.extend(lines)
+            self._news.notify_all()
+
+    def _run_looks(self, deadline: Deadline) -> None:
+        try:
+            self._looks(deadline)
+        except BaseException as exc:  # told to every waiting check, never lost in the thread
+            error = (
+                exc
+                if isinstance(exc, HomelabError)
+                else InfraError(
+                    f"the rollout watch failed: {type(exc).__name__}: {exc}",
+                    hint="this is a bug in pytest-homelab; please report it with the output",
+                )
+            )
+            with self._news:
+                self._error = error
+        finally:
+            with self._news:
+                self._ended = True
+                self._news.notify_all()
+
+    def _looks(self, deadline: Deadline) -> None:
         started = self.clock.monotonic()
         waits = {t.name: ServiceWait(t, started, self.policy) for t in self.targets}
         messages: dict[str, str] = {}
@@ -768,13 +868,14 @@ class RolloutTracker:
         self._start()
         view = self.view
         looked: set[str] = set()  # targets observed at least once
+        decided: set[str] = set()
         last_look = -LOOK_INTERVAL
-        while True:
+        while not self._closing.is_set():
             # At most one look per LOOK_INTERVAL: while a thousand rollouts stream events, a
             # target's news of the last few milliseconds is judged in one look, not one each.
             pause = LOOK_INTERVAL - (time.monotonic() - last_look)
-            if pause > 0:
-                time.sleep(pause)
+            if pause > 0 and self._closing.wait(pause):
+                return
             last_look = time.monotonic()
             with view.changed:
                 if not view.touched and view.fatal is None:
@@ -792,7 +893,7 @@ class RolloutTracker:
                     due = [
                         t
                         for t in targets
-                        if t.name not in self.results
+                        if t.name not in decided
                         and (
                             ns in touched
                             or t.name not in looked
@@ -805,11 +906,12 @@ class RolloutTracker:
                 raise fatal
             now = self.clock.monotonic()
             lines: list[str] = list(retried)
+            results: dict[str, RolloutResult] = {}
             for snapshot in snapshots:
                 if snapshot is None:
                     continue  # not synced yet: absence means nothing
                 for target, (workload, pods) in snapshot.items():
-                    if target.name in self.results:
+                    if target.name in decided:
                         continue
                     looked.add(target.name)
                     wait = waits[target.name]
@@ -817,7 +919,8 @@ class RolloutTracker:
                     if result is not None:
                         if result.stuck_pod:
                             result = replace(result, events=self.pod_events(target, result))
-                        self.results[target.name] = result
+                        results[target.name] = result
+                        decided.add(target.name)
                         lines.append(self._report(target, result))
                     elif wait.message != messages.get(target.name):
                         messages[target.name] = wait.message
@@ -825,17 +928,15 @@ class RolloutTracker:
                             f"rollout: {target.ref} {wait.message} "
                             f"({format_duration(now - started)})"
                         )
-            if lines:
-                # One write per look, not per line: under pytest each write suspends and
-                # resumes output capturing (four dup2 calls), 0.2 ms that thousands of lines add up.
-                self.progress("\n".join(lines))
-            if len(self.results) == len(self.targets):
-                return self.results
-            if deadline.expired():
+            if deadline.expired() and len(decided) < len(self.targets):
                 for target in self.targets:
-                    if target.name not in self.results:
-                        self.results[target.name] = waits[target.name].at_deadline(now)
-                return self.results
+                    if target.name not in decided:
+                        results[target.name] = waits[target.name].at_deadline(now)
+                        decided.add(target.name)
+            if results or lines:
+                self._publish(results, lines)
+            if len(decided) == len(self.targets):
+                return
 
     def _snapshot(
         self,
@@ -883,7 +984,11 @@ class RolloutTracker:
                 field_selector=f"involvedObject.name={pod}",
                 _request_timeout=self._request_timeout,
             )
-            items = json.loads(response.data or b"{}").get("items") or []
+            try:
+                data = response.data
+            finally:
+                response.release_conn()
+            items = json.loads(data or b"{}").get("items") or []
         except Exception as exc:
             return (f"(the events of pod {pod} could not be read: {type(exc).__name__})",)
         mine = [
@@ -905,7 +1010,34 @@ class RolloutTracker:
         return f"rollout: {target.ref} {type(outcome).__name__}: {text}"
 
     def close(self) -> None:
+        self._closing.set()
+        looker = self._looker
+        if looker is not None and looker is not threading.current_thread():
+            looker.join(timeout=5)
         for watcher in self._watches:
             watcher.stop()
         for watcher in self._watches:
             watcher.join(timeout=5)
+
+
+class RolloutResults(Mapping[str, "RolloutResult"]):
+    """Every target's result by name, each waited for when first read: a check reads its own
+    service's result as soon as that service is decided, while the others still roll out (one
+    watch for all of them, as before). Iterating gives the names in the plan's order; reading
+    every value waits for every target."""
+
+    def __init__(self, tracker: RolloutTracker) -> None:
+        self.tracker = tracker
+        self._names = [t.name for t in tracker.targets]
+
+    def __getitem__(self, name: str) -> RolloutResult:
+        return self.tracker.result(name)
+
+    def __contains__(self, name: object) -> bool:  # Mapping's would wait for the result
+        return name in self.tracker._names
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self._names)
+
+    def __len__(self) -> int:
+        return len(self._names)
