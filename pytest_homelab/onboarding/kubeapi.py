@@ -30,18 +30,13 @@ def request(
 
     server = api_client.configuration.host
     try:
-        method, url, headers, serialized, post = api_client.param_serialize(
-            method,
-            path,
-            query_params=query or [],
-            header_params={"Accept": "application/json", "Content-Type": "application/json"},
-            body=body,
-            auth_settings=["BearerToken"],
+        response = api_client.request(
+            method, path, query=query or [], body=body, timeout=(timeout, timeout)
         )
-        response = api_client.call_api(
-            method, url, headers, serialized, post, _request_timeout=(timeout, timeout)
-        )
-        data = response.read()
+        try:
+            data = response.data
+        finally:
+            response.release_conn()
     except urllib3.exceptions.MaxRetryError as exc:
         raise InfraError(
             f"the Kubernetes API at {server} is unreachable: {_reason(exc.reason)}",

@@ -18,7 +18,8 @@ import time
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+from urllib.parse import quote
 
 import orjson
 
@@ -38,6 +39,9 @@ from pytest_homelab.rollout.rules import (
     ServiceWait,
     Target,
 )
+
+if TYPE_CHECKING:
+    from pytest_homelab.rollout.kubeclient import KubeApi
 
 KIND_RESOURCES = {
     "Deployment": "deployments",
@@ -73,40 +77,35 @@ def _event_line(event: dict[str, Any]) -> str:
     return f"{kind} {reason}{times}: {event.get('message') or ''}".rstrip()
 
 
-def list_request(api_client: Any, resource: str) -> Callable[..., Any]:
-    """A list/watch call for ``resource`` through the official ApiClient (its configuration,
-    auth and TLS), returning the raw urllib3 response the official ``Watch`` reads.
-
-    The generated AppsV1Api/CoreV1Api would do the same, but building their pydantic
-    validators costs over a second per process on first use.
-    """
+def list_request(api: KubeApi, resource: str) -> Callable[..., Any]:
+    """A list/watch call for ``resource`` in a namespace, returning the unread urllib3
+    response (a watch is read as a stream). A status outside 2xx raises ``ApiException``, as
+    the official client's calls do."""
     from kubernetes.client.exceptions import ApiException
 
     path = RESOURCE_PATHS[resource]
 
-    def request(
-        namespace: str, _request_timeout: Any = None, _preload_content: bool = False, **params: Any
-    ) -> Any:
+    def request(namespace: str, _request_timeout: Any = None, **params: Any) -> Any:
         query = [
             (_QUERY_NAMES[k], str(v).lower() if isinstance(v, bool) else str(v))
             for k, v in params.items()
             if v is not None
         ]
-        method, url, headers, body, post = api_client.param_serialize(
+        response = api.request(
             "GET",
-            path,
-            path_params={"namespace": namespace},
-            query_params=query,
-            header_params={"Accept": "application/json"},
-            auth_settings=["BearerToken"],
-        )
-        response = api_client.call_api(
-            method, url, headers, body, post, _request_timeout=_request_timeout
+            path.format(namespace=quote(namespace, safe="")),
+            query=query,
+            timeout=_request_timeout,
         )
         if not 200 <= response.status <= 299:
-            response.read()
-            raise ApiException(http_resp=response)
-        return response.response
+            error = ApiException(status=response.status, reason=response.reason)
+            try:
+                error.body = response.data.decode("utf-8", "replace")
+            finally:
+                response.release_conn()
+            error.headers = response.headers
+            raise error
+        return response
 
     return request
 
@@ -119,12 +118,14 @@ def connect(
     pool: int = 16,
     service_account: Path = SERVICE_ACCOUNT,
 ) -> Any:
-    """An ``ApiClient`` from a kubeconfig (``--kubeconfig``, then ``KUBECONFIG``, then
+    """A :class:`KubeApi` from a kubeconfig (``--kubeconfig``, then ``KUBECONFIG``, then
     ``~/.kube/config``) or, failing those, the in-cluster service account."""
-    from kubernetes import client, config
+    from pytest_homelab.rollout.kubeclient import KubeApi, kube_config_modules
+
+    config, configuration_module = kube_config_modules()
     from kubernetes.config.config_exception import ConfigException
 
-    configuration = client.Configuration()
+    configuration = configuration_module.Configuration()
     candidates = kubeconfig or environ.get("KUBECONFIG", "").strip()
     home = Path(environ.get("HOME", str(Path.home())))
     default = home / ".kube" / "config"
@@ -175,9 +176,7 @@ def connect(
             "no Kubernetes configuration found; tried: " + "; ".join(tried),
             hint="pass --kubeconfig, set KUBECONFIG, or run inside the cluster",
         )
-    configuration.connection_pool_maxsize = pool
-    configuration.retries = 0  # retries are ours, bounded by the deadline
-    return client.ApiClient(configuration)
+    return KubeApi(configuration, pool=pool)
 
 
 @dataclass
@@ -578,9 +577,7 @@ class ResourceWatch(threading.Thread):
             self.listed = None
 
     def _list_once(self) -> str:
-        response = self._list(
-            self.namespace, _preload_content=False, _request_timeout=self.request_timeout
-        )
+        response = self._list(self.namespace, _request_timeout=self.request_timeout)
         self.view.stats.lists += 1
         self.view.answered = True
         try:
