@@ -67,12 +67,12 @@ def mark_interrupted(path: Path, signal_name: str, unfinished: list[Unfinished])
     if suite is None:
         suite = ET.SubElement(root, "testsuite", name="pytest")
     for parent in list(root.iter("testsuite")):
-        for case in parent.findall("testcase"):
-            if not case.get("name") and not case.get("classname"):
+        for nameless in parent.findall("testcase"):
+            if not nameless.get("name") and not nameless.get("classname"):
                 # pytest's reporter of a check interrupted after its setup passed: it has only
                 # the setup's duration (_pytest/junitxml.py update_testcase_duration) and no
                 # name; the check is among the unfinished and gets its own testcase below.
-                parent.remove(case)
+                parent.remove(nameless)
     cases = {(c.get("classname", ""), c.get("name", "")): c for c in root.iter("testcase")}
     for check in unfinished:
         case = cases.get((check.classname, check.name))
