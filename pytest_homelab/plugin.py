@@ -62,6 +62,7 @@ _REPORTS = pytest.StashKey["_CheckReports"]()
 _SMOKE = pytest.StashKey["tuple[ProbeTarget, ...] | BadInput"]()
 _NO_SERVICES = "no-services"
 _NO_PROBES = "no-probes"
+_NOT_SELECTED = "not-selected"  # the one placeholder of a phase that -m leaves out
 _TIMEOUT_MARGIN = 60.0  # pytest-timeout is only a backstop behind our own deadlines
 _Report = TypeVar("_Report", pytest.TestReport, pytest.CollectReport)
 
@@ -352,6 +353,13 @@ def _env_settings(config: pytest.Config) -> Settings:
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    planned = {"homelab_probe", "homelab_service"} & set(metafunc.fixturenames)
+    if planned and _left_out_by_markexpr(metafunc):
+        # `pytest checks/ -m ci`: the smoke and rollout checks are deselected whatever their
+        # parameters, so their plans (deploy.json, validated with jsonschema: 0.1 s) are not made.
+        for name in sorted(planned):
+            metafunc.parametrize(name, [None], ids=[_NOT_SELECTED], indirect=True)
+        return
     if "homelab_probe" in metafunc.fixturenames and metafunc.config.getoption("collectonly"):
         _list_probes(metafunc)
     elif "homelab_probe" in metafunc.fixturenames:
@@ -378,6 +386,37 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
         metafunc.parametrize(
             "homelab_service", targets, ids=[t.name for t in targets], indirect=True
         )
+
+
+def _left_out_by_markexpr(metafunc: pytest.Metafunc) -> bool:
+    """Whether ``-m`` deselects this function whatever its parameters: true only for an
+    expression of marker names, ``and``, ``or``, ``not`` and parentheses that is false for the
+    function's markers (anything else, such as a marker with arguments, counts as selected)."""
+    expression = str(metafunc.config.getoption("markexpr", "") or "").strip()
+    if not expression:
+        return False
+    import ast
+
+    try:
+        tree = ast.parse(expression, mode="eval")
+    except SyntaxError:
+        return False
+    marks = {m.name for m in metafunc.definition.iter_markers()}
+
+    def value(node: ast.AST) -> bool | None:
+        if isinstance(node, ast.Name):
+            return node.id in marks
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.Not):
+            inner = value(node.operand)
+            return None if inner is None else not inner
+        if isinstance(node, ast.BoolOp):
+            values = [value(v) for v in node.values]
+            if any(v is None for v in values):
+                return None
+            return all(values) if isinstance(node.op, ast.And) else any(values)
+        return None  # a call, a constant, an attribute: not a plain marker expression
+
+    return value(tree.body) is False
 
 
 def _list_probes(metafunc: pytest.Metafunc) -> None:
@@ -669,6 +708,12 @@ def pytest_sessionfinish(session: pytest.Session) -> None:
     from pytest_homelab.core.secrets import known_secrets
 
     config = session.config
+    if _landing_session(config):
+        # `pytest checks/` exits as `homelab` does: no garbage collection of everything the
+        # session leaves behind once the verdict is out (60 ms and more at interpreter exit).
+        from pytest_homelab.report.session import exit_without_collecting
+
+        exit_without_collecting()
     xmlpath = config.option.xmlpath
     if not xmlpath or hasattr(config, "workerinput"):
         return

@@ -127,7 +127,7 @@ def _forget_modules(dirs: list[Path]) -> None:
             del sys.modules[name]
 
 
-def _exit_without_collecting() -> None:
+def exit_without_collecting() -> None:
     """Freeze the garbage collector when the process exits (registered once).
 
     A session leaves pytest, the HTTP and Kubernetes clients and every check's objects behind;
@@ -176,7 +176,7 @@ def run_checks(
             code = pytest.main(args, plugins=[watch])
         finally:
             _forget_modules([d for d in dirs if d != PACKAGED_SUITE])
-    _exit_without_collecting()
+    exit_without_collecting()
     records: list[CheckRecord] = []
     if junit.is_file():
         records = read_junit(junit)

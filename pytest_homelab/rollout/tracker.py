@@ -930,6 +930,12 @@ class RolloutTracker:
                     if target.name not in decided:
                         results[target.name] = waits[target.name].at_deadline(now)
                         decided.add(target.name)
+            if len(decided) == len(self.targets):
+                # Nothing is left to decide: the watches stop now rather than at the session's
+                # end, or the events of pods still settling would keep their threads decoding
+                # while the checks run (at 1000 services, a third of the process's CPU then).
+                for watcher in self._watches:
+                    watcher.stop()
             if results or lines:
                 self._publish(results, lines)
             if len(decided) == len(self.targets):
