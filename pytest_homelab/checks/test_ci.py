@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable
+from typing import TYPE_CHECKING
 
 import pytest
 
-from pytest_homelab import CiResult
+if TYPE_CHECKING:  # an annotation only: `homelab deploy wait` collects this module too
+    from pytest_homelab import CiResult
 
 pytestmark = pytest.mark.ci
 

@@ -870,6 +870,8 @@ class RolloutTracker:
         while not self._closing.is_set():
             # At most one look per LOOK_INTERVAL: while a thousand rollouts stream events, a
             # target's news of the last few milliseconds is judged in one look, not one each.
+            # (An interval that grew with the looks' cost saved no CPU measurably and delayed
+            # verdicts by a third of a second at 1000 services.)
             pause = LOOK_INTERVAL - (time.monotonic() - last_look)
             if pause > 0 and self._closing.wait(pause):
                 return

@@ -14,15 +14,12 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import httpx
-
 from pytest_homelab.core.clock import SYSTEM_CLOCK, Clock, Deadline, format_duration
 from pytest_homelab.core.landing import commit_under_test
 from pytest_homelab.core.manifest import Probe, load_manifest
 from pytest_homelab.core.outcomes import CheckFailed, HomelabError, InfraError
 from pytest_homelab.core.refs import parse_target
 from pytest_homelab.core.settings import Settings
-from pytest_homelab.core.transport import make_http_client
 from pytest_homelab.smoke.probe import BODY_LIMIT, Answer, Verdict, judge_answer
 
 
@@ -77,6 +74,10 @@ def http_fetch(
     probe: Probe, *, ca_bundle: Path | None, timeout: float, verify: ssl.SSLContext | None = None
 ) -> tuple[Fetch, Callable[[], None]]:
     """A GET of the probe URL with no credential of any kind, and a way to close it."""
+    # httpx is imported by the probes that run, not by the smoke plan: `homelab deploy wait`
+    # makes the plan (usually empty) in every session.
+    from pytest_homelab.core.transport import make_http_client
+
     client = make_http_client(
         probe.url,
         dial=probe.dial,
@@ -124,6 +125,8 @@ def wait_for_probe(
     switch); so do other statuses and connection errors, which the final message names. A TLS
     certificate failure ends at once: waiting cannot fix trust.
     """
+    import httpx
+
     probe = target.probe
     own = deadline.sub(probe.timeout)
     started = clock.monotonic()
