@@ -399,10 +399,13 @@ class ClusterView:
             self.changed.notify_all()
 
     def apply(self, resource: str, namespace: str, kind: str, obj: dict[str, Any]) -> None:
-        kept = slim(resource, obj)  # outside the lock: the tracker reads meanwhile
+        self.apply_kept(resource, namespace, kind, slim(resource, obj))
+
+    def apply_kept(self, resource: str, namespace: str, kind: str, kept: dict[str, Any]) -> None:
+        """An event's object, already slimmed (outside the lock: the tracker reads meanwhile)."""
+        name = kept["metadata"]["name"]
         with self.changed:
             bucket = self.objects.setdefault((resource, namespace), {})
-            name = obj["metadata"]["name"]
             old = bucket.pop(name, None) if kind == "DELETED" else bucket.get(name)
             if kind != "DELETED":
                 bucket[name] = kept
@@ -454,14 +457,10 @@ class ClusterView:
             self.changed.notify_all()
 
 
-def watch_events(response: Any) -> Iterator[tuple[str, dict[str, Any]]]:
-    """The (type, object) events of a watch response: one JSON object a line, decoded with
-    orjson straight from the bytes (the official client's ``Watch`` decodes each line to text,
-    then with ``json``, and copies the rest of its buffer after every line: at a thousand
-    services the watch threads' decoding competed with the tracker for the GIL). An ``ERROR``
-    event raises ``ApiException`` with its code (410: the resourceVersion is too old, relist)."""
-    from kubernetes.client.exceptions import ApiException
-
+def watch_lines(response: Any) -> Iterator[bytes]:
+    """The event lines of a watch response, read from the bytes as they come (the official
+    client's ``Watch`` decodes each line to text and copies the rest of its buffer after every
+    line: at a thousand services its threads competed with the tracker for the GIL)."""
     rest = b""
     for chunk in response.stream(amt=None, decode_content=False):
         if isinstance(chunk, str):
@@ -469,21 +468,51 @@ def watch_events(response: Any) -> Iterator[tuple[str, dict[str, Any]]]:
         lines = (rest + chunk).split(b"\n")
         rest = lines.pop()
         for line in lines:
-            if not line.strip():
-                continue
-            event = orjson.loads(line)
-            if not isinstance(event, dict):
-                raise ValueError(f"a watch event that is not an object: {line[:80]!r}")
-            kind = str(event.get("type", ""))
-            obj = event.get("object")
-            obj = obj if isinstance(obj, dict) else {}
-            if kind == "ERROR":
-                code = obj.get("code")
-                raise ApiException(
-                    status=code if isinstance(code, int) else 500,
-                    reason=f"{obj.get('reason', '')}: {obj.get('message', '')}",
-                )
-            yield kind, obj
+            if line.strip():
+                yield line
+
+
+def decode_event(line: bytes) -> tuple[str, dict[str, Any]]:
+    """(type, object) of one event line, decoded with orjson. An ``ERROR`` event raises
+    ``ApiException`` with its code (410: the resourceVersion is too old, relist)."""
+    from kubernetes.client.exceptions import ApiException
+
+    event = orjson.loads(line)
+    if not isinstance(event, dict):
+        raise ValueError(f"a watch event that is not an object: {line[:80]!r}")
+    kind = str(event.get("type", ""))
+    obj = event.get("object")
+    obj = obj if isinstance(obj, dict) else {}
+    if kind == "ERROR":
+        code = obj.get("code")
+        raise ApiException(
+            status=code if isinstance(code, int) else 500,
+            reason=f"{obj.get('reason', '')}: {obj.get('message', '')}",
+        )
+    return kind, obj
+
+
+def watch_events(response: Any) -> Iterator[tuple[str, dict[str, Any]]]:
+    """The (type, object) events of a watch response (:func:`decode_event` of each line)."""
+    for line in watch_lines(response):
+        yield decode_event(line)
+
+
+def kept_events(response: Any, resource: str) -> Iterator[tuple[str, str | None, dict[str, Any]]]:
+    """(type, resourceVersion, the object as :func:`slim` keeps it) of each event: decoded
+    into the kept fields only (:mod:`pytest_homelab.rollout.events`), or, for a line that does
+    not fit them, by :func:`decode_event` and :func:`slim` (the same result)."""
+    from pytest_homelab.rollout.events import decode_event as decode_kept
+
+    for line in watch_lines(response):
+        typed = decode_kept(line, resource)
+        if typed is not None:
+            yield typed
+            continue
+        kind, obj = decode_event(line)
+        meta = obj.get("metadata")
+        version = meta.get("resourceVersion") if isinstance(meta, dict) else None
+        yield kind, str(version) if version else None, slim(resource, obj)
 
 
 def _connect_failure(exc: BaseException) -> bool:
@@ -613,12 +642,11 @@ class ResourceWatch(threading.Thread):
                 )
                 if self._stopping.is_set():
                     break
-                for kind, obj in watch_events(self._response):
-                    version = (obj.get("metadata") or {}).get("resourceVersion")
+                for kind, version, kept in kept_events(self._response, self.resource):
                     if version:
-                        rv = str(version)
+                        rv = version
                     if kind in ("ADDED", "MODIFIED", "DELETED"):
-                        self.view.apply(self.resource, self.namespace, kind, obj)
+                        self.view.apply_kept(self.resource, self.namespace, kind, kept)
                     if self._stopping.is_set():
                         break
                 failing_since = None
