@@ -47,6 +47,7 @@ OLD_TAG = "0000000a"
 GROUPS = 5  # readiness groups: pods of group g become ready after 0.3 + 0.3 g seconds
 NAMESPACES = 4
 SCALES = (1, 10, 100, 200, 1000)
+LARGE_GOAL_N = 1000  # the size of the goals on wall beyond the slowest, CPU and memory
 KUBECTL_SCALES = (1, 10, 100, 200)  # 1000 kubectl processes would take minutes on their own
 LARGE_SCALES = (2000,)  # --large: ours at N = 2000 too, and the kubectl loop at 1000
 LARGE_KUBECTL_SCALES = (1000,)
@@ -335,6 +336,33 @@ def p3(ca: Any, box: Sandbox, quick: bool, rng: random.Random) -> Section:
             {"ours": ours_h.watches, "baseline": base.watches if base else None},
         )
     )
+    large = measured.get(LARGE_GOAL_N)
+    if large is not None:  # issue 23's goals: the cost at a thousand services
+        section.rows.append(
+            Row(
+                "P3",
+                f"`deploy wait`, {LARGE_GOAL_N} services / {large.namespaces} ns at once: wall "
+                "beyond the slowest rollout",
+                seconds(large.beyond),
+                "—",
+                "—",
+                "≤ 1 s",
+                large.beyond <= 1.0,
+                {"n": LARGE_GOAL_N, "ours_s": large.beyond},
+            )
+        )
+        section.rows.append(
+            Row(
+                "P3",
+                f"`deploy wait`, {LARGE_GOAL_N} services: CPU seconds of the process",
+                f"{large.cpu:.2f} s",
+                "—",
+                "—",
+                "≤ 3 s",
+                large.cpu <= 3.0,
+                {"n": LARGE_GOAL_N, "cpu_s": large.cpu},
+            )
+        )
     headers = [
         "N",
         "ns",
@@ -398,8 +426,8 @@ def p6(ca: Any, box: Sandbox, quick: bool, rng: random.Random) -> Section:
             "P6",
             f"`deploy wait`, {n} services: peak RSS",
             f"{rss:.0f} MB",
-            goal="≤ 120 MB" + (" (at 1000)" if quick else ""),
-            met=rss <= 120,
+            goal="≤ 80 MB" + (" (at 1000)" if quick else ""),
+            met=rss <= 80,
             values={"n": n, "rss_mb": rss, "cpu_s": m.cpu, "wall_s": m.wall},
         )
     )
