@@ -22,7 +22,7 @@ from typing import Any, TypedDict
 
 import msgspec
 
-COMMIT_KEYS = ("homelab.dev/commit", "org.opencontainers.image.revision")  # rules.COMMIT_KEYS
+from pytest_homelab.rollout.rules import COMMIT_KEYS
 
 
 class _Waiting(TypedDict, total=False):
@@ -187,7 +187,7 @@ def _workload(obj: dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
-def decode_event(line: bytes, resource: str) -> tuple[str, str | None, dict[str, Any]] | None:
+def decode_kept(line: bytes, resource: str) -> tuple[str, str | None, dict[str, Any]] | None:
     """(type, resourceVersion, the object as ``slim`` keeps it), or None when the line does not
     fit the types (the caller decodes it the general way)."""
     decoder = _DECODERS.get(resource)

@@ -502,7 +502,7 @@ def kept_events(response: Any, resource: str) -> Iterator[tuple[str, str | None,
     """(type, resourceVersion, the object as :func:`slim` keeps it) of each event: decoded
     into the kept fields only (:mod:`pytest_homelab.rollout.events`), or, for a line that does
     not fit them, by :func:`decode_event` and :func:`slim` (the same result)."""
-    from pytest_homelab.rollout.events import decode_event as decode_kept
+    from pytest_homelab.rollout.events import decode_kept
 
     for line in watch_lines(response):
         typed = decode_kept(line, resource)

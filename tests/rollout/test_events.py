@@ -14,7 +14,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pytest_homelab.rollout.events import decode_event
+from pytest_homelab.rollout.events import decode_kept
 from pytest_homelab.rollout.tracker import kept_events, slim
 from pytest_homelab.sim.kube.api import KubeSim
 from pytest_homelab.sim.kube.objects import daemonset, deployment, statefulset
@@ -90,7 +90,7 @@ def test_every_event_of_a_cluster_is_kept_the_same(
     for resource, kind, obj in cluster_events:
         expected = slim(resource, copy.deepcopy(obj))
         version = obj["metadata"].get("resourceVersion")
-        decoded = decode_event(_line(kind, obj), resource)
+        decoded = decode_kept(_line(kind, obj), resource)
         if decoded is not None:
             typed += 1
             assert decoded == (kind, version, expected), (resource, kind, obj)
