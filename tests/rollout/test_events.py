@@ -128,7 +128,7 @@ def _damaged(draw: st.DrawFn, events: list[tuple[str, str, dict[str, Any]]]) -> 
     return resource, obj
 
 
-@settings(max_examples=300, suppress_health_check=list(HealthCheck))
+@settings(max_examples=150, suppress_health_check=list(HealthCheck))
 @given(data=st.data())
 def test_damaged_objects_are_kept_as_slim_keeps_them(
     cluster_events: list[tuple[str, str, dict[str, Any]]], data: st.DataObject
