@@ -34,6 +34,7 @@ if TYPE_CHECKING:  # heavy modules stay out of every pytest run that does not us
     from pytest_homelab.e2e.phase import DevRunResult
     from pytest_homelab.e2e.remote import Remote
     from pytest_homelab.report.interrupt import Unfinished
+    from pytest_homelab.rollout.kubeclient import KubeApi
     from pytest_homelab.rollout.plan import RolloutPlan
     from pytest_homelab.rollout.rules import RolloutResult, Target
     from pytest_homelab.smoke.phase import ProbeResult, ProbeTarget
@@ -891,22 +892,32 @@ def homelab_service(request: pytest.FixtureRequest, homelab_landing: Landing) ->
 
 @pytest.fixture(scope="session")
 def homelab_kube(homelab_landing: Landing) -> Iterator[object]:
-    """A Kubernetes ApiClient from --kubeconfig/KUBECONFIG/~/.kube/config or in-cluster config."""
-    from pytest_homelab.rollout.tracker import connect
+    """The official Kubernetes ``ApiClient`` from --kubeconfig/KUBECONFIG/~/.kube/config or the
+    in-cluster config, for a repository's own checks (the rollout watch has a lighter client
+    of its own and does not load this one)."""
+    from kubernetes.client import ApiClient
 
-    settings = homelab_landing.settings
-    client = connect(
-        kubeconfig=settings.kubeconfig, context=settings.kube_context, environ=settings.environ
-    )
+    api = _kube_api(homelab_landing)
+    client = ApiClient(api.configuration)
     try:
         yield client
     finally:
-        client.close()
+        client.close()  # type: ignore[no-untyped-call]
+        api.close()
+
+
+def _kube_api(landing: Landing) -> KubeApi:
+    from pytest_homelab.rollout.tracker import connect
+
+    settings = landing.settings
+    return connect(
+        kubeconfig=settings.kubeconfig, context=settings.kube_context, environ=settings.environ
+    )
 
 
 @pytest.fixture(scope="session")
 def homelab_rollouts(
-    request: pytest.FixtureRequest, pytestconfig: pytest.Config, homelab_landing: Landing
+    pytestconfig: pytest.Config, homelab_landing: Landing
 ) -> Iterator[Mapping[str, RolloutResult]]:
     """The rollout phase's results: every target watched at once by one watch; each result is
     ready as soon as its target is decided (reading it waits for that target only)."""
@@ -919,7 +930,7 @@ def homelab_rollouts(
     from pytest_homelab.rollout.rules import RolloutPolicy
     from pytest_homelab.rollout.tracker import RolloutResults, RolloutTracker
 
-    client = request.getfixturevalue("homelab_kube")  # only now: a red CI never needs kube
+    client = _kube_api(homelab_landing)  # only now: a red CI never needs kube
     settings = homelab_landing.settings
     tracker = RolloutTracker(
         client,
@@ -938,6 +949,7 @@ def homelab_rollouts(
         yield RolloutResults(tracker)
     finally:
         tracker.close()
+        client.close()
 
 
 @pytest.fixture

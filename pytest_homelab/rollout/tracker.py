@@ -117,7 +117,7 @@ def connect(
     environ: Mapping[str, str],
     pool: int = 16,
     service_account: Path = SERVICE_ACCOUNT,
-) -> Any:
+) -> KubeApi:
     """A :class:`KubeApi` from a kubeconfig (``--kubeconfig``, then ``KUBECONFIG``, then
     ``~/.kube/config``) or, failing those, the in-cluster service account."""
     from pytest_homelab.rollout.kubeclient import KubeApi, kube_config_modules

@@ -156,3 +156,34 @@ def test_the_repository_cannot_trust_itself(
     code = main(["deploy", "wait", "--kubeconfig", str(kube.kubeconfig(repo.root / "kc"))])
     assert code == 2
     assert "trusted_repos" in capsys.readouterr().err
+
+
+KUBE_CHECK = """
+import pytest
+from kubernetes import client
+
+pytestmark = pytest.mark.smoke
+
+
+def test_own(homelab_kube, homelab_rollouts, homelab_record):
+    # The documented fixture is the official ApiClient (docs/own-checks.md), whole, although
+    # the rollout watch runs on a lighter client of its own.
+    assert isinstance(homelab_kube, client.ApiClient)
+    pods = client.CoreV1Api(homelab_kube).list_namespaced_pod("apps")
+    homelab_record([("pods", str(len(pods.items))), ("watched", ",".join(homelab_rollouts))])
+    assert homelab_rollouts["api"].landed
+"""
+
+
+def test_an_own_check_gets_the_official_kubernetes_client(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, kube: KubeSim
+) -> None:
+    repo, sha = make_repo(tmp_path, monkeypatch)
+    (repo.root / "checks" / "test_own.py").write_text(KUBE_CHECK)
+    repo.trust()
+    kube.apply(deployment("api", "apps", f"registry.example.test/app/api:{sha[:12]}"))
+    code, checks = repo.run(kube)
+    own = checks["smoke:test_own"]
+    assert code == 0, own.message
+    assert own.prop("watched") == "api"
+    assert int(own.prop("pods") or 0) >= 1
