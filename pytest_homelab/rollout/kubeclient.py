@@ -139,16 +139,24 @@ class KubeApi:
 
         if self._closed:  # a PoolManager would open a new pool, with no one left to close it
             raise urllib3.exceptions.ClosedPoolError(None, "the Kubernetes client is closed")  # type: ignore[arg-type]
+        from kubernetes.client.exceptions import ApiException
+
         extra = {"Content-Type": "application/json"} if body is not None else None
-        answer = self.rest.request(  # type: ignore[no-untyped-call]
-            method,
-            self.url(path, query),
-            headers=self.headers(extra),
-            body=body,
-            _request_timeout=timeout,
-            **self._unread,
-        )
-        return answer.response
+        try:
+            answer = self.rest.request(  # type: ignore[no-untyped-call]
+                method,
+                self.url(path, query),
+                headers=self.headers(extra),
+                body=body,
+                _request_timeout=timeout,
+                **self._unread,
+            )
+        except ApiException as exc:  # kubernetes < 33 raises for a status outside 2xx itself
+            if not isinstance(exc.status, int) or exc.status == 0:
+                raise
+            return _Refused(exc)
+        # kubernetes 33+ wraps urllib3's response in a RESTResponse; older clients return it.
+        return getattr(answer, "response", answer)
 
     def close(self) -> None:
         """Close every pooled connection now: urllib3 2.8's ``PoolManager.clear()`` only
@@ -160,3 +168,21 @@ class KubeApi:
             if pool is not None:
                 pool.close()
         self.rest.pool_manager.clear()
+
+
+class _Refused:
+    """An answer outside 2xx that an older client raised as ``ApiException``, shaped as the
+    read urllib3 response the callers expect (status, reason, headers, data)."""
+
+    def __init__(self, exc: Any) -> None:
+        self.status = int(exc.status)
+        self.reason = str(exc.reason or "")
+        self.headers = exc.headers or {}
+        body = exc.body
+        self.data = body.encode() if isinstance(body, str) else bytes(body or b"")
+
+    def release_conn(self) -> None:
+        """Already read and released by the client."""
+
+    def close(self) -> None:
+        """Nothing is open."""

@@ -9,6 +9,7 @@ re-watch when the server ends the stream (``timeoutSeconds``) or the connection 
 from __future__ import annotations
 
 import contextlib
+import copy
 import json
 import os
 import random
@@ -772,6 +773,7 @@ class RolloutTracker:
         self._error: BaseException | None = None
         self._ended = False
         self._closing = threading.Event()
+        self._watch_lock = threading.Lock()  # _watches and _closing change together
         self._looker: threading.Thread | None = None
 
     def _start(self) -> None:
@@ -794,8 +796,11 @@ class RolloutTracker:
             if self._closing.is_set():
                 return
             watcher.list_first()
-            self._watches.append(watcher)
-            watcher.start()
+            with self._watch_lock:  # close() may have run during the LIST: no thread then
+                if self._closing.is_set():
+                    return
+                self._watches.append(watcher)
+                watcher.start()
 
     def start(self, deadline: Deadline) -> None:
         """Start watching (once): the looks run in a thread of their own, and each result is
@@ -830,7 +835,9 @@ class RolloutTracker:
             if found is not None:
                 return found
             if error is not None:
-                raise error
+                # A copy for each check: the same exception raised again in a thousand checks
+                # would carry all their frames in its traceback (quadratic to format).
+                raise copy.copy(error).with_traceback(None)
             if ended:
                 raise InfraError(
                     f"the rollout watch stopped before deciding {name}",
@@ -1043,13 +1050,15 @@ class RolloutTracker:
         return f"rollout: {target.ref} {type(outcome).__name__}: {text}"
 
     def close(self) -> None:
-        self._closing.set()
+        with self._watch_lock:
+            self._closing.set()
+            watches = list(self._watches)
+        for watcher in watches:
+            watcher.stop()
         looker = self._looker
         if looker is not None and looker is not threading.current_thread():
             looker.join(timeout=5)
-        for watcher in self._watches:
-            watcher.stop()
-        for watcher in self._watches:
+        for watcher in watches:
             watcher.join(timeout=5)
 
 
