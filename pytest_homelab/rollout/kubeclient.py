@@ -107,7 +107,7 @@ class KubeApi:
         configuration.retries = 0  # retries are the caller's, bounded by its deadline
         self.configuration = configuration
         self.rest = RESTClientObject(configuration)
-        # kubernetes < 33 preloads the body unless told not to (and names it so); 33+ never does.
+        # Older clients (32.0.1 checked) preload the body unless told not to; 37.0.3 never does.
         parameters = inspect.signature(self.rest.request).parameters
         self._unread = {"_preload_content": False} if "_preload_content" in parameters else {}
         self._closed = False
@@ -151,11 +151,11 @@ class KubeApi:
                 _request_timeout=timeout,
                 **self._unread,
             )
-        except ApiException as exc:  # kubernetes < 33 raises for a status outside 2xx itself
+        except ApiException as exc:  # older clients raise for a status outside 2xx themselves
             if not isinstance(exc.status, int) or exc.status == 0:
                 raise
             return _Refused(exc)
-        # kubernetes 33+ wraps urllib3's response in a RESTResponse; older clients return it.
+        # 37.0.3 wraps urllib3's response in a RESTResponse (rest.py); older clients return it.
         return getattr(answer, "response", answer)
 
     def close(self) -> None:

@@ -493,12 +493,6 @@ def decode_event(line: bytes) -> tuple[str, dict[str, Any]]:
     return kind, obj
 
 
-def watch_events(response: Any) -> Iterator[tuple[str, dict[str, Any]]]:
-    """The (type, object) events of a watch response (:func:`decode_event` of each line)."""
-    for line in watch_lines(response):
-        yield decode_event(line)
-
-
 def kept_events(response: Any, resource: str) -> Iterator[tuple[str, str | None, dict[str, Any]]]:
     """(type, resourceVersion, the object as :func:`slim` keeps it) of each event: decoded
     into the kept fields only (:mod:`pytest_homelab.rollout.events`), or, for a line that does
@@ -844,22 +838,6 @@ class RolloutTracker:
                     hint="the session was closing; run the checks again",
                 )
 
-    def decided(self) -> list[str]:
-        """The targets decided so far, in the order they were decided."""
-        with self._news:
-            return list(self.results)
-
-    def wait_for_any(self, names: Iterable[str], timeout: float) -> None:
-        """Return once one of ``names`` is decided, the watch has ended, or ``timeout`` passed
-        (writing progress lines meanwhile, as :meth:`result` does)."""
-        wanted = set(names)
-        with self._news:
-            if not (wanted & self.results.keys() or self._ended or self._lines):
-                self._news.wait(timeout=timeout)
-            lines, self._lines = self._lines, []
-        if lines:
-            self.progress("\n".join(lines))
-
     def wait(self, deadline: Deadline) -> dict[str, RolloutResult]:
         """Block until every target is decided or the deadline passes; results by target name."""
         self.start(deadline)
@@ -1071,12 +1049,13 @@ class RolloutResults(Mapping[str, "RolloutResult"]):
     def __init__(self, tracker: RolloutTracker) -> None:
         self.tracker = tracker
         self._names = [t.name for t in tracker.targets]
+        self._known = frozenset(self._names)
 
     def __getitem__(self, name: str) -> RolloutResult:
         return self.tracker.result(name)
 
     def __contains__(self, name: object) -> bool:  # Mapping's would wait for the result
-        return name in self.tracker._names
+        return name in self._known
 
     def __iter__(self) -> Iterator[str]:
         return iter(self._names)

@@ -1,4 +1,5 @@
-"""The tracker's watch-stream reader: one JSON event a line, whatever the chunking."""
+"""The tracker's watch-stream reader (kept_events, what the watches run): one JSON event a
+line, whatever the chunking."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 import pytest
 from kubernetes.client.exceptions import ApiException
 
-from pytest_homelab.rollout.tracker import watch_events
+from pytest_homelab.rollout.tracker import kept_events
 
 
 class Chunked:
@@ -36,13 +37,13 @@ def test_events_whatever_the_chunk_boundaries(size: int) -> None:
         + _event("DELETED", "b", "3")
     )
     chunks = [body[i : i + size] for i in range(0, len(body), size)]
-    events = list(watch_events(Chunked(chunks)))
-    assert [(k, o["metadata"]["name"], o["metadata"]["resourceVersion"]) for k, o in events] == [
+    events = list(kept_events(Chunked(chunks), "pods"))
+    assert [(k, o["metadata"]["name"], version) for k, version, o in events] == [
         ("ADDED", "a", "1"),
         ("MODIFIED", "a", "2"),
         ("DELETED", "b", "3"),
     ]
-    assert events[0][1]["metadata"]["labels"] == {"app": "é"}  # UTF-8 split across chunks
+    assert events[0][2]["metadata"]["labels"] == {"app": "é"}  # UTF-8 split across chunks
 
 
 def test_an_error_event_raises_its_code() -> None:
@@ -51,7 +52,7 @@ def test_an_error_event_raises_its_code() -> None:
     # kubernetes-client/python kubernetes/watch/watch.py@v37.0.3:234-247
     gone = {"kind": "Status", "code": 410, "reason": "Expired", "message": "too old"}
     body = _event("ADDED", "a", "1") + json.dumps({"type": "ERROR", "object": gone}).encode()
-    events = watch_events(Chunked([body + b"\n"]))
+    events = kept_events(Chunked([body + b"\n"]), "pods")
     assert next(events)[0] == "ADDED"
     with pytest.raises(ApiException) as caught:
         next(events)
@@ -61,4 +62,4 @@ def test_an_error_event_raises_its_code() -> None:
 
 def test_a_line_that_is_not_json_raises() -> None:
     with pytest.raises(ValueError):
-        list(watch_events(Chunked([b"{not json\n"])))
+        list(kept_events(Chunked([b"{not json\n"]), "pods"))
