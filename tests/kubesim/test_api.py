@@ -300,3 +300,47 @@ def test_faults(k8s: KubeSim, kind: str) -> None:
 def test_binds_to_loopback_only() -> None:
     with pytest.raises(ValueError, match="loopback only"):
         KubeSim(host="0.0.0.0")
+
+
+def raw_chunks(sim: KubeSim, path: str) -> list[bytes]:
+    """The data of each HTTP chunk of a GET, read off the socket (httpx hides the framing)."""
+    import socket
+
+    with socket.create_connection(("127.0.0.1", sim.port), timeout=10) as conn:
+        conn.sendall(f"GET {path} HTTP/1.1\r\nHost: kube\r\n\r\n".encode())
+        received = b""
+        while not received.endswith(b"\r\n0\r\n\r\n"):
+            block = conn.recv(65536)
+            assert block, "the server closed the stream before its last chunk"
+            received += block
+    body = received.split(b"\r\n\r\n", 1)[1]
+    found = []
+    while True:
+        size_line, body = body.split(b"\r\n", 1)
+        size = int(size_line, 16)
+        if size == 0:
+            return found
+        found.append(body[:size])
+        assert body[size : size + 2] == b"\r\n"
+        body = body[size + 2 :]
+
+
+def test_events_that_wait_go_out_together_each_whole(k8s: KubeSim) -> None:
+    # kube-apiserver flushes a watch only when no further event is waiting
+    # (kubernetes/kubernetes staging/src/k8s.io/apiserver/pkg/endpoints/handlers/watch.go
+    # @034debc HandleHTTP: `if len(ch) == 0 { flusher.Flush() }`), and Go's chunked writer
+    # puts what was written in between into one chunk. A client must read events across and
+    # within chunks; the simulator's chunks hold whole events, at most about 64 KiB of them.
+    rv = get(k8s, DEPLOYS).json()["metadata"]["resourceVersion"]
+    with k8s.store.lock:  # one sync: forty changes before the watch reads any
+        for i in range(40):
+            k8s.apply(deployment(f"web-{i:02d}", "apps", f"{IMAGE}:aaaaaaa1", replicas=0))
+    chunks = raw_chunks(k8s, f"{DEPLOYS}?watch=true&resourceVersion={rv}&timeoutSeconds=1")
+    lines = [line for chunk in chunks for line in chunk.split(b"\n") if line]
+    added = [json.loads(line) for line in lines]
+    names = [e["object"]["metadata"]["name"] for e in added if e["type"] == "ADDED"]
+    assert names == [f"web-{i:02d}" for i in range(40)]
+    assert len(chunks) < 10  # not a chunk (and a flush) per event
+    assert all(chunk.endswith(b"\n") for chunk in chunks)
+    biggest = max(len(line) + 1 for line in lines)
+    assert all(len(chunk) < 64 * 1024 + biggest for chunk in chunks)

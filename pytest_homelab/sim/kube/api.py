@@ -925,14 +925,30 @@ class _KubeHandler(SimHandler):
             expiry = self.sim._expiry
             pending = initial
             while True:
+                # What is pending goes out in one write, as kube-apiserver flushes a watch only
+                # when no further event waits (staging/src/k8s.io/apiserver/pkg/endpoints/
+                # handlers/watch.go@034debc HandleHTTP: `if len(ch) == 0 { flusher.Flush() }`);
+                # a write (and a flush) per event made the simulator fall seconds behind its
+                # own store under a thousand rollouts, each write waiting for the GIL.
+                lines: list[bytes] = []
+                held = 0
+                dropping = False
                 for event in pending:
                     since = max(since, event.rv)
                     if not wanted(event):
                         continue
-                    self._event({"type": event.type, "object": event.obj})
+                    lines.append(_event_line({"type": event.type, "object": event.obj}))
+                    held += len(lines[-1])
+                    if held >= _WATCH_CHUNK:
+                        self._send_lines(lines)
+                        lines, held = [], 0
                     sent += 1
                     if drop_after is not None and sent >= drop_after:
-                        return
+                        dropping = True
+                        break
+                self._send_lines(lines)
+                if dropping:
+                    return
                 now = time.monotonic()
                 if now >= ends_at or self.sim._stop.is_set() or self.sim._server.stopping.is_set():
                     return
@@ -980,9 +996,23 @@ class _KubeHandler(SimHandler):
         self._event({"type": "ERROR", "object": err.status()})
 
     def _event(self, event: Obj) -> None:
-        data = json.dumps(event).encode() + b"\n"
+        self._send_lines([_event_line(event)])
+
+    def _send_lines(self, lines: list[bytes]) -> None:
+        """Event lines as one chunk (Go's chunked writer also puts several small events in one
+        chunk and splits big ones: a client must not count on a chunk per event)."""
+        if not lines:
+            return
+        data = b"".join(lines)
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
         self.wfile.flush()
+
+
+_WATCH_CHUNK = 64 * 1024  # bytes of pending events written (and flushed) at once
+
+
+def _event_line(event: Obj) -> bytes:
+    return json.dumps(event).encode() + b"\n"
 
 
 def _warnings(messages: list[str]) -> list[tuple[str, str]]:
