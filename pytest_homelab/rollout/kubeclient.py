@@ -15,6 +15,13 @@ stand-in ``ApiClient`` that imports the real one when called (only OIDC token re
 package and that it lacks runs its ``__init__`` there and then, so code that uses the whole
 client later in the same process (``from kubernetes import client; client.CoreV1Api``) gets
 it as usual.
+
+``kube_config`` also imports the OAuth libraries of the OIDC auth provider at its top
+(``import oauthlib.oauth2``, ``from requests_oauthlib import OAuth2Session``: kubernetes
+37.0.3 config/kube_config.py:27-30), which bring ``requests`` and 160 modules more (6 MB) into
+every run; it uses them only when it refreshes an OIDC token (``_refresh_oidc``). So
+``oauthlib`` and ``oauthlib.oauth2`` are registered the same way, and ``OAuth2Session`` is a
+stand-in that imports the real class when called.
 """
 
 from __future__ import annotations
@@ -28,6 +35,7 @@ from urllib.parse import urlencode
 
 _LOCK = threading.RLock()
 _PARTIAL = ("kubernetes", "kubernetes.client", "kubernetes.utils")
+_PARTIAL_OAUTH = ("oauthlib", "oauthlib.oauth2")
 
 
 def _completing_getattr(module: ModuleType, spec: Any) -> Any:
@@ -68,12 +76,29 @@ def _real_api_client(*args: Any, **kwargs: Any) -> Any:
     return ApiClient(*args, **kwargs)
 
 
+def _real_oauth2_session(*args: Any, **kwargs: Any) -> Any:
+    return importlib.import_module("requests_oauthlib").OAuth2Session(*args, **kwargs)
+
+
+def _oauth_stand_in() -> ModuleType | None:
+    """A ``requests_oauthlib`` for ``kube_config``'s import only (None when it is loaded)."""
+    if "requests_oauthlib" in sys.modules or importlib.util.find_spec("requests_oauthlib") is None:
+        return None
+    module = ModuleType("requests_oauthlib")
+    module.OAuth2Session = _real_oauth2_session  # type: ignore[attr-defined]
+    sys.modules["requests_oauthlib"] = module
+    return module
+
+
 def kube_config_modules() -> tuple[ModuleType, ModuleType]:
     """``kubernetes.config`` and ``kubernetes.client.configuration``, loaded lightly."""
     with _LOCK:
         if "kubernetes.config.kube_config" not in sys.modules:
             for name in _PARTIAL:
                 _partial_package(name)
+            for name in _PARTIAL_OAUTH:
+                if importlib.util.find_spec(name.partition(".")[0]) is not None:
+                    _partial_package(name)
             client = sys.modules["kubernetes.client"]
             from kubernetes.client.configuration import Configuration
 
@@ -81,11 +106,14 @@ def kube_config_modules() -> tuple[ModuleType, ModuleType]:
             if stand_in:
                 client.__dict__["ApiClient"] = _real_api_client
                 client.__dict__.setdefault("Configuration", Configuration)
+            oauth = _oauth_stand_in()
             try:
                 import kubernetes.config  # noqa: F401
             finally:
                 if stand_in and client.__dict__.get("ApiClient") is _real_api_client:
                     del client.__dict__["ApiClient"]
+                if oauth is not None and sys.modules.get("requests_oauthlib") is oauth:
+                    del sys.modules["requests_oauthlib"]  # the next import is the real one
         import kubernetes.client.configuration as configuration
         import kubernetes.config as config
 

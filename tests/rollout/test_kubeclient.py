@@ -12,7 +12,15 @@ from pathlib import Path
 from pytest_homelab.rollout.tracker import connect, list_request
 from pytest_homelab.sim.kube.api import KubeSim
 
-HEAVY = ("pydantic", "kubernetes.client.api_client", "kubernetes.client.models", "kubernetes.watch")
+HEAVY = (
+    "pydantic",
+    "kubernetes.client.api_client",
+    "kubernetes.client.models",
+    "kubernetes.watch",
+    "requests",
+    "requests_oauthlib",
+    "oauthlib.oauth2.rfc6749",
+)
 
 
 def _python(code: str) -> dict[str, object]:
@@ -65,6 +73,34 @@ print(json.dumps({
     assert seen["watch"] == "Watch"
     assert seen["loader"] is True
     assert isinstance(seen["version"], str) and seen["version"]
+
+
+def test_the_oidc_provider_gets_the_real_oauth_libraries_when_it_uses_them() -> None:
+    # kube_config names them at import and uses them in _refresh_oidc: OAuth2Session(...) and
+    # `except oauthlib.oauth2.rfc6749.errors.InvalidClientIdError` (kubernetes-client/python
+    # kubernetes/base/config/kube_config.py@v37.0.3 _refresh_oidc).
+    seen = _python(
+        """
+import json, sys
+from pytest_homelab.rollout.kubeclient import kube_config_modules
+kube_config_modules()
+before = sorted(m for m in ("requests", "requests_oauthlib", "oauthlib.oauth2.rfc6749")
+                if m in sys.modules)
+kc = sys.modules["kubernetes.config.kube_config"]
+error = kc.oauthlib.oauth2.rfc6749.errors.InvalidClientIdError
+session = kc.OAuth2Session(client_id="homelab")
+import oauthlib
+import oauthlib.oauth2.rfc6749.errors as errors
+import requests_oauthlib
+print(json.dumps({
+    "before": before,
+    "error_is_real": error is errors.InvalidClientIdError,
+    "session_is_real": type(session) is requests_oauthlib.OAuth2Session,
+    "debug": oauthlib.get_debug(),  # the package's own __init__ ran when first asked
+}))
+"""
+    )
+    assert seen == {"before": [], "error_is_real": True, "session_is_real": True, "debug": False}
 
 
 def test_an_error_status_raises_the_official_exception_with_its_body(tmp_path: Path) -> None:
