@@ -9,8 +9,8 @@ without building them: 3.9 µs for a pod's event against 19.4 µs for orjson plu
 (measured on the simulator's pods).
 
 The types below name the fields ``slim`` keeps, from the apps/v1 and core/v1 API
-(k8s.io/api apps/v1/types.go, core/v1/types.go): a workload's spec lists every field of
-DeploymentSpec, StatefulSetSpec and DaemonSetSpec, so no field a rule may read is lost. Anything
+(k8s.io/api apps/v1/types.go, core/v1/types.go) that the rules read (``rules.WORKLOAD_*_READ``,
+``POD_CONDITION_TYPES_READ``; tests/rollout/test_events.py holds the lists equal). Anything
 that does not fit the types (a null where an object belongs, an unexpected type, an ERROR
 event) is decoded the general way and slimmed by ``slim``: the result is the same either way
 (tests/rollout/test_events.py holds them equal on the simulator's objects and on random ones).
@@ -22,7 +22,7 @@ from typing import Any, TypedDict
 
 import msgspec
 
-from pytest_homelab.rollout.rules import COMMIT_KEYS
+from pytest_homelab.rollout.rules import COMMIT_KEYS, POD_CONDITION_TYPES_READ
 
 
 class _Waiting(TypedDict, total=False):
@@ -96,22 +96,37 @@ class _Template(TypedDict, total=False):
 
 
 class _WorkloadSpec(TypedDict, total=False):
-    # DeploymentSpec, StatefulSetSpec and DaemonSetSpec (k8s.io/api apps/v1/types.go): every
-    # field but the template is kept whole, as slim keeps it.
+    # rules.WORKLOAD_SPEC_READ and the template
     replicas: Any
     selector: Any
-    template: _Template
-    strategy: Any
-    minReadySeconds: Any
-    revisionHistoryLimit: Any
     paused: Any
-    progressDeadlineSeconds: Any
-    volumeClaimTemplates: Any
-    serviceName: Any
-    podManagementPolicy: Any
     updateStrategy: Any
-    persistentVolumeClaimRetentionPolicy: Any
-    ordinals: Any
+    template: _Template
+
+
+class _WorkloadCondition(TypedDict, total=False):
+    # rules.WORKLOAD_CONDITION_READ
+    type: Any
+    status: Any
+    reason: Any
+    message: Any
+
+
+class _WorkloadStatus(TypedDict, total=False):
+    # rules.WORKLOAD_STATUS_READ
+    observedGeneration: Any
+    replicas: Any
+    updatedReplicas: Any
+    readyReplicas: Any
+    availableReplicas: Any
+    terminatingReplicas: Any
+    numberReady: Any
+    numberAvailable: Any
+    updatedNumberScheduled: Any
+    desiredNumberScheduled: Any
+    currentRevision: Any
+    updateRevision: Any
+    conditions: list[_WorkloadCondition]
 
 
 class _Workload(TypedDict, total=False):
@@ -119,7 +134,7 @@ class _Workload(TypedDict, total=False):
     kind: Any
     metadata: _Meta
     spec: _WorkloadSpec
-    status: Any
+    status: _WorkloadStatus
 
 
 class _PodEvent(TypedDict, total=False):
@@ -159,7 +174,9 @@ def _pod(obj: dict[str, Any]) -> dict[str, Any]:
     kept: dict[str, Any] = {"metadata": meta, "spec": obj.get("spec", {})}
     status = obj.get("status")
     if status is not None:
-        status.setdefault("conditions", [])
+        status["conditions"] = [
+            c for c in status.get("conditions", ()) if c.get("type") in POD_CONDITION_TYPES_READ
+        ]
         for key in ("containerStatuses", "initContainerStatuses"):
             for container in status.get(key, ()):
                 if not container.get("state", True):

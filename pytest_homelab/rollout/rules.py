@@ -32,6 +32,29 @@ from pytest_homelab.core.refs import parse_target, sha_token_matches
 # and most CI templates already write.
 COMMIT_KEYS = ("homelab.dev/commit", "org.opencontainers.image.revision")
 
+# The fields of a workload and a pod that the rules below read, and nothing else: the tracker
+# keeps only these of thousands of objects (tracker.slim, rollout/events.py). A rule that reads
+# another field must name it here (tests/rollout/test_tracker_view.py holds slimmed and full
+# objects to the same verdicts).
+WORKLOAD_SPEC_READ = ("replicas", "selector", "paused", "updateStrategy")  # and the template
+WORKLOAD_STATUS_READ = (
+    "observedGeneration",
+    "replicas",
+    "updatedReplicas",
+    "readyReplicas",
+    "availableReplicas",
+    "terminatingReplicas",
+    "numberReady",
+    "numberAvailable",
+    "updatedNumberScheduled",
+    "desiredNumberScheduled",
+    "currentRevision",
+    "updateRevision",
+    "conditions",
+)
+WORKLOAD_CONDITION_READ = ("type", "status", "reason", "message")
+POD_CONDITION_TYPES_READ = frozenset({"Ready"})  # of a pod's conditions, their type and status
+
 # Container waiting reasons the kubelet sets (kubernetes pkg/kubelet/images/types.go,
 # pkg/kubelet/kuberuntime/kuberuntime_container.go, pkg/kubelet/container/sync_result.go).
 # Retrying does not heal these: the image name does not parse, the pull policy forbids the pull

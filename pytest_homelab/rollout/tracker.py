@@ -35,6 +35,10 @@ from pytest_homelab.core.clock import (
 from pytest_homelab.core.outcomes import AuthError, BadInput, HomelabError, InfraError
 from pytest_homelab.rollout.rules import (
     COMMIT_KEYS,
+    POD_CONDITION_TYPES_READ,
+    WORKLOAD_CONDITION_READ,
+    WORKLOAD_SPEC_READ,
+    WORKLOAD_STATUS_READ,
     RolloutPolicy,
     RolloutResult,
     ServiceWait,
@@ -223,14 +227,25 @@ def _container_status(status: Any) -> dict[str, Any]:
     return kept
 
 
+def _workload_status(status: Any) -> Any:
+    if not isinstance(status, dict):
+        return status
+    kept = _pick(status, WORKLOAD_STATUS_READ)
+    conditions = kept.get("conditions")
+    if isinstance(conditions, list):
+        kept["conditions"] = [_pick(c, WORKLOAD_CONDITION_READ) for c in conditions]
+    return kept
+
+
 def slim(resource: str, obj: dict[str, Any]) -> dict[str, Any]:
     """The parts of an object that the rollout rules (:mod:`pytest_homelab.rollout.rules`)
     read, and nothing else: a pod keeps its name, labels, deletion mark, containers' names and
-    images, its conditions' types and statuses, and its containers' image IDs, waiting reasons,
-    restart counts and last exits; a workload its spec and status, minus the pod template's
-    spec beyond containers' names and images. Thousands of pods are held at once, so this is
-    most of the tracker's memory. (A rule that reads another field must be kept here too;
-    tests/rollout pins the pair.)"""
+    images, its Ready condition, and its containers' image IDs, waiting reasons, restart counts
+    and last exits; a workload the spec and status fields that the rules read
+    (``WORKLOAD_SPEC_READ``, ``WORKLOAD_STATUS_READ``) and of the pod template its labels,
+    commit annotations and containers' names and images. Thousands of pods are held at once,
+    so this is most of the tracker's memory. (A rule that reads another field must be kept
+    here too; tests/rollout pins the pair.)"""
     meta = obj.get("metadata")
     spec = obj.get("spec")
     status = obj.get("status")
@@ -242,7 +257,9 @@ def slim(resource: str, obj: dict[str, Any]) -> dict[str, Any]:
         if isinstance(status, dict):
             kept["status"] = {
                 "conditions": [
-                    _pick(c, ("type", "status")) for c in status.get("conditions") or []
+                    _pick(c, ("type", "status"))
+                    for c in status.get("conditions") or []
+                    if isinstance(c, dict) and c.get("type") in POD_CONDITION_TYPES_READ
                 ],
                 **{
                     key: [_container_status(c) for c in status[key]]
@@ -251,12 +268,14 @@ def slim(resource: str, obj: dict[str, Any]) -> dict[str, Any]:
                 },
             }
         return kept
-    kept = {k: v for k, v in obj.items() if k not in ("metadata", "spec")}
+    kept = _pick(obj, ("apiVersion", "kind"))
+    if "status" in obj:
+        kept["status"] = _workload_status(status)
     kept["metadata"] = _recorded(meta)
     if not isinstance(spec, dict):
         kept["spec"] = spec
         return kept
-    kept["spec"] = {k: v for k, v in spec.items() if k != "template"}
+    kept["spec"] = _pick(spec, WORKLOAD_SPEC_READ)
     template = spec.get("template")
     if isinstance(template, dict):
         kept["spec"]["template"] = {

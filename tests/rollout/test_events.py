@@ -144,3 +144,39 @@ def test_damaged_objects_are_kept_as_slim_keeps_them(
     [(kind, _version, kept)] = list(kept_events(_Response([line]), resource))
     assert kind == "MODIFIED"
     assert kept == expected
+
+
+def test_the_typed_fields_are_the_ones_the_rules_read() -> None:
+    # The msgspec types and slim() keep the same fields: those rules.py names as read.
+    from pytest_homelab.rollout import events, rules
+
+    spec = events._WorkloadSpec.__annotations__.keys() - {"template"}
+    assert spec == set(rules.WORKLOAD_SPEC_READ)
+    assert events._WorkloadStatus.__annotations__.keys() == set(rules.WORKLOAD_STATUS_READ)
+    assert events._WorkloadCondition.__annotations__.keys() == set(rules.WORKLOAD_CONDITION_READ)
+    full = {
+        "kind": "Deployment",
+        "metadata": {"name": "web", "annotations": {"kubectl.kubernetes.io/x": "y"}},
+        "spec": {"replicas": 2, "strategy": {"type": "Recreate"}, "minReadySeconds": 5},
+        "status": {
+            "replicas": 2,
+            "collisionCount": 1,
+            "conditions": [{"type": "Progressing", "reason": "R", "lastUpdateTime": "t"}],
+        },
+    }
+    assert slim("deployments", full) == {
+        "kind": "Deployment",
+        "metadata": {"name": "web", "annotations": {}},
+        "spec": {"replicas": 2},
+        "status": {"replicas": 2, "conditions": [{"type": "Progressing", "reason": "R"}]},
+    }
+    pod = {
+        "metadata": {"name": "p"},
+        "status": {
+            "conditions": [
+                {"type": "PodScheduled", "status": "True"},
+                {"type": "Ready", "status": "False", "reason": "ContainersNotReady"},
+            ]
+        },
+    }
+    assert slim("pods", pod)["status"]["conditions"] == [{"type": "Ready", "status": "False"}]
