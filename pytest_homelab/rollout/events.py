@@ -147,6 +147,24 @@ class _WorkloadEvent(TypedDict, total=False):
     object: _Workload
 
 
+class _PodList(TypedDict, total=False):
+    metadata: dict[str, Any]
+    items: list[_Pod]
+
+
+class _WorkloadList(TypedDict, total=False):
+    metadata: dict[str, Any]
+    items: list[_Workload]
+
+
+_POD_LISTS = msgspec.json.Decoder(_PodList)
+_WORKLOAD_LISTS = msgspec.json.Decoder(_WorkloadList)
+_LIST_DECODERS: dict[str, msgspec.json.Decoder[Any]] = {
+    "pods": _POD_LISTS,
+    "deployments": _WORKLOAD_LISTS,
+    "statefulsets": _WORKLOAD_LISTS,
+    "daemonsets": _WORKLOAD_LISTS,
+}
 _POD_EVENTS = msgspec.json.Decoder(_PodEvent)
 _WORKLOAD_EVENTS = msgspec.json.Decoder(_WorkloadEvent)
 _DECODERS: dict[str, msgspec.json.Decoder[Any]] = {
@@ -224,3 +242,27 @@ def decode_kept(line: bytes, resource: str) -> tuple[str, str | None, dict[str, 
         return None  # slim's caller would str() it; let the general path decide
     kept = _pod(dict(obj)) if resource == "pods" else _workload(dict(obj))
     return kind, version, kept
+
+
+def decode_list_kept(
+    data: bytes, resource: str
+) -> tuple[list[dict[str, Any]], dict[str, Any]] | None:
+    """A List response as (each item as ``slim`` keeps it, the list's metadata), or None when
+    it does not fit the types (the caller decodes it the general way,
+    ``tracker.decode_list``). A namespace's pods are never built whole: their List was the
+    largest decoding of a run at 1000 services."""
+    decoder = _LIST_DECODERS.get(resource)
+    if decoder is None:
+        return None
+    try:
+        body = decoder.decode(data)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+    keep = _pod if resource == "pods" else _workload
+    items = []
+    for item in body.get("items") or ():
+        meta = item.get("metadata")
+        if meta is not None:
+            meta.pop("resourceVersion", None)
+        items.append(keep(dict(item)))
+    return items, body.get("metadata") or {}

@@ -627,9 +627,16 @@ class ResourceWatch(threading.Thread):
             data = response.data
         finally:
             response.release_conn()  # back to the pool, which closes it with the client
+        from pytest_homelab.rollout.events import decode_list_kept
+
         with self._list_gate:
-            items, metadata = decode_list(data, lambda item: slim(self.resource, item))
-            del data
+            kept = decode_list_kept(data, self.resource) if isinstance(data, bytes) else None
+            items, metadata = (
+                kept
+                if kept is not None
+                else decode_list(data, lambda item: slim(self.resource, item))
+            )
+            del data, kept
             self.view.replace(self.resource, self.namespace, items)
             return str(metadata.get("resourceVersion", ""))
 

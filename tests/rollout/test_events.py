@@ -6,6 +6,7 @@ types, missing parts), where the typed decoding steps aside for the general one.
 from __future__ import annotations
 
 import copy
+import functools
 from collections.abc import Iterator
 from typing import Any
 
@@ -14,8 +15,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pytest_homelab.rollout.events import decode_kept
-from pytest_homelab.rollout.tracker import kept_events, slim
+from pytest_homelab.rollout.events import decode_kept, decode_list_kept
+from pytest_homelab.rollout.tracker import decode_list, kept_events, slim
 from pytest_homelab.sim.kube.api import KubeSim
 from pytest_homelab.sim.kube.objects import daemonset, deployment, statefulset
 
@@ -144,6 +145,36 @@ def test_damaged_objects_are_kept_as_slim_keeps_them(
     [(kind, _version, kept)] = list(kept_events(_Response([line]), resource))
     assert kind == "MODIFIED"
     assert kept == expected
+
+
+def _list_body(resource: str, items: list[Any]) -> bytes:
+    meta = {"resourceVersion": "4242"}
+    return orjson.dumps({"kind": f"{resource}List", "metadata": meta, "items": items})
+
+
+def test_every_list_of_a_cluster_is_kept_the_same(
+    cluster_events: list[tuple[str, str, dict[str, Any]]],
+) -> None:
+    for resource in RESOURCES:
+        latest = {o["metadata"]["name"]: o for r, _, o in cluster_events if r == resource}
+        body = _list_body(resource, list(latest.values()))
+        expected = decode_list(body, functools.partial(slim, resource))
+        assert decode_list_kept(body, resource) == expected
+        assert expected[1] == {"resourceVersion": "4242"} and len(expected[0]) == len(latest)
+
+
+@settings(max_examples=100, suppress_health_check=list(HealthCheck))
+@given(data=st.data())
+def test_lists_with_damaged_items_are_kept_as_slim_keeps_them(
+    cluster_events: list[tuple[str, str, dict[str, Any]]], data: st.DataObject
+) -> None:
+    resource, obj = data.draw(_damaged(cluster_events))
+    same = [o for r, _, o in cluster_events if r == resource][:2]
+    body = _list_body(resource, [*same, obj])
+    kept = decode_list_kept(body, resource)
+    if kept is None:
+        return  # the general path decodes it (tracker._list_once): nothing to compare
+    assert kept == decode_list(body, functools.partial(slim, resource))
 
 
 def test_the_typed_fields_are_the_ones_the_rules_read() -> None:
