@@ -161,3 +161,26 @@ def test_infrastructure_raised_inside_a_check_is_an_error_element(
     records = {r.name: r for r in read_junit(junit)}
     assert (records["test_ci"].kind, records["test_ci"].outcome) == ("error", "InfraError")
     assert records["test_plain"].kind == "failure"  # not a homelab check: left as pytest wrote it
+
+
+def test_pytests_junit_elements_are_let_go_once_written(pytester: pytest.Pytester) -> None:
+    # pytest's JUnit plugin keeps every testcase element until unconfigure (_pytest/junitxml.py,
+    # pytest 9.2, LogXML.node_reporters_ordered); the landing lets go of them once written, so
+    # the annotation's own tree is not held beside them. Nothing it shows may change.
+    pytester.makeconftest(
+        """
+import pytest
+from _pytest.junitxml import xml_key
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_unconfigure(config):
+    xml = config.stash.get(xml_key, None)
+    held = len(xml.node_reporters_ordered) + len(xml.node_reporters) if xml else -1
+    (config.rootpath / "held.txt").write_text(str(held))
+"""
+    )
+    result, junit = run(pytester, False)
+    result.assert_outcomes(passed=3)
+    assert (pytester.path / "held.txt").read_text() == "0"
+    assert f"generated xml file: {junit}" in result.stdout.str()
+    assert len(read_junit(junit)) == 3
