@@ -314,7 +314,7 @@ def raw_chunks(sim: KubeSim, path: str) -> list[bytes]:
             assert block, "the server closed the stream before its last chunk"
             received += block
     body = received.split(b"\r\n\r\n", 1)[1]
-    found = []
+    found: list[bytes] = []
     while True:
         size_line, body = body.split(b"\r\n", 1)
         size = int(size_line, 16)
