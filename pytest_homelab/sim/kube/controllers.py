@@ -158,24 +158,30 @@ class Controllers:
             heapq.heappush(self._timers, (at, self._seq, key))
 
     def tick(self, now: float) -> None:
+        # The store's lock is taken for each object reconciled, not for the whole tick: a real
+        # API server's watches deliver each write while the controllers work on the next one,
+        # and one lock held through a tick of a thousand rollouts kept every watch of this
+        # simulator waiting for hundreds of milliseconds. (Locks are always taken store first.)
         with self.store.lock, self._lock:
             while self._timers and self._timers[0][0] <= now:
                 self._dirty.add(heapq.heappop(self._timers)[2])
             for hook in self.extra:
                 hook(now)
-            for _ in range(4):  # a few passes so changes cascade (deploy → rs → pods) in one tick
+        order = {
+            "namespaces": 0,
+            "pods": 1,
+            "replicasets": 2,
+            "deployments": 3,
+            "statefulsets": 4,
+            "daemonsets": 5,
+        }
+        for _ in range(4):  # a few passes so changes cascade (deploy → rs → pods) in one tick
+            with self.store.lock, self._lock:
                 if not self._dirty:
                     break
                 batch, self._dirty = self._dirty, set()
-                order = {
-                    "namespaces": 0,
-                    "pods": 1,
-                    "replicasets": 2,
-                    "deployments": 3,
-                    "statefulsets": 4,
-                    "daemonsets": 5,
-                }
-                for key in sorted(batch, key=lambda k: (order.get(k[0], 9), k)):
+            for key in sorted(batch, key=lambda k: (order.get(k[0], 9), k)):
+                with self.store.lock, self._lock:
                     try:
                         self._reconcile(key, now)
                     except ApiError:
