@@ -10,9 +10,11 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pytest_homelab.rollout.rules import COMMIT_KEYS, ServiceWait, Target, selector_matches
-from pytest_homelab.rollout.tracker import ClusterView, Touched, decode_list, slim
+from pytest_homelab.rollout.tracker import ClusterView, Interest, Touched, decode_list, slim
 from pytest_homelab.sim.kube.api import KubeSim
 from pytest_homelab.sim.kube.controllers import Timing
 from pytest_homelab.sim.kube.objects import daemonset, deployment, statefulset
@@ -206,6 +208,48 @@ def test_touched_concerns_a_target_only_for_its_own_pods_and_workload() -> None:
     assert Touched(everything=True).concerns("deployments", None, "web")
     expressions = {"spec": {"selector": {"matchExpressions": [{"key": "app"}]}}}
     assert Touched(unlabeled_pod=True).concerns("deployments", expressions, "web")
+
+
+_LABELS = st.sampled_from([("app", "web"), ("app", "api"), ("tier", "fe"), ("n", "1")])
+_SELECTORS: st.SearchStrategy[Any] = st.one_of(
+    st.none(),  # no workload (yet)
+    st.just({"spec": {}}),
+    st.just({"spec": {"selector": {"matchExpressions": [{"key": "app"}]}}}),
+    st.just({"spec": {"selector": "garbage"}}),
+    st.lists(_LABELS, min_size=1, max_size=3).map(
+        lambda pairs: {"spec": {"selector": {"matchLabels": dict(pairs)}}}
+    ),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    workloads=st.lists(st.tuples(_SELECTORS, _SELECTORS), min_size=1, max_size=6),
+    changed=st.sets(st.integers(0, 5)),
+    pod_labels=st.sets(_LABELS),
+    unlabeled=st.booleans(),
+)
+def test_the_interest_index_finds_every_target_the_news_concerns(
+    workloads: list[tuple[Any, Any]], changed: set[int], pod_labels: set[Any], unlabeled: bool
+) -> None:
+    # Each target was looked at (and indexed) with its first workload; it has its second now,
+    # which is news when the target's index is in `changed` (or the two are one object).
+    ts = [Target(f"t{i}", "apps", f"w{i}", SHA) for i in range(len(workloads))]
+    interest = Interest(ts)
+    current = {}
+    moved = set()
+    for i, (t, (first, second)) in enumerate(zip(ts, workloads, strict=True)):
+        interest.index(t, first)
+        now = second if i in changed else first
+        current[t.name] = now
+        if i in changed:
+            moved.add(("deployments", t.object_name))
+    news = Touched(workloads=moved, pod_labels=pod_labels, unlabeled_pod=unlabeled)
+    found = interest.concerned("apps", news)
+    for t in ts:
+        if news.concerns("deployments", current[t.name], t.object_name):
+            assert t.name in found, (t.name, current[t.name], news)
+    assert not interest.concerned("other", news)
 
 
 LISTS = [
