@@ -157,22 +157,14 @@ class _WorkloadList(TypedDict, total=False):
     items: list[_Workload]
 
 
-_POD_LISTS = msgspec.json.Decoder(_PodList)
-_WORKLOAD_LISTS = msgspec.json.Decoder(_WorkloadList)
-_LIST_DECODERS: dict[str, msgspec.json.Decoder[Any]] = {
-    "pods": _POD_LISTS,
-    "deployments": _WORKLOAD_LISTS,
-    "statefulsets": _WORKLOAD_LISTS,
-    "daemonsets": _WORKLOAD_LISTS,
-}
-_POD_EVENTS = msgspec.json.Decoder(_PodEvent)
-_WORKLOAD_EVENTS = msgspec.json.Decoder(_WorkloadEvent)
-_DECODERS: dict[str, msgspec.json.Decoder[Any]] = {
-    "pods": _POD_EVENTS,
-    "deployments": _WORKLOAD_EVENTS,
-    "statefulsets": _WORKLOAD_EVENTS,
-    "daemonsets": _WORKLOAD_EVENTS,
-}
+def _per_resource(pods: Any, workloads: Any) -> dict[str, msgspec.json.Decoder[Any]]:
+    """A decoder for each watched resource: ``pods`` for pods, ``workloads`` for the rest."""
+    pod, workload = msgspec.json.Decoder(pods), msgspec.json.Decoder(workloads)
+    return {"pods": pod, "deployments": workload, "statefulsets": workload, "daemonsets": workload}
+
+
+_DECODERS = _per_resource(_PodEvent, _WorkloadEvent)
+_LIST_DECODERS = _per_resource(_PodList, _WorkloadList)
 
 
 def _recorded(meta: dict[str, Any]) -> dict[str, Any]:
@@ -222,15 +214,22 @@ def _workload(obj: dict[str, Any]) -> dict[str, Any]:
     return obj
 
 
-def decode_kept(line: bytes, resource: str) -> tuple[str, str | None, dict[str, Any]] | None:
-    """(type, resourceVersion, the object as ``slim`` keeps it), or None when the line does not
-    fit the types (the caller decodes it the general way)."""
-    decoder = _DECODERS.get(resource)
+def _typed(decoders: dict[str, msgspec.json.Decoder[Any]], resource: str, data: bytes) -> Any:
+    """``data`` decoded with the resource's types; None when it does not fit them."""
+    decoder = decoders.get(resource)
     if decoder is None:
         return None
     try:
-        event = decoder.decode(line)
+        return decoder.decode(data)
     except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+
+
+def decode_kept(line: bytes, resource: str) -> tuple[str, str | None, dict[str, Any]] | None:
+    """(type, resourceVersion, the object as ``slim`` keeps it), or None when the line does not
+    fit the types (the caller decodes it the general way)."""
+    event = _typed(_DECODERS, resource, line)
+    if event is None:
         return None
     kind = event.get("type")
     obj = event.get("object")
@@ -251,12 +250,8 @@ def decode_list_kept(
     it does not fit the types (the caller decodes it the general way,
     ``tracker.decode_list``). A namespace's pods are never built whole: their List was the
     largest decoding of a run at 1000 services."""
-    decoder = _LIST_DECODERS.get(resource)
-    if decoder is None:
-        return None
-    try:
-        body = decoder.decode(data)
-    except (msgspec.ValidationError, msgspec.DecodeError):
+    body = _typed(_LIST_DECODERS, resource, data)
+    if body is None:
         return None
     keep = _pod if resource == "pods" else _workload
     items = []
