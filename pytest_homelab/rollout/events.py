@@ -124,6 +124,7 @@ class _WorkloadStatus(TypedDict, total=False):
     numberAvailable: Any
     updatedNumberScheduled: Any
     desiredNumberScheduled: Any
+    currentReplicas: Any
     currentRevision: Any
     updateRevision: Any
     conditions: list[_WorkloadCondition]
@@ -167,6 +168,10 @@ _DECODERS = _per_resource(_PodEvent, _WorkloadEvent)
 _LIST_DECODERS = _per_resource(_PodList, _WorkloadList)
 
 
+def _read_condition(kind: Any) -> bool:
+    return isinstance(kind, str) and kind in POD_CONDITION_TYPES_READ
+
+
 def _recorded(meta: dict[str, Any]) -> dict[str, Any]:
     """As tracker._recorded: the annotations reduced to those that record a commit."""
     annotations = meta.get("annotations")
@@ -185,7 +190,7 @@ def _pod(obj: dict[str, Any]) -> dict[str, Any]:
     status = obj.get("status")
     if status is not None:
         status["conditions"] = [
-            c for c in status.get("conditions", ()) if c.get("type") in POD_CONDITION_TYPES_READ
+            c for c in status.get("conditions", ()) if _read_condition(c.get("type"))
         ]
         for key in ("containerStatuses", "initContainerStatuses"):
             for container in status.get(key, ()):

@@ -48,6 +48,7 @@ WORKLOAD_STATUS_READ = (
     "numberAvailable",
     "updatedNumberScheduled",
     "desiredNumberScheduled",
+    "currentReplicas",
     "currentRevision",
     "updateRevision",
     "conditions",

@@ -259,7 +259,9 @@ def slim(resource: str, obj: dict[str, Any]) -> dict[str, Any]:
                 "conditions": [
                     _pick(c, ("type", "status"))
                     for c in status.get("conditions") or []
-                    if isinstance(c, dict) and c.get("type") in POD_CONDITION_TYPES_READ
+                    if isinstance(c, dict)
+                    and isinstance(c.get("type"), str)
+                    and c["type"] in POD_CONDITION_TYPES_READ
                 ],
                 **{
                     key: [_container_status(c) for c in status[key]]
@@ -458,10 +460,21 @@ class ClusterView:
     pods_by_label: dict[tuple[str, str, str], dict[str, dict[str, Any]]] = field(
         default_factory=dict
     )
+    released: bool = False  # nothing is kept any more (release())
+
+    def release(self) -> None:
+        """Forget every object, and every object a watch still delivers (a watch thread told
+        to stop may be applying one event more)."""
+        with self.changed:
+            self.released = True
+            self.objects.clear()
+            self.pods_by_label.clear()
 
     def replace(self, resource: str, namespace: str, items: Iterable[dict[str, Any]]) -> None:
         """What a LIST found, already slimmed (:func:`slim`)."""
         with self.changed:
+            if self.released:
+                return
             if resource == "pods":
                 for pod in self.objects.get((resource, namespace), {}).values():
                     self._unindex(namespace, pod)
@@ -481,6 +494,8 @@ class ClusterView:
         """An event's object, already slimmed (outside the lock: the tracker reads meanwhile)."""
         name = kept["metadata"]["name"]
         with self.changed:
+            if self.released:
+                return
             bucket = self.objects.setdefault((resource, namespace), {})
             old = bucket.pop(name, None) if kind == "DELETED" else bucket.get(name)
             if kind != "DELETED":
@@ -1040,12 +1055,10 @@ class RolloutTracker:
                 # while the checks run (at 1000 services, a third of the process's CPU then).
                 for watcher in self._watches:
                     watcher.stop()
-                with view.changed:
-                    # Nor is what the watches saw read again (a stuck pod's events are asked
-                    # of the API): let it go before the checks run, whose reports and JUnit
-                    # then reuse the memory (at 1000 services, 15 MB of objects).
-                    view.objects.clear()
-                    view.pods_by_label.clear()
+                # Nor is what the watches saw read again (a stuck pod's events are asked of
+                # the API): let it go before the checks run, whose reports and JUnit then
+                # reuse the memory (at 1000 services, 15 MB of objects).
+                view.release()
             if results or lines:
                 self._publish(results, lines)
             if len(decided) == len(self.targets):

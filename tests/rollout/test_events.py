@@ -211,3 +211,37 @@ def test_the_typed_fields_are_the_ones_the_rules_read() -> None:
         },
     }
     assert slim("pods", pod)["status"]["conditions"] == [{"type": "Ready", "status": "False"}]
+
+
+def test_a_finished_statefulset_says_how_many_pods_after_slimming() -> None:
+    # kubectl's message for a finished StatefulSet names status.currentReplicas
+    # (kubernetes/kubectl pkg/polymorphichelpers/rollout_status.go@v0.33.9, StatefulSet
+    # "rolling update complete %d pods at revision %s"): slimming must keep it.
+    from pytest_homelab.rollout.rules import rollout_state
+
+    sts = {
+        "kind": "StatefulSet",
+        "metadata": {"name": "db", "generation": 2},
+        "spec": {"replicas": 3, "updateStrategy": {"type": "RollingUpdate"}},
+        "status": {
+            "observedGeneration": 2,
+            "replicas": 3,
+            "readyReplicas": 3,
+            "updatedReplicas": 3,
+            "currentReplicas": 3,
+            "currentRevision": "db-1",
+            "updateRevision": "db-1",
+        },
+    }
+    whole = rollout_state(sts, "StatefulSet").message
+    assert "complete 3 pods" in whole
+    assert rollout_state(slim("statefulsets", sts), "StatefulSet").message == whole
+    typed = decode_kept(_line("MODIFIED", sts), "statefulsets")
+    assert typed is not None and rollout_state(typed[2], "StatefulSet").message == whole
+
+
+def test_a_condition_type_of_the_wrong_type_is_kept_out_not_raised() -> None:
+    pod = {"metadata": {"name": "p"}, "status": {"conditions": [{"type": ["Ready"]}]}}
+    assert slim("pods", pod)["status"]["conditions"] == []
+    typed = decode_kept(_line("MODIFIED", pod), "pods")
+    assert typed is not None and typed[2]["status"]["conditions"] == []

@@ -156,9 +156,11 @@ def test_slim_objects_give_the_same_verdicts_as_full_ones(cluster: KubeSim) -> N
         with view.changed:
             candidates = view.candidate_pods("apps", thin)
         for now in (1.0, 2.0, 9.0):  # the pods view's grace included
-            expected = ServiceWait(t, 0).observe(full, pods, now)
-            seen = ServiceWait(t, 0).observe(thin, candidates, now)
+            whole, slimmed = ServiceWait(t, 0), ServiceWait(t, 0)
+            expected = whole.observe(full, pods, now)
+            seen = slimmed.observe(thin, candidates, now)
             assert summary(seen) == summary(expected), t.name
+            assert slimmed.message == whole.message, t.name  # progress lines, deadline text
             outcomes.add(None if expected is None else type(expected.outcome).__name__)
         if full is not None and thin is not None:  # first seen on the old image, then now
             before = ServiceWait(t, 0)
@@ -285,3 +287,15 @@ def test_decode_list_matches_json_loads(doc: dict[str, Any], indent: int | None)
 def test_decode_list_refuses_what_json_refuses(text: str) -> None:
     with pytest.raises(ValueError):
         decode_list(text.encode(), lambda item: item)
+
+
+def test_a_released_view_keeps_nothing_a_late_watch_delivers() -> None:
+    # Once every target is decided the tracker releases the view; a watch thread told to stop
+    # may still apply one event or finish a relist, which must not bring objects back.
+    view = ClusterView()
+    pod = {"metadata": {"name": "p", "labels": {"app": "web"}}}
+    view.apply("pods", "apps", "ADDED", pod)
+    view.release()
+    view.apply("pods", "apps", "MODIFIED", pod)
+    view.replace("deployments", "apps", [{"metadata": {"name": "web"}}])
+    assert view.released and not view.objects and not view.pods_by_label

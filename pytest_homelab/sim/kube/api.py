@@ -251,6 +251,8 @@ class KubeSim:
         _delete(self, resource, namespace, name, actor="test")
 
     def advance(self, seconds: float) -> None:
+        """Move the scenario clock and run the controllers once (not with the store's lock
+        held: a tick takes it after the controllers' own)."""
         self.clock.advance(seconds)
         self.controllers.tick(self.clock.now())
 

@@ -106,6 +106,10 @@ class Controllers:
         self._progress: dict[str, tuple[float, tuple[int, ...]]] = {}
         self._seen_generation: dict[str, tuple[int, float]] = {}
         self._lock = threading.RLock()
+        # One tick at a time (the ticker thread's and advance()'s): a tick no longer holds the
+        # store's lock throughout. Taken before the store's lock; advance() must not be called
+        # with the store's lock held.
+        self._tick_lock = threading.Lock()
         self.store.on_change(self._on_change)
 
     # -- scheduling -------------------------------------------------------------------------------
@@ -158,6 +162,10 @@ class Controllers:
             heapq.heappush(self._timers, (at, self._seq, key))
 
     def tick(self, now: float) -> None:
+        with self._tick_lock:
+            self._tick(now)
+
+    def _tick(self, now: float) -> None:
         # The store's lock is taken for each object reconciled, not for the whole tick: a real
         # API server's watches deliver each write while the controllers work on the next one,
         # and one lock held through a tick of a thousand rollouts kept every watch of this
