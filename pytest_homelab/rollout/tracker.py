@@ -356,6 +356,13 @@ def decode_list(
     return items, metadata
 
 
+def _selector_of(workload: dict[str, Any]) -> Any:
+    """The workload's ``spec.selector`` ({} when missing, or when spec is not an object: a
+    server's answer is not trusted to have the shape)."""
+    spec = workload.get("spec")
+    return (spec.get("selector") if isinstance(spec, dict) else None) or {}
+
+
 def _label_pairs(obj: dict[str, Any]) -> list[tuple[str, str]]:
     labels = (obj.get("metadata") or {}).get("labels") or {}
     return [(str(k), str(v)) for k, v in labels.items()] if isinstance(labels, dict) else []
@@ -376,7 +383,7 @@ class Touched:
             return True
         if workload is None:
             return False
-        selector = (workload.get("spec") or {}).get("selector") or {}
+        selector = _selector_of(workload)
         match = selector.get("matchLabels") if isinstance(selector, dict) else None
         if not isinstance(match, dict) or not match:
             return bool(self.pod_labels) or self.unlabeled_pod
@@ -404,7 +411,7 @@ class Interest:
         """Remember the selector of the workload ``target`` was just looked at with."""
         pairs: tuple[tuple[str, str], ...] | None = ()
         if workload is not None:
-            selector = (workload.get("spec") or {}).get("selector") or {}
+            selector = _selector_of(workload)
             match = selector.get("matchLabels") if isinstance(selector, dict) else None
             pairs = (
                 tuple((str(k), str(v)) for k, v in match.items())
@@ -534,7 +541,7 @@ class ClusterView:
         still apply the whole selector). Call with the lock held."""
         if workload is None:
             return []
-        selector = (workload.get("spec") or {}).get("selector") or {}
+        selector = _selector_of(workload)
         match = selector.get("matchLabels") if isinstance(selector, dict) else None
         if not isinstance(match, dict) or not match:
             return list(self.objects.get(("pods", namespace), {}).values())

@@ -218,6 +218,7 @@ _SELECTORS: st.SearchStrategy[Any] = st.one_of(
     st.just({"spec": {}}),
     st.just({"spec": {"selector": {"matchExpressions": [{"key": "app"}]}}}),
     st.just({"spec": {"selector": "garbage"}}),
+    st.just({"spec": "garbage"}),
     st.lists(_LABELS, min_size=1, max_size=3).map(
         lambda pairs: {"spec": {"selector": {"matchLabels": dict(pairs)}}}
     ),
