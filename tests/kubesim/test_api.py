@@ -347,3 +347,20 @@ def test_events_that_wait_go_out_together_each_whole(k8s: KubeSim) -> None:
     assert all(chunk.endswith(b"\n") for chunk in chunks)
     biggest = max(len(line) + 1 for chunk in chunks for line in chunk.split(b"\n") if line)
     assert all(len(chunk) < 64 * 1024 + biggest for chunk in chunks)
+
+
+def test_the_store_clones_json_through_orjson_and_anything_else_by_walking() -> None:
+    import datetime
+
+    from pytest_homelab.sim.kube.store import clone
+
+    pod = {"metadata": {"name": "p", "labels": {"app": "é"}}, "spec": {"containers": [{}]}}
+    copied = clone(pod)
+    assert copied == pod and copied["metadata"] is not pod["metadata"]
+    when = datetime.datetime(2026, 12, 7, tzinfo=datetime.UTC)
+    odd: dict[Any, Any] = {"at": when, 1: ("a", [2]), "big": 2**70}
+    walked = clone(odd)
+    assert walked == odd and walked[1] == ("a", [2])  # a tuple stays a tuple when walked
+    assert type(walked["at"]) is datetime.datetime  # not turned into text
+    assert type(clone({"at": when})["at"]) is datetime.datetime  # nor when only it is odd
+    assert walked[1][1] is not odd[1][1]
