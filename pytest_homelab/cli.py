@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from pytest_homelab.core.collector import fewer_collections
 from pytest_homelab.core.options import OPTIONS_BY_KEY
 from pytest_homelab.core.outcomes import (
     EXIT_BAD_INPUT,
@@ -1081,9 +1082,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         if action.dest in OPTIONS_BY_KEY and action.option_strings
     }
     restore = _trap_sigterm()
+    collections = fewer_collections()
     try:
         return _run(handler, args, verb, as_json)
     finally:
+        collections()
         restore()
 
 

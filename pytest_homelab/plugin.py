@@ -117,6 +117,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.pluginmanager.register(reports, "homelab-check-reports")
     config.pluginmanager.register(_Interrupts(), _INTERRUPTS)
     if _landing_session(config):
+        from pytest_homelab.core.collector import fewer_collections
+
+        config.add_cleanup(fewer_collections())
         _register_phase_markers(config)
         _cache_under_state(config)
         if not config.getoption("collectonly", False):
