@@ -300,3 +300,34 @@ def test_a_released_view_keeps_nothing_a_late_watch_delivers() -> None:
     view.apply("pods", "apps", "MODIFIED", pod)
     view.replace("deployments", "apps", [{"metadata": {"name": "web"}}])
     assert view.released and not view.objects and not view.pods_by_label
+
+
+def test_an_event_that_changes_nothing_kept_is_no_news() -> None:
+    # A rolling Deployment's status is rewritten with new timestamps and managed fields that
+    # the rules never read; slimmed, the object is the one the view holds: no target is
+    # concerned and the looks are not woken. A real change, or a deletion, still is news.
+    view = ClusterView()
+    web = {
+        "metadata": {"name": "web", "managedFields": [{"time": "1"}]},
+        "status": {"replicas": 2, "conditions": [{"type": "Available", "lastUpdateTime": "1"}]},
+    }
+    view.apply("deployments", "apps", "ADDED", web)
+    view.touched.clear()
+    again = {
+        "metadata": {"name": "web", "managedFields": [{"time": "2"}]},
+        "status": {"replicas": 2, "conditions": [{"type": "Available", "lastUpdateTime": "2"}]},
+    }
+    woken: list[bool] = []
+    with view.changed:
+        view.changed.notify_all = lambda: woken.append(True)  # type: ignore[method-assign]
+    view.apply("deployments", "apps", "MODIFIED", again)
+    assert view.touched == {} and woken == []
+    view.apply("deployments", "apps", "MODIFIED", {**again, "status": {"replicas": 3}})
+    assert view.touched["apps"].workloads == {("deployments", "web")} and woken == [True]
+    view.touched.clear()
+    pod = {"metadata": {"name": "p", "labels": {"app": "web"}}}
+    view.apply("pods", "apps", "ADDED", pod)
+    view.touched.clear()
+    view.apply("pods", "apps", "DELETED", pod)  # the same object, gone: news
+    assert view.touched["apps"].pod_labels == {("app", "web")}
+    assert "p" not in view.objects[("pods", "apps")]
