@@ -17,12 +17,13 @@ from __future__ import annotations
 
 import json
 import random
+import statistics
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -271,11 +272,44 @@ def kubectl_loop(kubectl: str, n: int, box: Sandbox, rng: random.Random, label: 
 _RESULTS: dict[tuple[bool, int], Measured] = {}  # (quick, N) → ours, shared by P3 and P6
 
 
+GOAL_RUNS = 3
+"""Runs of ``deploy wait`` at the goals' size (N = 1000); the goals are held to their median.
+On this shared 2-core machine single runs of the same code spread by a quarter and more
+(0.8-1.3 s beyond the slowest rollout, 2.5-3.9 CPU s, within one evening), as P5's do."""
+
+
 def _ours_at(n: int, box: Sandbox, quick: bool, rng: random.Random) -> Measured:
     if (quick, n) not in _RESULTS:
-        progress(f"  deploy wait, N = {n}")
-        _RESULTS[(quick, n)] = ours(n, box, rng, f"ours-{n}-{len(_RESULTS)}")
+        runs = GOAL_RUNS if n == LARGE_GOAL_N and not quick else 1
+        measured = []
+        for k in range(runs):
+            progress(f"  deploy wait, N = {n}" + (f" (run {k + 1} of {runs})" if runs > 1 else ""))
+            measured.append(ours(n, box, rng, f"ours-{n}-{len(_RESULTS)}-{k}"))
+        _RESULTS[(quick, n)] = median_run(measured)
     return _RESULTS[(quick, n)]
+
+
+def median_run(runs: Sequence[Measured]) -> Measured:
+    """One figure for several runs at the same N: the medians of wall, beyond and CPU, the
+    highest peak RSS (a goal on peak memory holds for every run), the first run's request and
+    watch counts (the same in each); every run's figures in ``extra["runs"]``."""
+    if len(runs) == 1:
+        return runs[0]
+    peaks = [m.rss_mb for m in runs if m.rss_mb is not None]
+    return replace(
+        runs[0],
+        wall=statistics.median(m.wall for m in runs),
+        beyond=statistics.median(m.beyond for m in runs),
+        cpu=statistics.median(m.cpu for m in runs),
+        rss_mb=max(peaks) if peaks else None,
+        extra={
+            **runs[0].extra,
+            "runs": [
+                {"beyond_s": m.beyond, "cpu_s": m.cpu, "rss_mb": m.rss_mb, "wall_s": m.wall}
+                for m in runs
+            ],
+        },
+    )
 
 
 def warm(box: Sandbox) -> None:
@@ -338,29 +372,35 @@ def p3(ca: Any, box: Sandbox, quick: bool, rng: random.Random) -> Section:
     )
     large = measured.get(LARGE_GOAL_N)
     if large is not None:  # issue 23's goals: the cost at a thousand services
+        runs = large.extra.get("runs", [])
+        of = f", median of {len(runs)} runs" if runs else ""
         section.rows.append(
             Row(
                 "P3",
                 f"`deploy wait`, {LARGE_GOAL_N} services / {large.namespaces} ns at once: wall "
-                "beyond the slowest rollout",
+                f"beyond the slowest rollout{of}",
                 seconds(large.beyond),
                 "—",
                 "—",
                 "≤ 1 s",
                 large.beyond <= 1.0,
-                {"n": LARGE_GOAL_N, "ours_s": large.beyond},
+                {
+                    "n": LARGE_GOAL_N,
+                    "ours_s": large.beyond,
+                    "runs_s": [r["beyond_s"] for r in runs],
+                },
             )
         )
         section.rows.append(
             Row(
                 "P3",
-                f"`deploy wait`, {LARGE_GOAL_N} services: CPU seconds of the process",
+                f"`deploy wait`, {LARGE_GOAL_N} services: CPU seconds of the process{of}",
                 f"{large.cpu:.2f} s",
                 "—",
                 "—",
                 "≤ 3 s",
                 large.cpu <= 3.0,
-                {"n": LARGE_GOAL_N, "cpu_s": large.cpu},
+                {"n": LARGE_GOAL_N, "cpu_s": large.cpu, "runs_s": [r["cpu_s"] for r in runs]},
             )
         )
     headers = [
@@ -420,15 +460,23 @@ def p6(ca: Any, box: Sandbox, quick: bool, rng: random.Random) -> Section:
     warm(box)
     m = _ours_at(n, box, quick, rng)
     rss = m.rss_mb or 0.0
+    runs = m.extra.get("runs", [])
     section = Section()
     section.rows.append(
         Row(
             "P6",
-            f"`deploy wait`, {n} services: peak RSS",
+            f"`deploy wait`, {n} services: peak RSS"
+            + (f", highest of {len(runs)} runs" if runs else ""),
             f"{rss:.0f} MB",
             goal="≤ 80 MB" + (" (at 1000)" if quick else ""),
             met=rss <= 80,
-            values={"n": n, "rss_mb": rss, "cpu_s": m.cpu, "wall_s": m.wall},
+            values={
+                "n": n,
+                "rss_mb": rss,
+                "cpu_s": m.cpu,
+                "wall_s": m.wall,
+                "runs_mb": [r["rss_mb"] for r in runs],
+            },
         )
     )
     return section
