@@ -39,3 +39,14 @@ def hermetic_git(monkeypatch: pytest.MonkeyPatch, home: Path) -> dict[str, str]:
         if key.startswith(FOREIGN) or key == "WP_TOKEN":
             monkeypatch.delenv(key)
     return values
+
+
+def landing_suite(root: Path, check: str) -> Path:
+    """A git work tree at ``root`` with a ``checks/`` directory holding ``check`` as
+    ``test_mine.py``: the suite a repository of its own lands with (the CLI finds it, and
+    pytest sessions of it are landing sessions)."""
+    subprocess.run(["git", "init", "-q", str(root)], check=True)
+    checks = root / "checks"
+    checks.mkdir()
+    (checks / "test_mine.py").write_text(check)
+    return checks

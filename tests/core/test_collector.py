@@ -5,13 +5,13 @@ CLI's, pytester's, a user's own code around ``pytest.main``) leave the interpret
 from __future__ import annotations
 
 import gc
-import subprocess
 from collections.abc import Iterator
 
 import pytest
 
 from pytest_homelab.cli import main
 from pytest_homelab.core.collector import YOUNG_THRESHOLD, fewer_collections
+from tests.gitenv import landing_suite
 
 
 @pytest.fixture(autouse=True)
@@ -45,12 +45,10 @@ def test_a_threshold_the_user_chose_is_kept(given: tuple[int, int, int]) -> None
 
 
 def test_a_landing_session_runs_with_it_and_puts_it_back(pytester: pytest.Pytester) -> None:
-    subprocess.run(["git", "init", "-q", str(pytester.path)], check=True)
-    checks = pytester.path / "checks"
-    checks.mkdir()
-    (checks / "test_mine.py").write_text(
+    checks = landing_suite(
+        pytester.path,
         "import gc\nimport pytest\n\n@pytest.mark.ci\ndef test_green(homelab_landing):\n"
-        f"    assert gc.get_threshold()[0] == {YOUNG_THRESHOLD}\n"
+        f"    assert gc.get_threshold()[0] == {YOUNG_THRESHOLD}\n",
     )
     (pytester.path / "test_other.py").write_text(
         "import gc\n\ndef test_plain():\n    assert gc.get_threshold()[0] == 700\n"

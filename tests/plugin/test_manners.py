@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 import pytest_homelab.plugin as plugin
+from tests.gitenv import landing_suite
 
 CHECKS = Path(plugin.__file__).parent / "checks"
 OURS = "landing check of the"
@@ -60,13 +61,10 @@ def test_a_foreign_e2e_marker_keeps_its_description(pytester: pytest.Pytester) -
 
 def landing_repo(pytester: pytest.Pytester) -> Path:
     """A git work tree with a ``checks/`` directory, as the CLI finds a repo's own suite."""
-    subprocess.run(["git", "init", "-q", str(pytester.path)], check=True)
-    checks = pytester.path / "checks"
-    checks.mkdir()
-    (checks / "test_mine.py").write_text(
-        "import pytest\n\n@pytest.mark.ci\ndef test_green(homelab_landing):\n    pass\n"
+    return landing_suite(
+        pytester.path,
+        "import pytest\n\n@pytest.mark.ci\ndef test_green(homelab_landing):\n    pass\n",
     )
-    return checks
 
 
 def test_the_phase_markers_are_registered_for_a_landing_suite(pytester: pytest.Pytester) -> None:
