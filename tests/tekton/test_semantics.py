@@ -3,15 +3,16 @@ parameter validation, as tektoncd/pipeline v1.15.0 does them (the citations name
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any
 
 import pytest
 
 from pytest_homelab.sim.kube.api import KubeSim
-from pytest_homelab.sim.kube.tekton import pipeline, succeeded, when
+from pytest_homelab.sim.kube.openapi import admit
+from pytest_homelab.sim.kube.tekton import RESOURCES, pipeline, succeeded, when
 from tests.tekton.test_controller import assert_schema_valid
-from tests.tekton.test_reasons import history
+from tests.tekton.test_reasons import history, lonely, retried
 
 STATE = "pkg/reconciler/pipelinerun/resources/pipelinerunstate.go@v1.15.0"
 
@@ -283,3 +284,45 @@ def test_finally_timeout_cancels_the_finally_tasks(sim: KubeSim) -> None:
         "TaskRun cancelled as the PipelineRun it belongs to has timed out."
     )
     assert report["spec"]["timeout"] == "1h0m0s"  # 2s is below the default: not copied
+
+
+def _cancel_pending(sim: KubeSim) -> str:
+    """A TaskRun cancelled before it ever started: no pod was made for it."""
+    _, name = lonely({"status": "TaskRunPending"})(sim)
+    sim.wait_until(lambda: succeeded(sim.get("taskruns", "ci", name)) is not None)  # pending
+
+    def cancel(o: dict[str, Any]) -> None:
+        o["spec"]["status"] = "TaskRunCancelled"
+
+    sim.store.mutate("taskruns", "ci", name, cancel, actor="test")
+    finished(sim, name, "taskruns")
+    return name
+
+
+def _retried(sim: KubeSim) -> str:
+    _, name = retried(sim)
+    finished(sim, name, "taskruns")
+    return name
+
+
+@pytest.mark.parametrize("scenario", [_cancel_pending, _retried])
+def test_every_taskrun_status_written_has_its_pod_name(
+    sim: KubeSim, scenario: Callable[[KubeSim], str]
+) -> None:
+    # TaskRunStatusFields.PodName has no omitempty (tektoncd/pipeline pkg/apis/pipeline/v1/
+    # taskrun_types.go@01444f4: `PodName string json:"podName"`), so Tekton writes "podName": ""
+    # while a TaskRun has no pod (pending, cancelled before it started, reset by a retry,
+    # taskrun.go@v1.15.0:1381-1393), and the CRD schema requires it. Every version written is
+    # checked, not only the last: a graceful cancel that caught a TaskRun before its pod failed
+    # the schema check only now and then, when the teardown saw that version.
+    name = scenario(sim)
+    versions = [
+        e.obj
+        for e in sim.store.events_after(sim.store.compacted)
+        if e.resource == "taskruns" and e.obj["metadata"].get("name") == name
+    ]
+    statuses = [v["status"] for v in versions if "status" in v]
+    assert statuses and all("podName" in s for s in statuses), statuses
+    info = next(i for i in RESOURCES if i.name == "taskruns")
+    assert [admit(info, v, "Strict", create=False) for v in versions] == [[]] * len(versions)
+    assert "" in {s["podName"] for s in statuses}  # the version without a pod says so

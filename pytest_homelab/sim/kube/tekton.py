@@ -652,6 +652,11 @@ class Tekton:
         return self.store.clock.iso(now)
 
     def _write_status(self, resource: str, obj: Obj, status: Obj) -> None:
+        if resource == "taskruns" and "podName" not in status:
+            # TaskRunStatusFields.PodName has no omitempty (pkg/apis/pipeline/v1/
+            # taskrun_types.go@01444f4): "" while the TaskRun has no pod (pending, cancelled
+            # before it started, reset by a retry: taskrun.go@v1.15.0:1381-1393).
+            status = {**status, "podName": ""}
         if obj.get("status") == status:
             return
         meta = obj["metadata"]
