@@ -17,12 +17,17 @@ for its builds (python/mypy mypy/build.py, ``gc.set_threshold(200 * 1000, 30, 30
 
 def fewer_collections() -> Callable[[], None]:
     """Raise the young generation's threshold to :data:`YOUNG_THRESHOLD` (never lower it, and
-    leave a disabled collector, threshold 0, alone); returns what puts the thresholds back."""
+    leave a disabled collector, threshold 0, alone); returns what puts the thresholds back. It
+    puts them back only if it changed them and they are still as it set them: a threshold that
+    a check, a plugin or another session set meanwhile is theirs."""
     before = gc.get_threshold()
-    if 0 < before[0] < YOUNG_THRESHOLD:
-        gc.set_threshold(YOUNG_THRESHOLD, *before[1:])
+    if not 0 < before[0] < YOUNG_THRESHOLD:
+        return lambda: None
+    raised = (YOUNG_THRESHOLD, *before[1:])
+    gc.set_threshold(*raised)
 
     def restore() -> None:
-        gc.set_threshold(*before)
+        if gc.get_threshold() == raised:
+            gc.set_threshold(*before)
 
     return restore

@@ -44,6 +44,13 @@ def test_a_threshold_the_user_chose_is_kept(given: tuple[int, int, int]) -> None
     assert gc.get_threshold() == given
 
 
+def test_a_threshold_set_meanwhile_is_left_as_it_is() -> None:
+    restore = fewer_collections()
+    gc.set_threshold(5000, 10, 10)  # a check or a plugin chose its own
+    restore()
+    assert gc.get_threshold() == (5000, 10, 10)
+
+
 def test_a_landing_session_runs_with_it_and_puts_it_back(pytester: pytest.Pytester) -> None:
     checks = landing_suite(
         pytester.path,

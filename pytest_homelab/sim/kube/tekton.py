@@ -1416,7 +1416,8 @@ class Tekton:
         if run is not None:
             status["steps"] = self._steps(run, now, reason)
             status.setdefault("startTime", self._iso(run.started))
-            status.setdefault("podName", run.pod)
+            if not status.get("podName"):  # "" while pending (see _write_status)
+                status["podName"] = run.pod
             pod = self.store.find("pods", meta["namespace"], run.pod)
             if pod is not None and not pod["metadata"].get("deletionTimestamp"):
 
