@@ -10,9 +10,10 @@ YOUNG_THRESHOLD = 30_000
 default is 700. A landing session makes few reference cycles and many objects that live to its
 end (modules, a thousand checks, the watched Kubernetes objects), and with the default the
 collector walked them again and again: at 1000 services, 507 young, 46 middle and 4 full
-collections took 0.27 s of the session's 2.8 CPU seconds. With 30 000 they took 0.07 s, and the
-peak memory stayed within 1 MB (``python -m benchmarks``, P3 and P6). mypy raises it the same way
-for its builds (python/mypy mypy/build.py, ``gc.set_threshold(200 * 1000, 30, 30)``)."""
+collections took 0.26-0.30 s of the session's 2.8 CPU seconds. With 30 000 they take 0.02-0.1 s
+and the peak memory stays within 1 MB (``python -m benchmarks``, P3 and P6). mypy raises it the
+same way for its builds (python/mypy mypy/build.py: "Run gc less frequently, as otherwise we can
+spend a large fraction of cpu in gc", ``gc.set_threshold(200 * 1000, 30, 30)``)."""
 
 
 def fewer_collections() -> Callable[[], None]:
