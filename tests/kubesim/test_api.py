@@ -368,3 +368,28 @@ def test_the_store_clones_json_through_orjson_and_anything_else_by_walking() -> 
     assert type(walked["at"]) is datetime.datetime  # not turned into text
     assert type(clone({"at": when})["at"]) is datetime.datetime  # nor when only it is odd
     assert walked[1][1] is not odd[1][1]
+
+
+def test_a_watch_counted_as_open_gets_the_410_of_an_expiry_right_after(
+    k8s: KubeSim, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Tests (and the reliability runs) wait for watches_opened, then call expire_watches():
+    # that watch must end with an in-stream 410 Expired however soon the expiry comes. Here it
+    # comes while the response headers go out, before the watch has read or sent anything.
+    from pytest_homelab.sim.kube.api import _KubeHandler as handler
+
+    original = handler.end_headers
+    expired: list[bool] = []
+
+    def end_headers_then_expire(self: Any) -> None:
+        original(self)
+        if not expired and k8s.watches_opened:
+            expired.append(True)
+            k8s.expire_watches()
+
+    monkeypatch.setattr(handler, "end_headers", end_headers_then_expire)
+    rv = get(k8s, DEPLOYS).json()["metadata"]["resourceVersion"]
+    events = watch(k8s, DEPLOYS, 5, resourceVersion=rv, timeoutSeconds=5)
+    assert expired == [True]
+    assert [e["type"] for e in events][-1:] == ["ERROR"]
+    assert events[-1]["object"]["code"] == 410 and k8s.expired_sent == 1

@@ -877,6 +877,10 @@ class _KubeHandler(SimHandler):
         ends_at = time.monotonic() + (float(timeout) if timeout and timeout.isdigit() else 1800.0)
         with self.sim.store.lock:
             self.sim._watch_count += 1
+            # The expiry generation the watch lives in, taken as it counts as open: an
+            # expire_watches() from then on ends it with a 410. Taken later, an expiry between
+            # the two (a client told "it watches" by watches_opened) was never sent.
+            expiry = self.sim._expiry
         self.send_response(200)
         self.send_header("Content-Type", "application/json")
         self.send_header("Cache-Control", "no-cache, private")
@@ -924,7 +928,6 @@ class _KubeHandler(SimHandler):
                         self._expired(err)
                         return
             last_bookmark = time.monotonic()
-            expiry = self.sim._expiry
             pending = initial
             while True:
                 # What is pending goes out in one write, as kube-apiserver flushes a watch only
