@@ -11,10 +11,10 @@ to jsonschema, which finds and words every problem as before.
 not know (so a schema that grows one is judged by jsonschema alone until this learns it), a
 float where an integer is expected (draft 2020-12 counts ``1.0`` as one), a ``const`` or
 ``enum`` value of another Python type (jsonschema's equality tells ``True`` from ``1``). The
-meaning of each keyword follows the draft 2020-12 validation vocabulary as jsonschema applies it
-(python-jsonschema jsonschema/_keywords.py and _types.py@v4.26.0): a keyword about strings, objects or arrays
-holds for any other type, and ``pattern`` is a search, not a full match; the caller passes the
-same ``$``-as-end-of-string rewrite the jsonschema path uses.
+meaning of each keyword follows the draft 2020-12 validation vocabulary as jsonschema applies
+it (python-jsonschema jsonschema/_keywords.py and jsonschema/_types.py@v4.26.0): a keyword
+about strings, objects or arrays holds for any other type, and ``pattern`` is a search, not a
+full match; the caller passes the same ``$``-as-end-of-string rewrite the jsonschema path uses.
 """
 
 from __future__ import annotations
