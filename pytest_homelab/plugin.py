@@ -360,7 +360,7 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     planned = {"homelab_probe", "homelab_service"} & set(metafunc.fixturenames)
     if planned and _left_out_by_markexpr(metafunc):
         # `pytest checks/ -m ci`: the smoke and rollout checks are deselected whatever their
-        # parameters, so their plans (deploy.json, validated with jsonschema: 0.1 s) are not made.
+        # parameters, so their plans (deploy.json read and validated) are not made.
         for name in sorted(planned):
             metafunc.parametrize(name, [None], ids=[_NOT_SELECTED], indirect=True)
         return

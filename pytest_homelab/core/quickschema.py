@@ -7,10 +7,12 @@ second copy of its rules) into plain Python checks, and each answers True (valid
 (invalid) or None (not sure). Only True is trusted on its own; False and None hand the document
 to jsonschema, which finds and words every problem as before.
 
-"Not sure" is the answer wherever the subset's meaning needs care: a keyword this module does
-not know (so a schema that grows one is judged by jsonschema alone until this learns it), a
-float where an integer is expected (draft 2020-12 counts ``1.0`` as one), a ``const`` or
-``enum`` value of another Python type (jsonschema's equality tells ``True`` from ``1``). The
+False is as exact as True (``not`` turns one into the other). "Not sure" is the answer wherever
+the subset's meaning needs care: a keyword this module does not know (so a schema that grows
+one is judged by jsonschema alone until this learns it), a float or an int subclass where an
+integer is expected (draft 2020-12 counts ``1.0`` as one), a bound on a number that is not an
+int, a ``const`` or ``enum`` value of another Python type (jsonschema's equality tells ``True``
+from ``1``), a ``$ref`` with an escape, a subschema with an ``$id`` of its own. The
 meaning of each keyword follows the draft 2020-12 validation vocabulary as jsonschema applies
 it (python-jsonschema jsonschema/_keywords.py and jsonschema/_types.py@v4.26.0): a keyword
 about strings, objects or arrays holds for any other type, and ``pattern`` is a search, not a
@@ -19,6 +21,7 @@ full match; the caller passes the same ``$``-as-end-of-string rewrite the jsonsc
 
 from __future__ import annotations
 
+import numbers
 import re
 from collections.abc import Callable, Mapping
 from typing import Any
@@ -70,6 +73,8 @@ class _Compiler:
             return _valid
         if not isinstance(schema, Mapping):
             return _unsure  # `false`, or not a schema at all
+        if "$id" in schema and schema is not self.root:
+            return _unsure  # references inside resolve against another base
         checks: list[Check] = []
         for keyword, value in schema.items():
             if keyword in _ANNOTATIONS or keyword.startswith("x-"):
@@ -81,6 +86,8 @@ class _Compiler:
     def _kw_ref(self, ref: object, _schema: Mapping[str, Any]) -> Check:
         if not isinstance(ref, str) or not ref.startswith("#/$defs/") or ref.count("/") != 2:
             return _unsure
+        if "~" in ref or "%" in ref:
+            return _unsure  # a JSON pointer escape or a URI one: not looked up here
         if ref not in self.refs:
             target = self.root.get("$defs", {}).get(ref.rsplit("/", 1)[1])
             if target is None:
@@ -100,7 +107,10 @@ class _Compiler:
             def integer(instance: object) -> Verdict:
                 if type(instance) is int:
                     return True
-                return None if isinstance(instance, float) else False
+                if isinstance(instance, bool):
+                    return False
+                # A float with no fraction, an int subclass: jsonschema takes them for integers.
+                return None if isinstance(instance, int | float) else False
 
             return integer
         return _unsure
@@ -215,7 +225,9 @@ class _Compiler:
         def check(instance: object) -> Verdict:
             if type(instance) is int:
                 return holds(instance, bound)
-            return None if isinstance(instance, float) else True  # only numbers are bounded
+            if isinstance(instance, bool) or not isinstance(instance, numbers.Number):
+                return True  # only numbers are bounded, and bools are not numbers
+            return None  # a float, a Decimal: compared as jsonschema compares them
 
         return check
 

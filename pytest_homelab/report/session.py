@@ -9,8 +9,9 @@ import io
 import json
 import logging
 import os
+import shlex
 import sys
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -61,7 +62,11 @@ def default_junit_path(verb: str) -> Path:
 
 
 def pytest_args(
-    suite: Path | list[Path], markexpr: str, junit: Path, flags: Mapping[str, object | None]
+    suite: Path | list[Path],
+    markexpr: str,
+    junit: Path,
+    flags: Mapping[str, object | None],
+    extra: Sequence[str] = (),
 ) -> list[str]:
     dirs = suite if isinstance(suite, list) else [suite]
     shipped_only = dirs == [PACKAGED_SUITE]
@@ -88,6 +93,7 @@ def pytest_args(
         # Its warnings would land in output the verdict never shows, and the full garbage
         # collections it forces at the session's end cost 30 ms or more after the verdict.
         args += ["-p", "no:unraisableexception"]
+    if logging_plugin_off(dirs, extra):
         # Nor does the verdict show the log records pytest's logging plugin collects in each
         # phase of each check (the shipped checks log nothing; the libraries' records are
         # dropped by quiet_library_logs); its handlers cost 40 ms per 1000 checks.
@@ -101,7 +107,20 @@ def pytest_args(
                 args.append(option.flag)
             continue
         args += [option.flag, str(value)]
-    return args
+    return args + list(extra)
+
+
+def logging_plugin_off(dirs: list[Path], extra: Sequence[str] = ()) -> bool:
+    """Whether the session runs without pytest's logging plugin: only the shipped suite's, and
+    only when no log option is asked for (``--log-level``, ``-o log_cli=true`` in
+    ``PYTEST_ADDOPTS`` or ``extra``), which pytest would refuse without the plugin."""
+    if dirs != [PACKAGED_SUITE]:
+        return False  # a repository's own checks may read caplog or log records
+    try:
+        tokens = [*shlex.split(os.environ.get("PYTEST_ADDOPTS", "")), *extra]
+    except ValueError:
+        return False  # pytest says what is wrong with the variable; the plugin stays
+    return not any(token.startswith("--log") or "log_" in token for token in tokens)
 
 
 @contextlib.contextmanager
@@ -189,14 +208,13 @@ def run_checks(
     except OSError as exc:
         raise BadInput(f"cannot write the JUnit file {junit}: {exc.strerror}") from None
     dirs = suites(settings)
-    args = pytest_args(dirs, markexpr, junit, flags) + (extra_args or [])
+    args = pytest_args(dirs, markexpr, junit, flags, extra_args or [])
     captured = io.StringIO()
     watch = _SignalWatch()
-    shipped_only = dirs == [PACKAGED_SUITE]
     with (
         contextlib.redirect_stdout(captured),
-        _plugin_autoload(not shipped_only),
-        quiet_library_logs(shipped_only),
+        _plugin_autoload(dirs != [PACKAGED_SUITE]),
+        quiet_library_logs(logging_plugin_off(dirs, extra_args or [])),
     ):
         try:
             code = pytest.main(args, plugins=[watch])

@@ -1,6 +1,7 @@
 """The shipped suite's session in ``homelab`` runs without pytest's logging plugin (its handlers
-cost 40 ms per 1000 checks and collect records the verdict never shows), and a library's log
-record still never reaches the user's terminal, as when that plugin captured it."""
+cost 40 ms per 1000 checks and collect records the verdict never shows), unless a log option is
+asked for; and a library's log record still never reaches the user's terminal, as when that
+plugin captured it."""
 
 from __future__ import annotations
 
@@ -8,7 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-from pytest_homelab.report.session import PACKAGED_SUITE, pytest_args
+import pytest
+
+from pytest_homelab.report.session import PACKAGED_SUITE, logging_plugin_off, pytest_args
 from pytest_homelab.sim.woodpecker import StepSpec, WoodpeckerSim
 from tests.cli.child import Child, environ
 
@@ -16,7 +19,10 @@ SHA = "9f3c2a1b7d4e5f60718293a4b5c6d7e8f9012345"
 POOL_FULL = "Connection pool is full, discarding connection: 127.0.0.1"
 
 
-def test_only_the_shipped_suite_runs_without_the_logging_plugin(tmp_path: Path) -> None:
+def test_only_the_shipped_suite_runs_without_the_logging_plugin(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.delenv("PYTEST_ADDOPTS", raising=False)
     junit = tmp_path / "r.xml"
     shipped = pytest_args(PACKAGED_SUITE, "ci", junit, {})
     assert "no:logging" in shipped
@@ -63,7 +69,29 @@ def pytest_runtest_logreport(report):
 """
 
 
-def test_a_library_warning_during_a_check_is_not_printed(tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("addopts", "off"),
+    [
+        ("", True),
+        ("-rA --tb=long", True),
+        ("--log-level=INFO", False),
+        ("-o log_cli=true --log-cli-level WARNING", False),
+        ("--override-ini=log_file_level=DEBUG", False),
+        ("'unbalanced", False),  # pytest says what is wrong; the plugin is not in the way
+    ],
+)
+def test_a_log_option_in_pytest_addopts_keeps_the_plugin(
+    addopts: str, off: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("PYTEST_ADDOPTS", addopts)
+    assert logging_plugin_off([PACKAGED_SUITE]) is off
+    assert logging_plugin_off([PACKAGED_SUITE], ["--log-format=%(message)s"]) is False
+
+
+@pytest.mark.parametrize(
+    "addopts", ["", "--log-level=INFO", "-o log_cli=true --log-cli-level=WARNING"]
+)
+def test_a_library_warning_during_a_check_is_not_printed(tmp_path: Path, addopts: str) -> None:
     plugins = tmp_path / "plugins"
     plugins.mkdir()
     (plugins / "noisy_library.py").write_text(NOISY_PLUGIN)
@@ -74,6 +102,7 @@ def test_a_library_warning_during_a_check_is_not_printed(tmp_path: Path) -> None
         env = environ(WOODPECKER_TOKEN="sim-token")
         env["PYTHONPATH"] = f"{plugins}:{env.get('PYTHONPATH', '')}".rstrip(":")
         env["PYTEST_PLUGINS"] = "noisy_library"  # loaded even with plugin autoload off
+        env["PYTEST_ADDOPTS"] = addopts  # pytest refuses a --log option without its plugin
         child = Child.homelab(
             *("ci", "watch", SHA, "--repo", "homelab/app", "--woodpecker-server", sim.base_url),
             cwd=tmp_path,

@@ -10,11 +10,14 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from decimal import Decimal
+from enum import IntEnum
 from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
 
 from pytest_homelab.core import manifest
 from pytest_homelab.core.quickschema import compile_schema
@@ -28,6 +31,10 @@ from tests.manifest.test_properties import (
     set_at,
 )
 from tests.samples import good_deploy
+
+
+class Flag(IntEnum):
+    ON = 5
 
 
 def referee(doc: object) -> bool:
@@ -203,6 +210,27 @@ def test_an_unknown_keyword_or_reference_is_never_proven_valid() -> None:
     assert compile_schema({"type": ["string", "null"]})("x") is None
     assert compile_schema({"additionalProperties": False, "patternProperties": {}})({}) is None
     assert compile_schema({"not": {"format": "email"}})("x") is None
+    # Where jsonschema's types are wider than Python's exact ones (found by review): under
+    # `not`, an inexact "invalid" would become a wrong "valid".
+    assert compile_schema({"not": {"type": "integer"}})(Flag.ON) is None
+    assert compile_schema({"minimum": 1000})(Flag.ON) is None
+    assert compile_schema({"minimum": 1000})(Decimal(5)) is None
+    assert compile_schema({"minimum": 1000})(True) is True  # bools are not numbers
+    escaped: dict[str, Any] = {
+        "$defs": {"a~1b": {}, "a/b": {"type": "string"}},
+        "$ref": "#/$defs/a~1b",
+    }
+    assert compile_schema(escaped)(5) is None
+    based = {"$defs": {"x": {"$id": "other.json", "$ref": "#/$defs/y"}}, "$ref": "#/$defs/x"}
+    assert compile_schema(based)(5) is None
+    cases: list[tuple[dict[str, Any], object]] = [
+        ({"not": {"type": "integer"}}, Flag.ON),
+        ({"minimum": 1000}, Flag.ON),
+        ({"minimum": 1000}, Decimal(5)),
+        (escaped, 5),
+    ]
+    for schema, value in cases:
+        assert not Draft202012Validator(schema).is_valid(value)  # what jsonschema says
     # ... while the keywords it knows are exact.
     assert compile_schema({"type": "string", "maxLength": 1, "description": "d"})("x") is True
     assert compile_schema({"enum": ["a", 1]})([1]) is None
