@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import numbers
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 Verdict = bool | None  # True: valid; False: invalid; None: not sure (ask jsonschema)
@@ -43,23 +43,23 @@ def _unsure(_instance: object) -> Verdict:
     return None
 
 
+def _fold(verdicts: Iterable[Verdict]) -> Verdict:
+    """All of them: False at the first False, else None if any is not sure, else True."""
+    verdict: Verdict = True
+    for seen in verdicts:
+        if seen is False:
+            return False
+        if seen is None:
+            verdict = None
+    return verdict
+
+
 def _all(checks: list[Check]) -> Check:
     if not checks:
         return _valid
     if len(checks) == 1:
         return checks[0]
-
-    def check(instance: object) -> Verdict:
-        verdict: Verdict = True
-        for one in checks:
-            seen = one(instance)
-            if seen is False:
-                return False
-            if seen is None:
-                verdict = None
-        return verdict
-
-    return check
+    return lambda instance: _fold(one(instance) for one in checks)
 
 
 class _Compiler:
@@ -131,16 +131,7 @@ class _Compiler:
         def check(instance: object) -> Verdict:
             if not isinstance(instance, dict):
                 return True
-            verdict: Verdict = True
-            for name, value in instance.items():
-                one = checks.get(name)
-                if one is not None:
-                    seen = one(value)
-                    if seen is False:
-                        return False
-                    if seen is None:
-                        verdict = None
-            return verdict
+            return _fold(checks[k](v) for k, v in instance.items() if k in checks)
 
         return check
 
@@ -239,15 +230,8 @@ _KEYWORDS: dict[str, Callable[[_Compiler, Any, Mapping[str, Any]], Check]] = {
 }
 
 
-def _all_of(check: Check, values: Any) -> Verdict:
-    verdict: Verdict = True
-    for value in values:
-        seen = check(value)
-        if seen is False:
-            return False
-        if seen is None:
-            verdict = None
-    return verdict
+def _all_of(check: Check, values: Iterable[Any]) -> Verdict:
+    return _fold(check(value) for value in values)
 
 
 def compile_schema(schema: Mapping[str, Any], pattern: Callable[[str], str] = lambda p: p) -> Check:

@@ -106,14 +106,20 @@ def set_at(doc: dict[str, Any], path: list[str | int], value: object) -> None:
             target[last] = value
 
 
+def edited(make_doc: MakeDoc, edits: list[tuple[list[str | int], object]]) -> dict[str, Any]:
+    """The known-good document with each (path, value) edit made that still has a way in."""
+    doc = make_doc()
+    for path, value in edits:
+        set_at(doc, path, value)
+    return doc
+
+
 @FIXTURE_OK
 @given(st.lists(st.tuples(paths_in_good, json_values), min_size=1, max_size=3))
 def test_good_document_with_random_parts_replaced(
     make_doc: MakeDoc, edits: list[tuple[list[str | int], object]]
 ) -> None:
-    doc = make_doc()
-    for path, value in edits:
-        set_at(doc, path, value)
+    doc = edited(make_doc, edits)
     result = outcome(json.dumps(doc))
     issues = validate_document(json.loads(json.dumps(doc)))
     if isinstance(result, ManifestInvalid):
