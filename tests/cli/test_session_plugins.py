@@ -33,7 +33,8 @@ def test_only_the_shipped_suite_runs_without_the_logging_plugin(
 
 
 def test_quiet_library_logs_stops_pythons_last_resort_printing() -> None:
-    # Python prints a record no handler takes on stderr (logging.lastResort); the context drops
+    # Python prints a record no handler takes on stderr (logging.lastResort, WARNING and up:
+    # cpython Lib/logging/__init__.py@v3.11.7:1711-1714, in Logger.callHandlers); the context drops
     # it. Run in a child: this test session's own logging plugin holds handlers of its own.
     code = (
         "import logging, sys\n"
@@ -83,6 +84,9 @@ def pytest_runtest_logreport(report):
 def test_a_log_option_in_pytest_addopts_keeps_the_plugin(
     addopts: str, off: bool, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    # pytest registers --log-level and the other log options in the logging plugin's
+    # pytest_addoption (pytest-dev/pytest src/_pytest/logging.py@9.2.0:234-245): without the
+    # plugin, `--log-level=INFO` in PYTEST_ADDOPTS is a usage error (exit 4).
     monkeypatch.setenv("PYTEST_ADDOPTS", addopts)
     assert logging_plugin_off([PACKAGED_SUITE]) is off
     assert logging_plugin_off([PACKAGED_SUITE], ["--log-format=%(message)s"]) is False
